@@ -1,0 +1,59 @@
+#!lua name=wa_ingest_1
+
+--[[
+wa-relay: the ingest function the nginx module calls once per webhook.
+
+FCALL wa_ingest_1 numkeys  <messages> <statuses> <account> [dedupe keys]
+      <dedupe seconds, 0 = off> <stream cap, 0 = none> <event count>
+      then, per event: <stream 1..3> <field count> <field> <value> ...
+
+The dedupe key of event i is KEYS[3 + i].  Each event is appended unless
+its dedupe key already exists; the key is then set with the window as TTL.
+Because a function runs atomically, the check and the append can never be
+split: a redelivery inside the window adds nothing, and a request that
+fails adds nothing either.
+
+Returns { appended, duplicates }.
+
+The library name carries a version: a module of another version loads its
+own library beside this one, so a rolling upgrade never swaps the code
+under a running nginx.  The module loads it (FUNCTION LOAD REPLACE) on every
+connection; see docs/redis.md.
+]]
+
+local function ingest(keys, args)
+    local ttl = tonumber(args[1])
+    local cap = tonumber(args[2])
+    local n = tonumber(args[3])
+    local pos = 4
+    local appended, duplicates = 0, 0
+
+    for i = 1, n do
+        local stream = keys[tonumber(args[pos])]
+        local nfields = tonumber(args[pos + 1])
+        local first = pos + 2
+        local last = first + 2 * nfields - 1
+        pos = last + 1
+
+        local fresh = true
+        if ttl > 0 then
+            fresh = redis.call('SET', keys[3 + i], '1', 'NX', 'EX', ttl)
+        end
+
+        if fresh then
+            if cap > 0 then
+                redis.call('XADD', stream, 'MAXLEN', '~', cap, '*',
+                           unpack(args, first, last))
+            else
+                redis.call('XADD', stream, '*', unpack(args, first, last))
+            end
+            appended = appended + 1
+        else
+            duplicates = duplicates + 1
+        end
+    end
+
+    return { appended, duplicates }
+end
+
+redis.register_function('wa_ingest_1', ingest)

@@ -1,0 +1,87 @@
+/*
+ * wa-relay: split one WhatsApp webhook body into normalized events.
+ *
+ * Pure C (jansson and libcrypto only): used by the nginx module, the unit
+ * tests and the fuzzers.  Every string an event points to lives either in
+ * the parsed body, in the JSON tree held by the batch, or in memory from the
+ * caller's allocator, so it stays valid until wa_batch_free() and the
+ * caller's allocator are released.
+ */
+
+#ifndef WA_NORMALIZE_H
+#define WA_NORMALIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+typedef enum {
+    WA_STREAM_MESSAGES = 0,
+    WA_STREAM_STATUSES,
+    WA_STREAM_ACCOUNT,
+    WA_STREAM_COUNT
+} wa_stream_t;
+
+
+/* an event never has more fields than this; the rest stays in "raw" */
+#define WA_EVENT_MAX_FIELDS  48
+
+
+typedef struct {
+    const char  *name;
+    size_t       name_len;
+    const char  *data;
+    size_t       len;
+} wa_field_t;
+
+
+typedef struct {
+    wa_stream_t  stream;
+    const char  *kind;
+    size_t       kind_len;
+    const char  *event_id;
+    size_t       event_id_len;
+    wa_field_t  *fields;
+    size_t       nfields;
+} wa_event_t;
+
+
+typedef void *(*wa_alloc_pt)(void *data, size_t size);
+
+
+typedef struct {
+    wa_alloc_pt   alloc;
+    void         *alloc_data;
+
+    wa_event_t   *events;
+    size_t        nevents;
+    size_t        nalloc;
+
+    /* set when the body, or a piece of it, was kept as "unparsed" */
+    const char   *error;
+    char          error_buf[160];
+
+    void         *root;          /* json_t * */
+    char         *scratch;
+    size_t        scratch_size;
+} wa_batch_t;
+
+
+extern const char *wa_stream_names[WA_STREAM_COUNT];
+
+
+/*
+ * Fills b->events from the body.  b->alloc must be set; everything else is
+ * zeroed by the call.  Returns 0, or -1 when memory ran out (b->error says
+ * so).  A body that is not JSON or not a WhatsApp envelope is not an error:
+ * it becomes one "unparsed" event holding the body, and b->error says why.
+ */
+int wa_normalize(wa_batch_t *b, const char *body, size_t len,
+    int64_t received_ms);
+
+void wa_batch_free(wa_batch_t *b);
+
+/* the value of a field of an event, or NULL */
+const wa_field_t *wa_event_field(const wa_event_t *ev, const char *name);
+
+#endif /* WA_NORMALIZE_H */

@@ -1,0 +1,173 @@
+/*
+ * wa-relay: Meta's webhook signatures.
+ *
+ * Each App Secret becomes an HMAC context keyed once, at configuration time;
+ * a request duplicates it, so the key schedule is not recomputed per body.
+ */
+
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "wa_signature.h"
+
+
+struct wa_hmac_key_s {
+    wa_sig_alg_t   alg;
+    EVP_MAC_CTX   *ctx;
+};
+
+
+static const char *wa_sig_prefix[] = { "sha256=", "sha1=" };
+
+
+size_t
+wa_sig_size(wa_sig_alg_t alg)
+{
+    return alg == WA_SIG_SHA256 ? 32 : 20;
+}
+
+
+static int
+wa_unhex(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+int
+wa_sig_parse(wa_sig_alg_t alg, const char *header, size_t len,
+    unsigned char *out)
+{
+    int          hi, lo;
+    size_t       i, plen, size;
+    const char  *p;
+
+    p = wa_sig_prefix[alg];
+    plen = strlen(p);
+    size = wa_sig_size(alg);
+
+    if (len != plen + 2 * size || strncasecmp(header, p, plen) != 0) {
+        return -1;
+    }
+
+    header += plen;
+
+    for (i = 0; i < size; i++) {
+        hi = wa_unhex(header[2 * i]);
+        lo = wa_unhex(header[2 * i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+
+        out[i] = (unsigned char) (hi << 4 | lo);
+    }
+
+    return 0;
+}
+
+
+wa_hmac_key_t *
+wa_hmac_key_new(wa_sig_alg_t alg, const void *secret, size_t len)
+{
+    EVP_MAC         *mac;
+    OSSL_PARAM       params[2];
+    wa_hmac_key_t   *key;
+
+    key = OPENSSL_zalloc(sizeof(wa_hmac_key_t));
+    if (key == NULL) {
+        return NULL;
+    }
+
+    key->alg = alg;
+
+    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) {
+        OPENSSL_free(key);
+        return NULL;
+    }
+
+    key->ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                    (char *) (alg == WA_SIG_SHA256 ? "SHA256" : "SHA1"), 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    if (key->ctx == NULL
+        || !EVP_MAC_init(key->ctx, secret, len, params))
+    {
+        wa_hmac_key_free(key);
+        return NULL;
+    }
+
+    return key;
+}
+
+
+void
+wa_hmac_key_free(wa_hmac_key_t *key)
+{
+    if (key) {
+        EVP_MAC_CTX_free(key->ctx);
+        OPENSSL_free(key);
+    }
+}
+
+
+int
+wa_hmac_verify(wa_hmac_key_t *key, const unsigned char *expected,
+    const void *data, size_t len)
+{
+    int             rc;
+    size_t          n;
+    EVP_MAC_CTX    *ctx;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+
+    ctx = EVP_MAC_CTX_dup(key->ctx);
+    if (ctx == NULL) {
+        return -1;
+    }
+
+    rc = -1;
+
+    if (EVP_MAC_update(ctx, data, len)
+        && EVP_MAC_final(ctx, md, &n, sizeof(md))
+        && n == wa_sig_size(key->alg))
+    {
+        rc = CRYPTO_memcmp(md, expected, n) == 0;
+    }
+
+    EVP_MAC_CTX_free(ctx);
+
+    return rc;
+}
+
+
+int
+wa_secret_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    unsigned char  da[32], db[32];
+
+    /* digests first, so that neither content nor length shows in time */
+    if (!EVP_Digest(a, alen, da, NULL, EVP_sha256(), NULL)
+        || !EVP_Digest(b, blen, db, NULL, EVP_sha256(), NULL))
+    {
+        return 0;
+    }
+
+    return CRYPTO_memcmp(da, db, sizeof(da)) == 0;
+}

@@ -1,0 +1,777 @@
+/*
+ * wa-relay: the webhook location.
+ *
+ * GET answers Meta's verification challenge.  POST reads the whole body,
+ * checks its signature against every configured App Secret, splits it into
+ * events and hands them to Redis in one FCALL; the answer is 200 only once
+ * Redis has acknowledged that call, 503 (with Retry-After) otherwise, so
+ * that Meta retries and nothing is lost.
+ *
+ * A request may be finalized while Redis still owes it a reply (timeout,
+ * shutdown): the reply callback then gets a small heap object whose request
+ * pointer the request's pool cleanup has cleared, never the request itself.
+ */
+
+#include "ngx_http_whatsapp_module.h"
+#include "wa_query.h"
+
+
+#define NGX_HTTP_WHATSAPP_FUNCTION   "wa_ingest_1"
+#define NGX_HTTP_WHATSAPP_RETRY      "5"
+#define NGX_HTTP_WHATSAPP_TOKEN_MAX  1024
+
+
+typedef struct {
+    ngx_http_request_t           *request;   /* NULL once it is gone */
+} ngx_http_whatsapp_pending_t;
+
+
+typedef struct {
+    ngx_http_whatsapp_pending_t  *pending;
+    ngx_event_t                   timer;
+    ngx_uint_t                    generation;
+    wa_sig_alg_t                  alg;
+    u_char                        sig[WA_SIG_MAX];
+} ngx_http_whatsapp_ctx_t;
+
+
+static ngx_int_t ngx_http_whatsapp_challenge(ngx_http_request_t *r,
+    ngx_http_whatsapp_loc_conf_t *wlcf);
+static ngx_int_t ngx_http_whatsapp_post(ngx_http_request_t *r,
+    ngx_http_whatsapp_loc_conf_t *wlcf);
+static void ngx_http_whatsapp_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_whatsapp_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_whatsapp_submit(ngx_http_request_t *r,
+    ngx_http_whatsapp_ctx_t *ctx, wa_batch_t *batch);
+static void ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply,
+    void *data);
+static void ngx_http_whatsapp_timeout(ngx_event_t *ev);
+static void ngx_http_whatsapp_cleanup(void *data);
+static ngx_int_t ngx_http_whatsapp_send(ngx_http_request_t *r,
+    ngx_uint_t status, char *text, size_t len);
+static ngx_int_t ngx_http_whatsapp_reject(ngx_http_request_t *r,
+    ngx_uint_t status, char *text);
+static void ngx_http_whatsapp_finish(ngx_http_request_t *r,
+    ngx_uint_t status);
+
+
+ngx_int_t
+ngx_http_whatsapp_handler(ngx_http_request_t *r)
+{
+    ngx_table_elt_t               *h;
+    ngx_http_whatsapp_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
+
+    if (r->method == NGX_HTTP_GET) {
+        return ngx_http_whatsapp_challenge(r, wlcf);
+    }
+
+    if (r->method == NGX_HTTP_POST) {
+        return ngx_http_whatsapp_post(r, wlcf);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "whatsapp webhook: method \"%V\" is not allowed",
+                  &r->method_name);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    ngx_str_set(&h->value, "GET, POST");
+
+    return ngx_http_whatsapp_reject(r, NGX_HTTP_NOT_ALLOWED,
+                                    "method not allowed\n");
+}
+
+
+static ngx_int_t
+ngx_http_whatsapp_challenge(ngx_http_request_t *r,
+    ngx_http_whatsapp_loc_conf_t *wlcf)
+{
+    char       *why, *p;
+    ssize_t     n;
+    char        buf[NGX_HTTP_WHATSAPP_TOKEN_MAX];
+
+    why = NULL;
+
+    n = wa_query_arg((char *) r->args.data, r->args.len, "hub.mode",
+                     buf, sizeof(buf));
+
+    if (wlcf->verify_token.len == 0) {
+        why = "no whatsapp_verify_token_file is configured";
+
+    } else if (n != 9 || ngx_strncmp(buf, "subscribe", 9) != 0) {
+        why = "hub.mode is not \"subscribe\"";
+
+    } else {
+        n = wa_query_arg((char *) r->args.data, r->args.len,
+                         "hub.verify_token", buf, sizeof(buf));
+
+        if (n < 0 || !wa_secret_equal(buf, n, wlcf->verify_token.data,
+                                      wlcf->verify_token.len))
+        {
+            why = "hub.verify_token does not match";
+        }
+
+        ngx_explicit_memzero(buf, sizeof(buf));
+    }
+
+    if (why == NULL) {
+        n = wa_query_arg((char *) r->args.data, r->args.len,
+                         "hub.challenge", buf, sizeof(buf));
+        if (n < 0) {
+            why = (n == -1) ? "no hub.challenge" : "hub.challenge too long";
+        }
+    }
+
+    if (why) {
+        ngx_http_whatsapp_inc(challenge_rejected);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "whatsapp webhook: verification refused: %s", why);
+
+        return ngx_http_whatsapp_reject(r, NGX_HTTP_FORBIDDEN,
+                                        "forbidden\n");
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, n);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, buf, n);
+
+    ngx_http_whatsapp_inc(challenge_ok);
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "whatsapp webhook: verification challenge answered");
+
+    return ngx_http_whatsapp_send(r, NGX_HTTP_OK, p, n);
+}
+
+
+static ngx_table_elt_t *
+ngx_http_whatsapp_header(ngx_http_request_t *r, char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_whatsapp_post(ngx_http_request_t *r,
+    ngx_http_whatsapp_loc_conf_t *wlcf)
+{
+    ngx_int_t                 rc;
+    ngx_table_elt_t          *h;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_whatsapp_ctx_t  *ctx;
+
+    ngx_http_whatsapp_inc(posts);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_whatsapp_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_whatsapp_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_whatsapp_module);
+
+    ctx->alg = WA_SIG_SHA256;
+    h = ngx_http_whatsapp_header(r, "X-Hub-Signature-256");
+
+    if (h == NULL && wlcf->sha1) {
+        ctx->alg = WA_SIG_SHA1;
+        h = ngx_http_whatsapp_header(r, "X-Hub-Signature");
+    }
+
+    /* rejected before the body is read: a forger costs us no HMAC */
+
+    if (h == NULL) {
+        ngx_http_whatsapp_inc(signature_missing);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "whatsapp webhook: rejected: no X-Hub-Signature-256 "
+                      "header");
+
+        return ngx_http_whatsapp_reject(r, NGX_HTTP_UNAUTHORIZED,
+                                        "signature required\n");
+    }
+
+    if (wa_sig_parse(ctx->alg, (char *) h->value.data, h->value.len,
+                     ctx->sig)
+        != 0)
+    {
+        ngx_http_whatsapp_inc(signature_invalid);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "whatsapp webhook: rejected: malformed %V header",
+                      &h->key);
+
+        return ngx_http_whatsapp_reject(r, NGX_HTTP_FORBIDDEN,
+                                        "invalid signature\n");
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_whatsapp_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void *
+ngx_http_whatsapp_palloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
+
+
+static void
+ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
+{
+    int                            rc;
+    int64_t                        now;
+    ngx_str_t                      body;
+    ngx_uint_t                     i;
+    ngx_time_t                    *tp;
+    wa_batch_t                     batch;
+    wa_hmac_key_t                 *key;
+    ngx_http_whatsapp_ctx_t       *ctx;
+    ngx_http_whatsapp_secret_t    *secrets;
+    ngx_http_whatsapp_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
+
+    if (ngx_http_whatsapp_read_body(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    secrets = wlcf->secrets->elts;
+
+    for (i = 0; i < wlcf->secrets->nelts; i++) {
+        key = (ctx->alg == WA_SIG_SHA256) ? secrets[i].sha256
+                                          : secrets[i].sha1;
+
+        rc = wa_hmac_verify(key, ctx->sig, body.data, body.len);
+
+        if (rc == 1) {
+            break;
+        }
+
+        if (rc < 0) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "whatsapp webhook: HMAC computation failed");
+        }
+    }
+
+    if (i == wlcf->secrets->nelts) {
+        ngx_http_whatsapp_inc(signature_invalid);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "whatsapp webhook: rejected: signature matches none "
+                      "of %ui app secrets (%uz byte body)",
+                      wlcf->secrets->nelts, body.len);
+
+        ngx_http_finalize_request(r,
+            ngx_http_whatsapp_send(r, NGX_HTTP_FORBIDDEN,
+                                   "invalid signature\n", 18));
+        return;
+    }
+
+    ngx_http_whatsapp_inc(secret[i]);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "whatsapp webhook: signature matched secret %ui \"%V\"",
+                   i + 1, &secrets[i].file);
+
+    tp = ngx_timeofday();
+    now = (int64_t) tp->sec * 1000 + tp->msec;
+
+    batch.alloc = ngx_http_whatsapp_palloc;
+    batch.alloc_data = r->pool;
+
+    if (wa_normalize(&batch, (char *) body.data, body.len, now) != 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: body not split into events: %s",
+                      batch.error);
+        wa_batch_free(&batch);
+        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
+
+    if (batch.error) {
+        ngx_http_whatsapp_inc(unparsed);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "whatsapp webhook: kept as \"unparsed\": %s",
+                      batch.error);
+    }
+
+    if (ngx_http_whatsapp_submit(r, ctx, &batch) != NGX_OK) {
+        wa_batch_free(&batch);
+        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
+
+    wa_batch_free(&batch);
+}
+
+
+/* the body in one piece: as it is when nginx kept it in one buffer */
+static ngx_int_t
+ngx_http_whatsapp_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    off_t         len, size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        ngx_str_set(body, "");
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? b->file_last - b->file_pos : b->last - b->pos;
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        size = b->file_last - b->file_pos;
+
+        n = ngx_read_file(b->file, p, size, b->file_pos);
+
+        if (n != size) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "whatsapp webhook: read %z of %O bytes of the "
+                          "body from \"%V\"", n, size, &b->file->name);
+            return NGX_ERROR;
+        }
+
+        p += size;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * One FCALL for the whole body:
+ *
+ *   FCALL wa_ingest_1 <3 + dedupe keys> <streams...> <dedupe keys...>
+ *         <dedupe seconds> <cap> <events> { <stream> <n> <fields...> }...
+ */
+static ngx_int_t
+ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
+    wa_batch_t *batch)
+{
+    int                             argc;
+    u_char                         *num, *p;
+    size_t                         *lens, n;
+    ngx_uint_t                      i, j, k, nkeys;
+    wa_event_t                     *ev;
+    const char                    **argv;
+    ngx_http_whatsapp_pending_t    *pending;
+    ngx_http_whatsapp_loc_conf_t   *wlcf;
+    ngx_http_whatsapp_main_conf_t  *wmcf;
+
+    static char  *stream_index[] = { "1", "2", "3" };
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module);
+
+    nkeys = WA_STREAM_COUNT + (wlcf->dedupe ? batch->nevents : 0);
+
+    argc = 3 + nkeys + 3;
+    for (i = 0; i < batch->nevents; i++) {
+        argc += 2 + 2 * batch->events[i].nfields;
+    }
+
+    argv = ngx_palloc(r->pool, argc * sizeof(char *));
+    lens = ngx_palloc(r->pool, argc * sizeof(size_t));
+    num = ngx_pnalloc(r->pool, (batch->nevents + 2) * NGX_INT_T_LEN);
+
+    if (argv == NULL || lens == NULL || num == NULL) {
+        return NGX_ERROR;
+    }
+
+#define ngx_http_whatsapp_arg(s, l)                                           \
+    argv[k] = (const char *) (s); lens[k] = (l); k++
+
+#define ngx_http_whatsapp_num(v)                                              \
+    p = ngx_sprintf(num, "%ui", (ngx_uint_t) (v));                            \
+    ngx_http_whatsapp_arg(num, p - num);                                      \
+    num = p
+
+    k = 0;
+
+    ngx_http_whatsapp_arg("FCALL", 5);
+    ngx_http_whatsapp_arg(NGX_HTTP_WHATSAPP_FUNCTION,
+                          sizeof(NGX_HTTP_WHATSAPP_FUNCTION) - 1);
+    ngx_http_whatsapp_num(nkeys);
+
+    for (i = 0; i < WA_STREAM_COUNT; i++) {
+        ngx_http_whatsapp_arg(wlcf->streams[i].data, wlcf->streams[i].len);
+    }
+
+    if (wlcf->dedupe) {
+        for (i = 0; i < batch->nevents; i++) {
+            ev = &batch->events[i];
+
+            n = wlcf->dedupe_prefix.len + ev->kind_len + 1
+                + ev->event_id_len;
+
+            p = ngx_pnalloc(r->pool, n);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_http_whatsapp_arg(p, n);
+
+            p = ngx_cpymem(p, wlcf->dedupe_prefix.data,
+                           wlcf->dedupe_prefix.len);
+            p = ngx_cpymem(p, ev->kind, ev->kind_len);
+            *p++ = ':';
+            ngx_memcpy(p, ev->event_id, ev->event_id_len);
+        }
+    }
+
+    ngx_http_whatsapp_arg(wlcf->dedupe_text.data, wlcf->dedupe_text.len);
+    ngx_http_whatsapp_arg(wlcf->maxlen_text.data, wlcf->maxlen_text.len);
+    ngx_http_whatsapp_num(batch->nevents);
+
+    for (i = 0; i < batch->nevents; i++) {
+        ev = &batch->events[i];
+
+        ngx_http_whatsapp_arg(stream_index[ev->stream], 1);
+        ngx_http_whatsapp_num(ev->nfields);
+
+        for (j = 0; j < ev->nfields; j++) {
+            ngx_http_whatsapp_arg(ev->fields[j].name, ev->fields[j].name_len);
+            ngx_http_whatsapp_arg(ev->fields[j].data, ev->fields[j].len);
+        }
+    }
+
+#undef ngx_http_whatsapp_num
+#undef ngx_http_whatsapp_arg
+
+    pending = ngx_alloc(sizeof(ngx_http_whatsapp_pending_t),
+                        r->connection->log);
+    if (pending == NULL) {
+        return NGX_ERROR;
+    }
+
+    pending->request = r;
+
+    /* hiredis copies the arguments: the pool may go before the reply */
+
+    if (ngx_http_whatsapp_redis_command(argc, argv, lens,
+                                        ngx_http_whatsapp_reply, pending,
+                                        &ctx->generation)
+        != NGX_OK)
+    {
+        ngx_free(pending);
+
+        ngx_http_whatsapp_inc(redis_unavailable);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: redis is not connected, "
+                      "answering 503 so that Meta retries");
+        return NGX_ERROR;
+    }
+
+    ctx->pending = pending;
+
+    ctx->timer.handler = ngx_http_whatsapp_timeout;
+    ctx->timer.data = r;
+    ctx->timer.log = r->connection->log;
+
+    /* not cancelable: a graceful shutdown waits for this answer */
+    ngx_add_timer(&ctx->timer, wmcf->timeout);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "whatsapp webhook: %uz events sent to redis",
+                   batch->nevents);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply, void *data)
+{
+    ngx_http_whatsapp_pending_t *pending = data;
+
+    ngx_uint_t                status;
+    redisReply               *rr;
+    ngx_http_request_t       *r;
+    ngx_http_whatsapp_ctx_t  *ctx;
+
+    r = pending->request;
+    ngx_free(pending);
+
+    if (r == NULL) {
+        /* answered already (timeout) or gone: nothing left to tell */
+        return;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
+    ctx->pending = NULL;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    rr = reply;
+    status = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    if (rr == NULL) {
+        ngx_http_whatsapp_inc(redis_errors);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: redis connection lost before "
+                      "the reply, answering 503");
+
+    } else if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_http_whatsapp_inc(redis_errors);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: redis answered \"%*s\", "
+                      "answering 503", rr->len, rr->str);
+
+        if (ngx_strncmp(rr->str, "ERR Function not found", 22) == 0) {
+            ngx_http_whatsapp_redis_load_functions();
+        }
+
+    } else if (rr->type == REDIS_REPLY_ARRAY && rr->elements == 2
+               && rr->element[0]->type == REDIS_REPLY_INTEGER
+               && rr->element[1]->type == REDIS_REPLY_INTEGER)
+    {
+        status = NGX_HTTP_OK;
+
+        ngx_http_whatsapp_inc(accepted);
+        ngx_http_whatsapp_add(events_appended, rr->element[0]->integer);
+        ngx_http_whatsapp_add(events_duplicate, rr->element[1]->integer);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "whatsapp webhook: %L appended, %L duplicates",
+                       rr->element[0]->integer, rr->element[1]->integer);
+
+    } else {
+        ngx_http_whatsapp_inc(redis_errors);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: unexpected reply type %d from "
+                      "redis, answering 503", rr->type);
+    }
+
+    ngx_http_whatsapp_finish(r, status);
+}
+
+
+static void
+ngx_http_whatsapp_timeout(ngx_event_t *ev)
+{
+    ngx_http_request_t       *r;
+    ngx_http_whatsapp_ctx_t  *ctx;
+
+    r = ev->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
+
+    if (ctx->pending) {
+        ctx->pending->request = NULL;
+        ctx->pending = NULL;
+    }
+
+    ngx_http_whatsapp_inc(redis_timeouts);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "whatsapp webhook: redis did not answer within "
+                  "whatsapp_redis_timeout, answering 503");
+
+    ngx_http_whatsapp_redis_reset(ctx->generation,
+                                  "a reply took longer than "
+                                  "whatsapp_redis_timeout");
+
+    ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+}
+
+
+static void
+ngx_http_whatsapp_cleanup(void *data)
+{
+    ngx_http_whatsapp_ctx_t  *ctx = data;
+
+    if (ctx->pending) {
+        ctx->pending->request = NULL;
+        ctx->pending = NULL;
+    }
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_whatsapp_send(ngx_http_request_t *r, ngx_uint_t status, char *text,
+    size_t len)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, NGX_HTTP_WHATSAPP_RETRY);
+    }
+
+    if (len == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = (u_char *) text;
+    b->last = b->pos + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* an answer before the body was read: the body is discarded first */
+static ngx_int_t
+ngx_http_whatsapp_reject(ngx_http_request_t *r, ngx_uint_t status,
+    char *text)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_whatsapp_send(r, status, text, ngx_strlen(text));
+}
+
+
+static void
+ngx_http_whatsapp_finish(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (status == NGX_HTTP_OK) {
+        ngx_http_finalize_request(r,
+            ngx_http_whatsapp_send(r, status, "ok\n", 3));
+
+    } else {
+        ngx_http_finalize_request(r,
+            ngx_http_whatsapp_send(r, status, "retry later\n", 12));
+    }
+
+    ngx_http_run_posted_requests(c);
+}
