@@ -29,7 +29,8 @@ static const char *wa_reserved[] = {
     "display_phone_number", "ts", "received_at", "raw", "error", NULL
 };
 
-#define WA_DUMP_FLAGS  (JSON_COMPACT | JSON_REAL_PRECISION(15))
+#define WA_DUMP_FLAGS  (JSON_COMPACT | JSON_ENCODE_ANY                     \
+                        | JSON_REAL_PRECISION(15))
 #define WA_DIGEST_HEX  32
 
 
@@ -38,7 +39,7 @@ typedef struct {
     const char    *field;          /* the change's field name */
     json_t        *entry;
     json_t        *value;
-    char           received[24];
+    const char    *received;
     size_t         received_len;
     wa_field_t     f[WA_EVENT_MAX_FIELDS];
     size_t         n;
@@ -176,14 +177,14 @@ wa_digest_id(wa_builder_t *bd, json_t *item)
 
     n = -1;
     if (prefix != NULL) {
-        n = wa_dump_scratch(bd->batch, prefix, JSON_COMPACT);
+        n = wa_dump_scratch(bd->batch, prefix, JSON_COMPACT | JSON_ENCODE_ANY);
         json_decref(prefix);
     }
 
     if (n >= 0) {
         EVP_DigestUpdate(md, bd->batch->scratch, (size_t) n);
         n = wa_dump_scratch(bd->batch, item,
-                            JSON_COMPACT | JSON_SORT_KEYS);
+                            JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
     }
 
     if (n < 0) {
@@ -261,8 +262,7 @@ wa_add_json(wa_builder_t *bd, const char *name, size_t name_len, json_t *v)
         break;
 
     case JSON_REAL:
-        n = (int) json_dumpb(v, buf, sizeof(buf) - 1, JSON_ENCODE_ANY
-                             | WA_DUMP_FLAGS);
+        n = (int) json_dumpb(v, buf, sizeof(buf) - 1, WA_DUMP_FLAGS);
         break;
 
     case JSON_TRUE:
@@ -1059,6 +1059,7 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
     json_t        *root, *entries, *entry, *changes, *change;
     const char    *object;
     json_error_t   err;
+    char           received[24];
     wa_builder_t   bd;
 
     b->events = NULL;
@@ -1071,8 +1072,12 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
 
     memset(&bd, 0, sizeof(wa_builder_t));
     bd.batch = b;
-    bd.received_len = (size_t) snprintf(bd.received, sizeof(bd.received),
-                                        "%lld", (long long) received_ms);
+    bd.received_len = (size_t) snprintf(received, sizeof(received), "%lld",
+                                        (long long) received_ms);
+    bd.received = wa_strndup(b, received, bd.received_len);
+    if (bd.received == NULL) {
+        return -1;
+    }
 
     root = json_loadb(body, len, JSON_ALLOW_NUL, &err);
     if (root == NULL) {

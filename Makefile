@@ -1,0 +1,104 @@
+# wa-relay
+#
+#   make            build the nginx module (and the worker, the unit tests)
+#   make run        build, start Redis + nginx + a demo sender on loopback
+#   make test       install what is missing, build, run every test
+#   make deps       install the Debian packages the project needs (as root)
+#
+# NGINX_SRC names the nginx source tree to build against: by default the one
+# Debian's nginx-dev ships, configured with the packaged nginx's own flags so
+# that /usr/sbin/nginx loads build/ngx_http_whatsapp_module.so.
+
+SHELL      := /bin/bash
+NGINX_SRC  ?= /usr/share/nginx/src
+NGINX_BIN  ?= /usr/sbin/nginx
+BUILD      := $(CURDIR)/build
+NGX_BUILD  := $(BUILD)/nginx
+MODULE     := $(BUILD)/ngx_http_whatsapp_module.so
+UNIT       := $(BUILD)/unit_tests
+FIXTURES   ?= $(abspath $(CURDIR)/../shared/fixtures/meta-payloads)
+
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+WARN       := -Wall -Wextra -Werror
+CORE_SRCS  := $(wildcard src/core/*.c)
+CORE_HDRS  := $(wildcard src/core/*.h)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+
+# Debian packages: to build, to run, to test
+PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
+              redis-server libcurl4-openssl-dev check pkg-config perl \
+              curl wrk clang
+
+PROVE_ARGS ?= -r
+
+.PHONY: all module unit deps test test-unit test-t run clean
+
+all: module unit
+
+# --- the nginx module ------------------------------------------------------
+
+$(NGX_BUILD)/objs/Makefile: config redis/wa_ingest.lua
+	@test -x $(NGINX_SRC)/configure || { \
+	    echo "no nginx source in $(NGINX_SRC): apt-get install nginx-dev," \
+	         "or make NGINX_SRC=/path/to/nginx-x.y.z"; exit 1; }
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(BUILD)
+	cp -a $(NGINX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && \
+	if [ -f conf_flags ]; then . ./conf_flags; \
+	else NGX_CONF_FLAGS=(--with-compat --with-threads); fi && \
+	./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 || \
+	    { tail -20 $(BUILD)/configure.log; exit 1; }
+
+module: $(NGX_BUILD)/objs/Makefile
+	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_whatsapp_module.so $(MODULE)
+
+# --- C unit tests (Check) --------------------------------------------------
+
+$(UNIT): $(wildcard t/unit/*.c) $(wildcard t/unit/*.h) $(CORE_SRCS) \
+         $(CORE_HDRS)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -Isrc/core \
+	    -DWA_FIXTURES='"$(FIXTURES)"' \
+	    -o $@ $(wildcard t/unit/*.c) $(CORE_SRCS) \
+	    -ljansson -lcrypto $(CHECK_LIBS)
+
+unit: $(UNIT)
+
+# --- dependencies ----------------------------------------------------------
+
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	        grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing: $$missing"; \
+	    if [ "$$(id -u)" != 0 ]; then \
+	        echo "run as root, or: apt-get install $$missing"; exit 1; fi; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq $$missing; \
+	fi
+
+# --- tests and demo --------------------------------------------------------
+
+test: deps
+	$(MAKE) all
+	$(MAKE) test-unit test-t
+
+test-unit: $(UNIT)
+	$(UNIT)
+
+test-t: module
+	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+	    prove $(PROVE_ARGS) t/
+
+run: deps
+	$(MAKE) all
+	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+	    perl tools/demo
+
+clean:
+	rm -rf $(BUILD)

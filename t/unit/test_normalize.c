@@ -1,0 +1,451 @@
+/* wa-relay: unit tests of the normalizer. */
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "unit.h"
+#include "wa_normalize.h"
+
+
+/* a throwaway arena: every block is freed at once */
+typedef struct {
+    void    **blocks;
+    size_t    n;
+    size_t    cap;
+} arena_t;
+
+
+static void *
+arena_alloc(void *data, size_t size)
+{
+    arena_t  *a = data;
+    void     *p;
+
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 64;
+        a->blocks = realloc(a->blocks, a->cap * sizeof(void *));
+        ck_assert_ptr_nonnull(a->blocks);
+    }
+
+    p = malloc(size);
+    a->blocks[a->n++] = p;
+
+    return p;
+}
+
+
+static void
+arena_free(arena_t *a)
+{
+    size_t  i;
+
+    for (i = 0; i < a->n; i++) {
+        free(a->blocks[i]);
+    }
+
+    free(a->blocks);
+    memset(a, 0, sizeof(arena_t));
+}
+
+
+static arena_t     arena;
+static wa_batch_t  batch;
+
+
+static wa_batch_t *
+normalize(const char *body, size_t len)
+{
+    wa_batch_free(&batch);
+    arena_free(&arena);
+
+    batch.alloc = arena_alloc;
+    batch.alloc_data = &arena;
+
+    ck_assert_int_eq(wa_normalize(&batch, body, len, 1700000000123LL), 0);
+
+    return &batch;
+}
+
+
+static wa_batch_t *
+normalize_str(const char *body)
+{
+    return normalize(body, strlen(body));
+}
+
+
+static void
+teardown(void)
+{
+    wa_batch_free(&batch);
+    arena_free(&arena);
+}
+
+
+/* the value of a field as a NUL-terminated string, or NULL */
+static const char *
+field(const wa_event_t *ev, const char *name)
+{
+    static char        buf[8][256];
+    static int         slot;
+    const wa_field_t  *f;
+    char              *p;
+
+    f = wa_event_field(ev, name);
+    if (f == NULL) {
+        return NULL;
+    }
+
+    p = buf[slot++ % 8];
+    snprintf(p, 256, "%.*s", (int) f->len, f->data);
+
+    return p;
+}
+
+
+#define ck_field(ev, name, want)                                              \
+    ck_assert_str_eq(field(ev, name) ? field(ev, name) : "(none)", want)
+
+
+static const char *vector_body =
+    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":"
+    "\"102290129340398\",\"changes\":[{\"value\":{\"messaging_product\":"
+    "\"whatsapp\",\"metadata\":{\"display_phone_number\":\"15550783881\","
+    "\"phone_number_id\":\"106540352242922\"},\"contacts\":[{\"profile\":"
+    "{\"name\":\"Jos\\u00e9\"},\"wa_id\":\"16505551234\"}],\"messages\":"
+    "[{\"from\":\"16505551234\",\"id\":\"wamid.TEST\",\"timestamp\":"
+    "\"1749416383\",\"type\":\"text\",\"text\":{\"body\":"
+    "\"caf\\u00e9 \\/ ok\"}}]},\"field\":\"messages\"}]}]}";
+
+
+START_TEST(message_fields)
+{
+    wa_batch_t  *b;
+    wa_event_t  *ev;
+
+    b = normalize_str(vector_body);
+
+    ck_assert_ptr_null(b->error);
+    ck_assert_int_eq(b->nevents, 1);
+
+    ev = &b->events[0];
+    ck_assert_int_eq(ev->stream, WA_STREAM_MESSAGES);
+    ck_field(ev, "kind", "message");
+    ck_field(ev, "field", "messages");
+    ck_field(ev, "event_id", "wamid.TEST");
+    ck_field(ev, "waba_id", "102290129340398");
+    ck_field(ev, "phone_number_id", "106540352242922");
+    ck_field(ev, "display_phone_number", "15550783881");
+    ck_field(ev, "ts", "1749416383");
+    ck_field(ev, "received_at", "1700000000123");
+    ck_field(ev, "msg_id", "wamid.TEST");
+    ck_field(ev, "from", "16505551234");
+    ck_field(ev, "type", "text");
+    ck_field(ev, "text", "caf\xc3\xa9 / ok");
+    ck_field(ev, "profile_name", "Jos\xc3\xa9");
+    ck_field(ev, "raw", "{\"from\":\"16505551234\",\"id\":\"wamid.TEST\","
+             "\"timestamp\":\"1749416383\",\"type\":\"text\",\"text\":"
+             "{\"body\":\"caf\xc3\xa9 / ok\"}}");
+    ck_assert_ptr_null(wa_event_field(ev, "context_id"));
+}
+END_TEST
+
+
+START_TEST(statuses_errors_and_ids)
+{
+    wa_batch_t  *b;
+
+    b = normalize_str(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","
+        "\"changes\":[{\"field\":\"messages\",\"value\":{\"metadata\":"
+        "{\"phone_number_id\":\"9\"},\"statuses\":[{\"id\":\"wamid.A\","
+        "\"status\":\"failed\",\"timestamp\":\"5\",\"recipient_id\":\"7\","
+        "\"errors\":[{\"code\":131047,\"title\":\"Re-engagement\"}],"
+        "\"biz_opaque_callback_data\":\"ob-1\",\"pricing\":{\"category\":"
+        "\"marketing\",\"billable\":true}},{\"id\":\"wamid.A\",\"status\":"
+        "\"read\",\"timestamp\":\"6\"}],\"errors\":[{\"code\":131000,"
+        "\"title\":\"Something went wrong\"}]}}]}]}");
+
+    ck_assert_ptr_null(b->error);
+    ck_assert_int_eq(b->nevents, 3);
+
+    ck_assert_int_eq(b->events[0].stream, WA_STREAM_STATUSES);
+    ck_field(&b->events[0], "event_id", "wamid.A:failed");
+    ck_field(&b->events[0], "status", "failed");
+    ck_field(&b->events[0], "error_code", "131047");
+    ck_field(&b->events[0], "pricing_category", "marketing");
+    ck_field(&b->events[0], "billable", "true");
+    ck_field(&b->events[0], "biz_opaque_callback_data", "ob-1");
+    ck_field(&b->events[1], "event_id", "wamid.A:read");
+
+    ck_assert_int_eq(b->events[2].stream, WA_STREAM_ACCOUNT);
+    ck_field(&b->events[2], "kind", "error");
+    ck_field(&b->events[2], "error_code", "131000");
+    ck_assert_int_eq(b->events[2].event_id_len, 32);
+}
+END_TEST
+
+
+START_TEST(other_fields_flattened)
+{
+    wa_batch_t  *b;
+    char         id[64];
+
+    b = normalize_str(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"55\","
+        "\"time\":1751247548,\"changes\":[{\"field\":"
+        "\"message_template_status_update\",\"value\":{\"event\":\"PAUSED\","
+        "\"message_template_id\":1689556908129832,\"message_template_name\":"
+        "\"order\",\"message_template_language\":\"en_US\",\"reason\":null,"
+        "\"other_info\":{\"title\":\"FIRST_PAUSE\"},\"kind\":\"x\"}}]}]}");
+
+    ck_assert_int_eq(b->nevents, 1);
+    ck_assert_int_eq(b->events[0].stream, WA_STREAM_ACCOUNT);
+    ck_field(&b->events[0], "kind", "message_template_status_update");
+    ck_field(&b->events[0], "ts", "1751247548");
+    ck_field(&b->events[0], "event", "PAUSED");
+    ck_field(&b->events[0], "message_template_id", "1689556908129832");
+    ck_field(&b->events[0], "other_info_title", "FIRST_PAUSE");
+    ck_field(&b->events[0], "value_kind", "x");
+    ck_assert_ptr_null(wa_event_field(&b->events[0], "reason"));
+    snprintf(id, sizeof(id), "%s", b->events[0].event_id);
+
+    /* the same change with its keys in another order: the same id */
+    b = normalize_str(
+        "{\"entry\":[{\"changes\":[{\"value\":{\"kind\":\"x\",\"reason\":null,"
+        "\"other_info\":{\"title\":\"FIRST_PAUSE\"},\"message_template_"
+        "language\":\"en_US\",\"message_template_name\":\"order\",\"message_"
+        "template_id\":1689556908129832,\"event\":\"PAUSED\"},\"field\":"
+        "\"message_template_status_update\"}],\"time\":1751247548,\"id\":"
+        "\"55\"}],\"object\":\"whatsapp_business_account\"}");
+
+    ck_assert_int_eq(b->nevents, 1);
+    ck_assert_str_eq(b->events[0].event_id, id);
+
+    /* a later event of the same shape is another event */
+    b = normalize_str(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"55\","
+        "\"time\":1751247549,\"changes\":[{\"field\":"
+        "\"message_template_status_update\",\"value\":{\"event\":\"PAUSED\","
+        "\"message_template_id\":1689556908129832,\"message_template_name\":"
+        "\"order\",\"message_template_language\":\"en_US\",\"reason\":null,"
+        "\"other_info\":{\"title\":\"FIRST_PAUSE\"},\"kind\":\"x\"}}]}]}");
+
+    ck_assert_str_ne(b->events[0].event_id, id);
+}
+END_TEST
+
+
+START_TEST(unparsed_bodies)
+{
+    wa_batch_t  *b;
+    const char  *junk = "{\"object\": \"whatsapp_business_account\", \"entry\"";
+
+    b = normalize_str(junk);
+    ck_assert_ptr_nonnull(b->error);
+    ck_assert_int_eq(b->nevents, 1);
+    ck_assert_int_eq(b->events[0].stream, WA_STREAM_ACCOUNT);
+    ck_field(&b->events[0], "kind", "unparsed");
+    ck_field(&b->events[0], "raw", junk);
+
+    b = normalize_str("{\"object\":\"page\",\"entry\":[]}");
+    ck_assert_ptr_nonnull(strstr(b->error, "not a WhatsApp envelope"));
+    ck_assert_int_eq(b->nevents, 1);
+
+    b = normalize("", 0);
+    ck_assert_int_eq(b->nevents, 1);
+    ck_field(&b->events[0], "kind", "unparsed");
+
+    /* NUL bytes inside strings are kept, not cut */
+    b = normalize_str("{\"object\":\"whatsapp_business_account\",\"entry\":"
+                      "[{\"changes\":[{\"field\":\"x\",\"value\":{\"a\":"
+                      "\"1\\u00002\"}}]}]}");
+    ck_assert_ptr_null(b->error);
+    ck_assert_int_eq(wa_event_field(&b->events[0], "a")->len, 3);
+}
+END_TEST
+
+
+START_TEST(bad_pieces_are_kept_beside_good_ones)
+{
+    wa_batch_t  *b;
+
+    b = normalize_str(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[7,{\"id\":\"1\","
+        "\"changes\":[\"x\",{\"field\":\"messages\",\"value\":{\"messages\":"
+        "[{\"id\":\"wamid.1\",\"type\":\"text\",\"text\":{\"body\":\"hi\"}},"
+        "42]}},{\"field\":\"messages\",\"value\":{\"statuses\":{}}}]}]}");
+
+    ck_assert_ptr_nonnull(b->error);
+    ck_assert_int_eq(b->nevents, 5);
+    ck_field(&b->events[0], "kind", "unparsed");   /* 7 */
+    ck_field(&b->events[0], "raw", "7");
+    ck_field(&b->events[1], "kind", "unparsed");   /* "x" */
+    ck_field(&b->events[2], "kind", "message");
+    ck_field(&b->events[3], "kind", "unparsed");   /* 42 */
+    ck_field(&b->events[4], "kind", "unparsed");   /* statuses: {} */
+}
+END_TEST
+
+
+START_TEST(large_batch)
+{
+    wa_batch_t  *b;
+    char        *body, *p;
+    int          i;
+
+    body = malloc(1000 * 128 + 256);
+    p = body + sprintf(body, "{\"object\":\"whatsapp_business_account\","
+                       "\"entry\":[{\"id\":\"1\",\"changes\":[{\"field\":"
+                       "\"messages\",\"value\":{\"statuses\":[");
+
+    for (i = 0; i < 1000; i++) {
+        p += sprintf(p, "%s{\"id\":\"wamid.%d\",\"status\":\"sent\","
+                     "\"timestamp\":\"%d\"}", i ? "," : "", i, i);
+    }
+
+    strcpy(p, "]}}]}]}");
+
+    b = normalize_str(body);
+    free(body);
+
+    ck_assert_int_eq(b->nevents, 1000);
+    ck_field(&b->events[999], "event_id", "wamid.999:sent");
+}
+END_TEST
+
+
+/* how many events a body must give, counted without the normalizer */
+static size_t
+expected_events(json_t *body)
+{
+    size_t   i, j, k, n, items;
+    json_t  *entry, *change, *v, *h, *t;
+    const char *field;
+
+    n = 0;
+
+    json_array_foreach(json_object_get(body, "entry"), i, entry) {
+        json_array_foreach(json_object_get(entry, "changes"), j, change) {
+            field = json_string_value(json_object_get(change, "field"));
+            v = json_object_get(change, "value");
+            items = 0;
+
+            if (strcmp(field, "messages") == 0) {
+                items = json_array_size(json_object_get(v, "messages"))
+                        + json_array_size(json_object_get(v, "statuses"))
+                        + json_array_size(json_object_get(v, "errors"));
+
+            } else if (strcmp(field, "smb_message_echoes") == 0) {
+                items = json_array_size(json_object_get(v, "message_echoes"));
+
+            } else if (strcmp(field, "user_preferences") == 0) {
+                items = json_array_size(json_object_get(v,
+                                                        "user_preferences"));
+
+            } else if (strcmp(field, "history") == 0) {
+                json_array_foreach(json_object_get(v, "history"), k, h) {
+                    size_t  m;
+
+                    json_array_foreach(json_object_get(h, "threads"), m, t) {
+                        items += json_array_size(json_object_get(t,
+                                                              "messages"));
+                    }
+                }
+            }
+
+            n += items ? items : 1;
+        }
+    }
+
+    return n;
+}
+
+
+START_TEST(every_fixture)
+{
+    DIR            *dir;
+    char            path[1024];
+    char           *body;
+    size_t          i, cases, events;
+    json_t         *file, *c;
+    const char     *name;
+    wa_batch_t     *b;
+    json_error_t    err;
+    struct dirent  *de;
+
+    dir = opendir(WA_FIXTURES);
+    ck_assert_msg(dir != NULL, "no fixtures in %s", WA_FIXTURES);
+
+    cases = 0;
+    events = 0;
+
+    while ((de = readdir(dir)) != NULL) {
+        if (strstr(de->d_name, ".json") == NULL) {
+            continue;
+        }
+
+        snprintf(path, sizeof(path), "%s/%s", WA_FIXTURES, de->d_name);
+        file = json_load_file(path, 0, &err);
+        ck_assert_msg(file != NULL, "%s: %s", path, err.text);
+
+        json_object_foreach(file, name, c) {
+            body = json_dumps(c, JSON_COMPACT | JSON_ENSURE_ASCII
+                                 | JSON_PRESERVE_ORDER);
+            b = normalize_str(body);
+            free(body);
+
+            ck_assert_msg(b->error == NULL, "%s/%s: %s", de->d_name, name,
+                          b->error);
+            ck_assert_msg(b->nevents == expected_events(c),
+                          "%s/%s: %zu events, %zu expected", de->d_name,
+                          name, b->nevents, expected_events(c));
+
+            for (i = 0; i < b->nevents; i++) {
+                ck_assert_ptr_nonnull(wa_event_field(&b->events[i], "raw"));
+                ck_assert_ptr_nonnull(wa_event_field(&b->events[i],
+                                                     "received_at"));
+                ck_assert_int_gt(b->events[i].event_id_len, 0);
+                ck_assert_int_le(b->events[i].nfields,
+                                 WA_EVENT_MAX_FIELDS + 1);
+            }
+
+            cases++;
+            events += b->nevents;
+        }
+
+        json_decref(file);
+    }
+
+    closedir(dir);
+
+    ck_assert_int_eq(cases, 74);
+    ck_assert_int_ge(events, 74);
+}
+END_TEST
+
+
+Suite *
+normalize_suite(void)
+{
+    Suite  *s;
+    TCase  *tc;
+
+    s = suite_create("normalize");
+    tc = tcase_create("events");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, message_fields);
+    tcase_add_test(tc, statuses_errors_and_ids);
+    tcase_add_test(tc, other_fields_flattened);
+    tcase_add_test(tc, unparsed_bodies);
+    tcase_add_test(tc, bad_pieces_are_kept_beside_good_ones);
+    tcase_add_test(tc, large_batch);
+    tcase_add_test(tc, every_fixture);
+    suite_add_tcase(s, tc);
+
+    return s;
+}

@@ -1,0 +1,12 @@
+/* wa-relay: C unit tests of the pure parts, run by Check. */
+
+#ifndef WA_UNIT_H
+#define WA_UNIT_H
+
+#include <check.h>
+
+Suite *normalize_suite(void);
+Suite *signature_suite(void);
+Suite *query_suite(void);
+
+#endif
