@@ -1,0 +1,340 @@
+package WaTest;
+
+# Test harness: each test gets its own directory, its own redis-server and
+# the packaged nginx loading the built module, all on free loopback ports.
+# Only Meta is faked: sign() and post() send webhooks the way Meta does.
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use File::Spec;
+use Digest::SHA qw(hmac_sha256_hex hmac_sha1_hex);
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+our $JSON = JSON::PP->new->ascii->canonical(0);
+
+sub new {
+    my ($class, %opt) = @_;
+
+    my $self = bless {
+        module => $ENV{WA_MODULE} || 'build/ngx_http_whatsapp_module.so',
+        nginx => $ENV{WA_NGINX} || '/usr/sbin/nginx',
+        fixtures => $ENV{WA_FIXTURES} || '../shared/fixtures/meta-payloads',
+        redis_bin => $ENV{WA_REDIS_SERVER} || 'redis-server',
+        secret => 'test_app_secret',
+        token => 'test-verify-token',
+        %opt,
+        pids => {},
+    }, $class;
+
+    $self->{module} = File::Spec->rel2abs($self->{module});
+    croak "module $self->{module} not built (make module)"
+        unless -f $self->{module};
+
+    $self->{dir} = tempdir('wa-test-XXXXXX', TMPDIR => 1,
+                           CLEANUP => !$ENV{WA_KEEP});
+    # nginx workers run as nobody when the tests run as root
+    chmod 0755, $self->{dir};
+    $self->{http} = HTTP::Tiny->new(timeout => 15, keep_alive => 0);
+
+    $self->write_file('secret', $self->{secret}, 0600);
+    $self->write_file('token', $self->{token}, 0600);
+
+    return $self;
+}
+
+sub dir { $_[0]{dir} }
+
+sub write_file {
+    my ($self, $name, $content, $mode) = @_;
+    my $path = "$self->{dir}/$name";
+    open my $fh, '>', $path or croak "$path: $!";
+    print $fh $content;
+    close $fh;
+    chmod $mode // 0644, $path;
+    return $path;
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or croak "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub wait_port {
+    my ($port, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+    while (time < $deadline) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp');
+        if ($s) { close $s; return 1 }
+        sleep 0.02;
+    }
+    return 0;
+}
+
+sub spawn {
+    my ($self, $name, @cmd) = @_;
+    my $pid = fork // croak "fork: $!";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$self->{dir}/$name.out";
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    $self->{pids}{$name} = $pid;
+    return $pid;
+}
+
+sub stop {
+    my ($self, $name, $sig) = @_;
+    my $pid = delete $self->{pids}{$name} or return;
+    kill $sig // 'TERM', $pid;
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        return 1 if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.02;
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    return 0;
+}
+
+sub alive {
+    my ($self, $name) = @_;
+    my $pid = $self->{pids}{$name} or return 0;
+    return waitpid($pid, WNOHANG) == 0;
+}
+
+# --- redis -----------------------------------------------------------------
+
+sub redis_port { $_[0]{redis_port} //= free_port() }
+
+sub start_redis {
+    my ($self, @extra) = @_;
+    my $port = $self->redis_port;
+    $self->spawn('redis', $self->{redis_bin}, '--port', $port,
+                 '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+                 '--dir', $self->{dir}, '--daemonize', 'no', @extra);
+    wait_port($port) or croak "redis-server did not start on $port";
+    return $port;
+}
+
+sub stop_redis { $_[0]->stop('redis') }
+
+sub redis {
+    my ($self, @args) = @_;
+    open my $fh, '-|', 'redis-cli', '-h', '127.0.0.1', '-p',
+        $self->redis_port, '--json', @args
+        or croak "redis-cli: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    return undef unless defined $out && length $out;
+    my $v = eval { JSON::PP->new->allow_nonref->decode($out) };
+    return $@ ? $out : $v;
+}
+
+# entries of a stream as [ id, { field => value } ] pairs
+sub stream {
+    my ($self, $key) = @_;
+    my $r = $self->redis('XRANGE', $key, '-', '+');
+    return () unless ref $r eq 'ARRAY';
+    return map { [ $_->[0], { @{ $_->[1] } } ] } @$r;
+}
+
+sub stream_events {
+    my ($self, $key) = @_;
+    return map { $_->[1] } $self->stream($key);
+}
+
+sub xlen {
+    my ($self, $key) = @_;
+    return $self->redis('XLEN', $key) // 0;
+}
+
+# --- nginx -----------------------------------------------------------------
+
+sub port { $_[0]{port} //= free_port() }
+
+sub nginx_conf {
+    my ($self, %o) = @_;
+    my $d = $self->{dir};
+    my $redis = $o{redis} // '127.0.0.1:' . $self->redis_port;
+    my $http = $o{http} // '';
+    my $loc = $o{location} // '';
+    my $server = $o{server} // '';
+    my $main = $o{main} // '';
+    my $timeout = $o{redis_timeout} // '3s';
+    my $port = $self->port;
+
+    return <<"EOF";
+load_module $self->{module};
+daemon off;
+master_process on;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+$main
+events { worker_connections 1024; }
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    client_max_body_size 4m;
+    whatsapp_redis $redis;
+    whatsapp_redis_timeout $timeout;
+    whatsapp_app_secret_file $d/secret;
+    whatsapp_verify_token_file $d/token;
+$http
+    server {
+        listen 127.0.0.1:$port;
+        location = /webhook {
+            whatsapp_webhook;
+$loc
+        }
+        location = /wa-status {
+            whatsapp_status;
+        }
+$server
+    }
+}
+EOF
+}
+
+sub nginx_test {
+    my ($self, $conf) = @_;
+    $self->write_file('test.conf', $conf);
+    my $out = `$self->{nginx} -t -p $self->{dir} -e $self->{dir}/test.log -c $self->{dir}/test.conf 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub start_nginx {
+    my ($self, %o) = @_;
+    my $conf = $self->nginx_conf(%o);
+    $self->write_file('nginx.conf', $conf);
+    $self->spawn('nginx', $self->{nginx}, '-p', $self->{dir},
+                 '-e', "$self->{dir}/error.log",
+                 '-c', "$self->{dir}/nginx.conf");
+    unless (wait_port($self->port)) {
+        croak "nginx did not start:\n" . $self->error_log;
+    }
+    $self->wait_log(qr/whatsapp redis: connected/, 5);
+    return $self->port;
+}
+
+sub reload_nginx {
+    my ($self, %o) = @_;
+    $self->write_file('nginx.conf', $self->nginx_conf(%o)) if %o;
+    kill 'HUP', $self->{pids}{nginx};
+}
+
+sub stop_nginx { $_[0]->stop('nginx', $_[1] // 'QUIT') }
+
+sub nginx_pid { $_[0]{pids}{nginx} }
+
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/error.log" or return '';
+    local $/;
+    return <$fh>;
+}
+
+# wait until the error log matches: the module logs state changes there
+sub wait_log {
+    my ($self, $re, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    while (time < $deadline) {
+        return 1 if $self->error_log =~ $re;
+        sleep 0.05;
+    }
+    return 0;
+}
+
+sub url {
+    my ($self, $path) = @_;
+    return 'http://127.0.0.1:' . $self->port . ($path // '/webhook');
+}
+
+# --- the fake Meta -------------------------------------------------------------
+
+sub sign {
+    my ($secret, $body) = @_;
+    return 'sha256=' . hmac_sha256_hex($body, $secret);
+}
+
+sub sign_sha1 {
+    my ($secret, $body) = @_;
+    return 'sha1=' . hmac_sha1_hex($body, $secret);
+}
+
+# POST a body signed like Meta signs it; headers can override or drop
+# (undef value) the signature
+sub post {
+    my ($self, $body, %o) = @_;
+    my %h = ('Content-Type' => 'application/json',
+             'X-Hub-Signature-256' => sign($o{secret} // $self->{secret},
+                                           $body));
+    my $extra = $o{headers} || {};
+    for my $k (keys %$extra) {
+        if (defined $extra->{$k}) { $h{$k} = $extra->{$k} }
+        else { delete $h{$k} }
+    }
+    return $self->{http}->request('POST', $self->url($o{path}),
+                                  { headers => \%h, content => $body });
+}
+
+sub get {
+    my ($self, $path) = @_;
+    return $self->{http}->get($self->url($path));
+}
+
+sub status_counters {
+    my ($self) = @_;
+    my $r = $self->get('/wa-status');
+    my %c = $r->{content} =~ /^(\w+) (\d+)$/mg;
+    return \%c;
+}
+
+# Meta serialises compactly with non-ASCII as \uXXXX escapes
+sub meta_json {
+    my ($data) = @_;
+    return $JSON->encode($data);
+}
+
+# every fixture case: [ file, case, body ] with the body as Meta sends it
+sub fixtures {
+    my ($self) = @_;
+    my @cases;
+    for my $file (sort glob "$self->{fixtures}/*.json") {
+        open my $fh, '<', $file or croak "$file: $!";
+        local $/;
+        my $all = JSON::PP->new->decode(<$fh>);
+        (my $name = $file) =~ s{.*/}{};
+        for my $case (sort keys %$all) {
+            push @cases, [ $name, $case, $all->{$case} ];
+        }
+    }
+    return @cases;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    for my $name (keys %{ $self->{pids} }) {
+        $self->stop($name, 'TERM');
+    }
+}
+
+1;
