@@ -321,7 +321,7 @@ sub fixtures {
     for my $file (sort glob "$self->{fixtures}/*.json") {
         open my $fh, '<', $file or croak "$file: $!";
         local $/;
-        my $all = JSON::PP->new->decode(<$fh>);
+        my $all = JSON::PP->new->utf8->decode(<$fh>);
         (my $name = $file) =~ s{.*/}{};
         for my $case (sort keys %$all) {
             push @cases, [ $name, $case, $all->{$case} ];
