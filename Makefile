@@ -91,7 +91,7 @@ test: deps
 test-unit: $(UNIT)
 	$(UNIT)
 
-test-t: module
+test-t: module $(UNIT)
 	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
 	    prove $(PROVE_ARGS) t/
 

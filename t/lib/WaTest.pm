@@ -31,6 +31,7 @@ sub new {
         token => 'test-verify-token',
         %opt,
         pids => {},
+        owner => $$,
     }, $class;
 
     $self->{module} = File::Spec->rel2abs($self->{module});
@@ -332,6 +333,7 @@ sub fixtures {
 
 sub DESTROY {
     my ($self) = @_;
+    return unless $$ == $self->{owner};     # not in a forked client
     for my $name (keys %{ $self->{pids} }) {
         $self->stop($name, 'TERM');
     }
