@@ -16,6 +16,7 @@ BUILD      := $(CURDIR)/build
 NGX_BUILD  := $(BUILD)/nginx
 MODULE     := $(BUILD)/ngx_http_whatsapp_module.so
 UNIT       := $(BUILD)/unit_tests
+WORKER     := $(BUILD)/wa-relayd
 FIXTURES   ?= $(abspath $(CURDIR)/../shared/fixtures/meta-payloads)
 
 CC         ?= cc
@@ -32,9 +33,9 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
 
 PROVE_ARGS ?= -r
 
-.PHONY: all module unit deps test test-unit test-t run clean
+.PHONY: all module worker unit deps test test-unit test-t run clean
 
-all: module unit
+all: module worker unit
 
 # --- the nginx module ------------------------------------------------------
 
@@ -55,6 +56,21 @@ $(NGX_BUILD)/objs/Makefile: config redis/wa_ingest.lua
 module: $(NGX_BUILD)/objs/Makefile
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
 	cp $(NGX_BUILD)/objs/ngx_http_whatsapp_module.so $(MODULE)
+
+# --- the worker ------------------------------------------------------------
+
+WORKER_SRCS := $(wildcard src/worker/*.c) src/core/wa_keyword.c
+
+$(BUILD)/wa_state_lua.h: redis/wa_state.lua tools/lua2c
+	@mkdir -p $(BUILD)
+	sh tools/lua2c $< > $@
+
+$(WORKER): $(WORKER_SRCS) $(wildcard src/worker/*.h) src/core/wa_keyword.h \
+           $(BUILD)/wa_state_lua.h
+	$(CC) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker -I$(BUILD) \
+	    -o $@ $(WORKER_SRCS) -lhiredis
+
+worker: $(WORKER)
 
 # --- C unit tests (Check) --------------------------------------------------
 
@@ -91,13 +107,15 @@ test: deps
 test-unit: $(UNIT)
 	$(UNIT)
 
-test-t: module $(UNIT)
+test-t: module $(UNIT) $(WORKER)
 	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+	    WA_WORKER=$(WORKER) \
 	    prove $(PROVE_ARGS) t/
 
 run: deps
 	$(MAKE) all
 	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+	    WA_WORKER=$(WORKER) \
 	    perl tools/demo
 
 clean:

@@ -27,6 +27,7 @@ sub new {
         nginx => $ENV{WA_NGINX} || '/usr/sbin/nginx',
         fixtures => $ENV{WA_FIXTURES} || '../shared/fixtures/meta-payloads',
         redis_bin => $ENV{WA_REDIS_SERVER} || 'redis-server',
+        worker_bin => $ENV{WA_WORKER} || 'build/wa-relayd',
         secret => 'test_app_secret',
         token => 'test-verify-token',
         %opt,
@@ -267,6 +268,65 @@ sub wait_log {
 sub url {
     my ($self, $path) = @_;
     return 'http://127.0.0.1:' . $self->port . ($path // '/webhook');
+}
+
+# --- the worker --------------------------------------------------------------
+
+# wa-relayd against this test's Redis; extra flags override the defaults
+sub start_worker {
+    my ($self, @flags) = @_;
+    my $name = 'worker';
+    my %o = (consumer => 'w1', @flags);
+    $name = "worker-$o{consumer}";
+    my @args = ('--redis', '127.0.0.1:' . $self->redis_port,
+                '--log-file', "$self->{dir}/$name.log",
+                '--stats-interval-ms', 500);
+    push @args, "--$_", $o{$_} for sort keys %o;
+    $self->spawn($name, File::Spec->rel2abs($self->{worker_bin}), @args);
+    return $name;
+}
+
+sub worker_log {
+    my ($self, $consumer) = @_;
+    open my $fh, '<', "$self->{dir}/worker-" . ($consumer // 'w1') . '.log'
+        or return '';
+    local $/;
+    return <$fh>;
+}
+
+# poll until the sub returns true; its last value
+sub wait_for {
+    my ($self, $cond, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+    my $v;
+    while (time < $deadline) {
+        return $v if $v = $cond->();
+        sleep 0.05;
+    }
+    return $cond->();
+}
+
+# every group on the prefix's streams has acknowledged everything
+sub drained {
+    my ($self, $prefix, $group) = @_;
+    $prefix //= 'wa';
+    $group //= 'wa-relayd';
+    for my $s (qw(messages statuses account)) {
+        my $g = $self->redis('XINFO', 'GROUPS', "$prefix:$s");
+        return 0 unless ref $g eq 'ARRAY';
+        # redis-cli --json speaks RESP3: groups come as maps
+        my ($h) = grep { $_->{name} eq $group }
+                  map { ref $_ eq 'HASH' ? $_ : +{ @$_ } } @$g;
+        return 0 unless $h;
+        return 0 if $h->{pending} || ($h->{lag} // 1);
+    }
+    return 1;
+}
+
+sub hash {
+    my ($self, $key) = @_;
+    my $r = $self->redis('HGETALL', $key);
+    return ref $r eq 'ARRAY' ? { @$r } : ref $r eq 'HASH' ? $r : {};
 }
 
 # --- the fake Meta -------------------------------------------------------------

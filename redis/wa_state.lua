@@ -1,0 +1,620 @@
+#!lua name=wa_state_1
+
+--[[
+wa-relay: the state WhatsApp's rules turn on, kept by wa-relayd.
+
+wa_apply_1 applies a batch of stream entries read by one consumer group and
+acknowledges them in the same atomic call: a worker killed at any moment
+leaves every entry either applied and acknowledged, or neither (it is then
+reclaimed).  An entry another consumer already acknowledged is skipped, and
+an event_id seen before (a redelivery outside the ingest dedupe window) is
+acknowledged without being applied again, so counters never count twice.
+
+  FCALL wa_apply_1 1 <stream>  <prefix> <group> <seen_ttl> <n>
+        [<entry id> <nfields> <field> <value> ...] x n
+  -> { applied, duplicates, skipped, dead }
+
+wa_sent_1 records an outbound message sent through the Graph API with the
+template and variant it carries, for the trackers (the sender calls it).
+
+  FCALL wa_sent_1 0  <prefix> <wamid> <phone_number_id> <recipient> <ts>
+        <template> <language> <variant>
+
+Keys and fields are documented in docs/state.md.
+--]]
+
+local DAY = 86400
+local MSG_TTL = 35 * DAY            -- Meta keeps a message alive 30 days
+local DAILY_TTL = 400 * DAY
+local ALERTS_MAXLEN = 100000
+
+-- outbound status steps; failed is final, unknown statuses are recorded only
+local RANK = { sent = 1, delivered = 2, read = 3, played = 4 }
+local STEPS = { 'sent', 'delivered', 'read', 'played' }
+
+-- inbound types that do not open or restart the customer-service window
+local NOT_WINDOW = { reaction = true, system = true, revoke = true,
+                     edit = true, ephemeral = true }
+
+local QUALITY = { GREEN = 3, YELLOW = 2, RED = 1 }
+
+local TIERS = { TIER_50 = 50, TIER_250 = 250, TIER_1K = 1000,
+                TIER_2K = 2000, TIER_10K = 10000, TIER_100K = 100000,
+                TIER_UNLIMITED = -1 }
+
+local P                             -- the key prefix of this call
+
+
+local function key(...)
+    return P .. ':' .. table.concat({...}, ':')
+end
+
+local function num(v)
+    return tonumber(v)
+end
+
+-- days since the epoch to a UTC date (proleptic Gregorian)
+local function ymd(ts)
+    local z = math.floor(ts / DAY) + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460)
+                            + math.floor(doe / 36524)
+                            - math.floor(doe / 146096)) / 365)
+    local y = yoe + era * 400
+    local doy = doe - (365 * yoe + math.floor(yoe / 4)
+                       - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local d = doy - math.floor((153 * mp + 2) / 5) + 1
+    local m = mp < 10 and mp + 3 or mp - 9
+    if m <= 2 then y = y + 1 end
+    return string.format('%04d-%02d-%02d', y, m, d)
+end
+
+local function hour(ts)
+    return string.format('%02d', math.floor((ts % DAY) / 3600))
+end
+
+local function hget(k, f)
+    local v = redis.call('HGET', k, f)
+    if v == false then return nil end
+    return v
+end
+
+-- set a hash field to the larger of its value and v
+local function hmax(k, f, v)
+    local old = num(hget(k, f))
+    if old == nil or v > old then
+        redis.call('HSET', k, f, v)
+        return true
+    end
+    return false
+end
+
+local function alert(e, severity, subject, text)
+    redis.call('XADD', key('alerts'), 'MAXLEN', '~', ALERTS_MAXLEN, '*',
+               'severity', severity, 'kind', e.kind, 'subject', subject,
+               'message', text, 'event_id', e.event_id or '',
+               'ts', e.ts or '')
+end
+
+local function daily(pn, ts, dir, n)
+    local k = key('daily', pn, ymd(ts))
+    redis.call('HINCRBY', k, dir, n or 1)
+    redis.call('HINCRBY', k, dir .. '_hour_' .. hour(ts), n or 1)
+    redis.call('EXPIRE', k, DAILY_TTL)
+    return k
+end
+
+local function tstats(template, variant, field, n)
+    if not template then return end
+    redis.call('HINCRBY', key('tstats', template), field, n or 1)
+    if variant then
+        redis.call('HINCRBY', key('tstats', template, variant), field, n or 1)
+    end
+end
+
+local function contact_key(pn, user)
+    if not pn or not user then return nil end
+    return key('contact', pn, user)
+end
+
+
+-- a message leaving the business number for the first time: counts, the
+-- response time to the user's message waiting for it, the free entry point
+local function outbound_first(pn, user, wamid, ts)
+    if pn then daily(pn, ts, 'out') end
+    local ck = contact_key(pn, user)
+    if not ck then return end
+
+    redis.call('HINCRBY', ck, 'messages_out', 1)
+    hmax(ck, 'last_outbound_at', ts)
+
+    local r = redis.call('HMGET', ck, 'awaiting_since', 'awaiting_first',
+                         'referral_at', 'entry_point_expires_at')
+    local since = num(r[1])
+    if since and ts >= since then
+        local dk = key('daily', pn, ymd(ts))
+        redis.call('HINCRBY', dk, 'responses', 1)
+        redis.call('HINCRBY', dk, 'response_time_sum', ts - since)
+        if r[2] == '1' then
+            redis.call('HINCRBY', dk, 'first_responses', 1)
+            redis.call('HINCRBY', dk, 'first_response_time_sum', ts - since)
+        end
+        redis.call('HDEL', ck, 'awaiting_since', 'awaiting_first')
+    end
+
+    -- an answer within 24 h of an ad click opens a 72 h free window
+    local ref = num(r[3])
+    if ref and ts >= ref and ts <= ref + DAY and not r[4] then
+        redis.call('HSET', ck, 'entry_point_expires_at', ts + 3 * DAY)
+    end
+end
+
+
+-- the tracker steps a message reaches when its status moves from a to b
+local function count_steps(template, variant, from, to)
+    for r = from + 1, to do
+        tstats(template, variant, STEPS[r])
+    end
+end
+
+
+local function opted_out_after_template(ck, ts)
+    local r = redis.call('HMGET', ck, 'tpl_name', 'tpl_variant',
+                         'tpl_sent_at', 'tpl_opted_out')
+    if r[1] and r[4] ~= '1' and num(r[3]) and ts >= num(r[3]) then
+        tstats(r[1], r[2] or nil, 'opted_out')
+        redis.call('HSET', ck, 'tpl_opted_out', 1)
+    end
+end
+
+
+local function inbound(e)
+    local pn = e.phone_number_id
+    local user = e.from or e.from_user_id
+    local ck = contact_key(pn, user)
+    if not ck then return 'skipped' end
+    local ts = num(e.ts)
+    if not ts then return 'skipped' end
+
+    if e.profile_name then
+        redis.call('HSET', ck, 'profile_name', e.profile_name)
+    end
+    if e.from_user_id then
+        redis.call('HSET', ck, 'user_id', e.from_user_id)
+    end
+    redis.call('HINCRBY', ck, 'messages_in', 1)
+    hmax(ck, 'last_inbound_at', ts)
+    daily(pn, ts, 'in')
+
+    if not NOT_WINDOW[e.type or ''] then
+        local old = num(hget(ck, 'window_expires_at'))
+        local open = old and old > ts
+        if hmax(ck, 'window_expires_at', ts + DAY) and not open then
+            redis.call('HSET', ck, 'window_opened_at', ts)
+        end
+        if not hget(ck, 'awaiting_since') then
+            redis.call('HSET', ck, 'awaiting_since', ts,
+                       'awaiting_first', open and 0 or 1)
+        end
+    end
+
+    if e.referral_source_type or e.ctwa_clid or e.referral_source_id then
+        redis.call('HSET', ck, 'referral_at', ts,
+                   'referral_source_id', e.referral_source_id or '',
+                   'ctwa_clid', e.ctwa_clid or '')
+        redis.call('HDEL', ck, 'entry_point_expires_at')
+    end
+
+    -- a reply to the last template within 24 h of its delivery
+    local r = redis.call('HMGET', ck, 'tpl_name', 'tpl_variant',
+                         'tpl_delivered_at', 'tpl_replied')
+    local at = num(r[3])
+    if r[1] and r[4] ~= '1' and at and ts >= at and ts <= at + DAY then
+        tstats(r[1], r[2] or nil, 'replied')
+        redis.call('HSET', ck, 'tpl_replied', 1)
+    end
+
+    if e.keyword == 'optout' then
+        redis.call('HSET', ck, 'opted_out', 1, 'opted_out_source', 'keyword',
+                   'opted_out_at', ts, 'opted_out_text', e.text or '')
+        opted_out_after_template(ck, ts)
+    elseif e.keyword == 'optin' then
+        redis.call('HSET', ck, 'opted_out', 0, 'opted_in_at', ts)
+    end
+    return 'applied'
+end
+
+
+local function echo(e)
+    if e.type == 'revoke' or e.type == 'edit' or not e.msg_id then
+        return 'skipped'
+    end
+    local ts = num(e.ts)
+    if not ts then return 'skipped' end
+    local mk = key('msg', e.msg_id)
+    local new = redis.call('EXISTS', mk) == 0
+    local user = e.to or e.to_user_id
+    redis.call('HSET', mk, 'source', 'echo', 'phone_number_id',
+               e.phone_number_id or '', 'recipient_id', user or '')
+    redis.call('HSETNX', mk, 'sent_at', ts)
+    redis.call('EXPIRE', mk, MSG_TTL)
+    if new then outbound_first(e.phone_number_id, user, e.msg_id, ts) end
+    return 'applied'
+end
+
+
+local function status(e)
+    local wamid, st, ts = e.msg_id, e.status, num(e.ts)
+    if not wamid or not st or not ts then return 'skipped' end
+    local mk = key('msg', wamid)
+    local new = redis.call('EXISTS', mk) == 0
+    local user = e.recipient_id or e.recipient_user_id
+    local pn = e.phone_number_id
+
+    for _, f in ipairs({ 'recipient_id', 'phone_number_id',
+                         'pricing_category', 'pricing_type', 'billable',
+                         'conversation_id', 'biz_opaque_callback_data' }) do
+        if e[f] then redis.call('HSET', mk, f, e[f]) end
+    end
+
+    local r = redis.call('HMGET', mk, 'status', 'template', 'variant')
+    local cur, template, variant = r[1] or nil, r[2] or nil, r[3] or nil
+    local crank = RANK[cur or ''] or 0
+
+    if cur == 'failed' then
+        -- final
+    elseif st == 'failed' then
+        if crank < RANK.read then
+            redis.call('HSET', mk, 'status', 'failed', 'failed_at', ts,
+                       'error_code', e.error_code or '',
+                       'error_title', e.error_title or '')
+            if crank == 0 then tstats(template, variant, 'sent') end
+            tstats(template, variant, 'failed')
+        end
+    elseif RANK[st] then
+        if RANK[st] > crank then
+            redis.call('HSET', mk, 'status', st, st .. '_at', ts)
+            count_steps(template, variant, crank, RANK[st])
+            if st == 'delivered' or (crank < 2 and RANK[st] >= 2) then
+                local ck = contact_key(pn, user)
+                if ck and template and hget(ck, 'tpl_wamid') == wamid then
+                    redis.call('HSET', ck, 'tpl_delivered_at', ts)
+                end
+            end
+        end
+    else
+        -- deleted, warning, or a status Meta adds later: kept, not ranked
+        redis.call('HSET', mk, 'last_other_status', st, st .. '_at', ts)
+    end
+
+    if e.pricing_type == 'free_entry_point' and e.conversation_expires then
+        local ck = contact_key(pn, user)
+        if ck then
+            hmax(ck, 'entry_point_expires_at', num(e.conversation_expires) or 0)
+        end
+    end
+
+    redis.call('EXPIRE', mk, MSG_TTL)
+    if new then outbound_first(pn, user, wamid, ts) end
+    return 'applied'
+end
+
+
+local function template_key(e)
+    if not e.message_template_name then return nil end
+    return key('template', e.waba_id or '-', e.message_template_name,
+               e.message_template_language or '-')
+end
+
+local function template_label(e)
+    return string.format('template %s (%s)', e.message_template_name,
+                         e.message_template_language or '-')
+end
+
+local function template_status(e)
+    local tk = template_key(e)
+    local ts = num(e.ts) or 0
+    if not tk or not e.event then return 'skipped' end
+
+    redis.call('HSET', tk, 'template_id', e.message_template_id or '',
+               'name', e.message_template_name,
+               'language', e.message_template_language or '')
+    if e.message_template_category then
+        redis.call('HSET', tk, 'category', e.message_template_category)
+    end
+    if e.event == 'PAUSED' then
+        -- 3 h, then 6 h; other_info's title says which when Meta sends it
+        local n = redis.call('HINCRBY', tk, 'pause_count', 1)
+        if e.other_info_title == 'FIRST_PAUSE' then n = 1
+        elseif e.other_info_title == 'SECOND_PAUSE' then n = 2 end
+        redis.call('HSET', tk, 'pause_count', n, 'paused_at', ts,
+                   'paused_until', ts + (n <= 1 and 3 or 6) * 3600)
+        alert(e, 'warning', template_label(e),
+              string.format('%s paused (%s pause) until %s',
+                            template_label(e), n <= 1 and 'first' or 'second',
+                            ts + (n <= 1 and 3 or 6) * 3600))
+    elseif e.event == 'DISABLED' then
+        redis.call('HSET', tk, 'disabled_at', ts)
+        redis.call('HDEL', tk, 'paused_until')
+        alert(e, 'critical', template_label(e),
+              template_label(e) .. ' disabled: ' .. (e.reason or 'no reason'))
+    end
+
+    -- the newest event decides the status; a late one is kept as history
+    if hmax(tk, 'status_at', ts) or not hget(tk, 'status') then
+        redis.call('HSET', tk, 'status', e.event,
+                   'reason', e.reason or e.rejection_info_reason or '')
+        if e.event ~= 'PAUSED' then redis.call('HDEL', tk, 'paused_until') end
+    end
+    return 'applied'
+end
+
+
+local function template_quality(e)
+    local tk = template_key(e)
+    if not tk then return 'skipped' end
+    local new, prev = e.new_quality_score, e.previous_quality_score
+    redis.call('HSET', tk, 'template_id', e.message_template_id or '',
+               'name', e.message_template_name,
+               'language', e.message_template_language or '',
+               'quality_score', new or '', 'previous_quality_score',
+               prev or '', 'quality_at', e.ts or '')
+    if QUALITY[new or ''] and QUALITY[prev or '']
+       and QUALITY[new] < QUALITY[prev]
+    then
+        alert(e, new == 'RED' and 'critical' or 'warning', template_label(e),
+              string.format('%s quality dropped from %s to %s',
+                            template_label(e), prev, new))
+    end
+    return 'applied'
+end
+
+
+local function template_category(e)
+    local tk = template_key(e)
+    if not tk then return 'skipped' end
+    redis.call('HSET', tk, 'name', e.message_template_name,
+               'language', e.message_template_language or '',
+               'category', e.new_category or '',
+               'previous_category', e.previous_category or '')
+    return 'applied'
+end
+
+
+local function number_quality(e)
+    local num_id = e.display_phone_number or e.phone_number_id
+    if not num_id or not e.event then return 'skipped' end
+    local nk = key('number', num_id)
+    local ts = num(e.ts) or 0
+    local ev = e.event
+    local label = 'number ' .. num_id
+
+    if not hmax(nk, 'last_event_at', ts) and hget(nk, 'last_event') then
+        -- older than what we know: keep it out of the current state
+        redis.call('HSET', nk, 'late_event', ev)
+        return 'applied'
+    end
+
+    redis.call('HSET', nk, 'waba_id', e.waba_id or '', 'last_event', ev,
+               'display_phone_number', num_id)
+    local old_limit = hget(nk, 'messaging_limit')
+    if e.current_limit then
+        redis.call('HSET', nk, 'messaging_limit', e.current_limit,
+                   'messaging_limit_users', TIERS[e.current_limit] or '')
+    end
+    if e.max_daily_conversations_per_business then
+        redis.call('HSET', nk, 'max_daily_conversations_per_business',
+                   e.max_daily_conversations_per_business)
+    end
+
+    if ev == 'FLAGGED' then
+        redis.call('HSET', nk, 'status', 'FLAGGED', 'quality_rating', 'RED',
+                   'flagged_at', ts)
+        alert(e, 'critical', label, label .. ' flagged: quality is RED; '
+              .. 'it drops a tier unless quality recovers within 7 days')
+    elseif ev == 'UNFLAGGED' then
+        redis.call('HSET', nk, 'status', 'CONNECTED', 'quality_rating',
+                   'GREEN')
+        redis.call('HDEL', nk, 'flagged_at')
+        alert(e, 'info', label, label .. ' unflagged: connected again')
+    elseif ev == 'DOWNGRADE' or ev == 'UPGRADE' then
+        redis.call('HSET', nk, 'status', 'CONNECTED')
+        redis.call('HDEL', nk, 'flagged_at')
+        alert(e, ev == 'DOWNGRADE' and 'critical' or 'info', label,
+              string.format('%s messaging limit %s: %s -> %s', label,
+                            ev == 'DOWNGRADE' and 'lowered' or 'raised',
+                            e.old_limit or old_limit or '?',
+                            e.current_limit or '?'))
+    elseif ev == 'THROUGHPUT_UPGRADE' then
+        redis.call('HSET', nk, 'throughput_level', 'HIGH')
+        alert(e, 'info', label, label .. ' throughput raised to 1000 msg/s')
+    elseif ev == 'ONBOARDING' then
+        redis.call('HSETNX', nk, 'status', 'CONNECTED')
+    end
+
+    if ev ~= 'DOWNGRADE' and ev ~= 'UPGRADE' and old_limit
+       and e.current_limit and old_limit ~= e.current_limit
+    then
+        alert(e, 'info', label, string.format('%s messaging limit %s -> %s',
+              label, old_limit, e.current_limit))
+    end
+    return 'applied'
+end
+
+
+local function capability(e)
+    local wk = key('waba', e.waba_id or '-')
+    for _, f in ipairs({ 'max_daily_conversation_per_phone',
+                         'max_daily_conversations_per_business',
+                         'max_phone_numbers_per_waba' }) do
+        if e[f] then redis.call('HSET', wk, f, e[f]) end
+    end
+    redis.call('HSET', wk, 'capability_at', e.ts or '')
+    local limit = e.max_daily_conversations_per_business
+    if e.display_phone_number and limit then
+        redis.call('HSET', key('number', e.display_phone_number),
+                   'max_daily_conversations_per_business', limit,
+                   'messaging_limit_users', TIERS[limit] or num(limit) or '')
+    end
+    return 'applied'
+end
+
+
+local function account(e)
+    local wk = key('waba', e.waba_id or '-')
+    local ev = e.event or ''
+    local label = 'WABA ' .. (e.waba_id or '-')
+    redis.call('HSET', wk, 'last_event', ev, 'last_event_at', e.ts or '')
+
+    if ev == 'ACCOUNT_RESTRICTION' then
+        redis.call('HSET', wk, 'restricted', 1, 'restricted_at', e.ts or '')
+        alert(e, 'critical', label, label .. ' restricted: it can only '
+              .. 'answer users')
+    elseif ev == 'DISABLED_UPDATE' then
+        redis.call('HSET', wk, 'ban_state', e.ban_info_waba_ban_state or '',
+                   'ban_date', e.ban_info_waba_ban_date or '')
+        alert(e, 'critical', label, string.format('%s ban state %s (%s)',
+              label, e.ban_info_waba_ban_state or '?',
+              e.ban_info_waba_ban_date or '?'))
+    elseif ev == 'ACCOUNT_VIOLATION' then
+        redis.call('HSET', wk, 'violation', e.violation_info_violation_type
+                   or '')
+        alert(e, 'critical', label, string.format('%s violation: %s', label,
+              e.violation_info_violation_type or '?'))
+    elseif ev == 'ACCOUNT_DELETED' or ev == 'ACCOUNT_OFFBOARDED' then
+        alert(e, 'critical', label, label .. ': ' .. ev)
+    elseif ev == 'ACCOUNT_RECONNECTED' then
+        redis.call('HDEL', wk, 'restricted', 'restricted_at')
+        alert(e, 'info', label, label .. ' reconnected')
+    end
+    return 'applied'
+end
+
+
+local function account_alert(e)
+    alert(e, string.lower(e.alert_info_alert_severity or 'warning'),
+          (e.entity_type or 'entity') .. ' ' .. (e.entity_id or ''),
+          string.format('%s: %s', e.alert_info_alert_type or 'alert',
+                        e.alert_info_alert_description or ''))
+    return 'applied'
+end
+
+
+local function preference(e)
+    local ck = contact_key(e.phone_number_id, e.wa_id)
+    if not ck or not e.value then return 'skipped' end
+    local ts = num(e.ts) or 0
+    if not hmax(ck, 'marketing_at', ts) then
+        return 'applied'              -- an older change than the one we have
+    end
+    redis.call('HSET', ck, 'marketing', e.value,
+               'marketing_detail', e.detail or '')
+    if e.value == 'stop' then opted_out_after_template(ck, ts) end
+    return 'applied'
+end
+
+
+local APPLY = {
+    message = inbound,
+    smb_message_echoes = echo,
+    status = status,
+    message_template_status_update = template_status,
+    message_template_quality_update = template_quality,
+    template_category_update = template_category,
+    phone_number_quality_update = number_quality,
+    business_capability_update = capability,
+    account_update = account,
+    account_alerts = account_alert,
+    user_preferences = preference,
+}
+
+
+local function apply(keys, args)
+    local stream, group = keys[1], args[2]
+    local ttl = tonumber(args[3])
+    local n = tonumber(args[4])
+    P = args[1]
+    local applied, dups, skipped, dead = 0, 0, 0, 0
+    local i = 5
+
+    for _ = 1, n do
+        local id, nf = args[i], tonumber(args[i + 1])
+        local e = {}
+        for j = i + 2, i + 1 + 2 * nf, 2 do
+            e[args[j]] = args[j + 1]
+        end
+        i = i + 2 + 2 * nf
+
+        -- 0: another consumer of this group acknowledged it already
+        if redis.call('XACK', stream, group, id) == 1 then
+            local f = APPLY[e.kind or '']
+            if not f or not e.event_id then
+                skipped = skipped + 1
+            elseif ttl > 0 and not redis.call('SET',
+                       key('seen', group, e.kind, e.event_id), 1, 'NX',
+                       'EX', ttl)
+            then
+                dups = dups + 1
+            else
+                local ok, res = pcall(f, e)
+                if ok then
+                    if res == 'skipped' then skipped = skipped + 1
+                    else applied = applied + 1 end
+                else
+                    -- a bug or a wrong key type: keep the entry, say why
+                    redis.call('XADD', key('dead'), '*', 'stream', stream,
+                               'id', id, 'reason', tostring(res.err or res),
+                               'event_id', e.event_id, 'kind', e.kind,
+                               'raw', e.raw or '')
+                    dead = dead + 1
+                end
+            end
+        end
+    end
+
+    return { applied, dups, skipped, dead }
+end
+
+
+local function sent(keys, args)
+    P = args[1]
+    local wamid, pn, user, ts = args[2], args[3], args[4], tonumber(args[5])
+    local template, language, variant = args[6], args[7], args[8]
+    if template == '' then template = nil end
+    if variant == '' then variant = nil end
+    local mk = key('msg', wamid)
+    local new = redis.call('EXISTS', mk) == 0
+
+    redis.call('HSET', mk, 'phone_number_id', pn, 'recipient_id', user,
+               'source', 'api')
+    redis.call('HSETNX', mk, 'sent_at', ts)
+    if template then
+        redis.call('HSET', mk, 'template', template, 'language', language)
+        if variant then redis.call('HSET', mk, 'variant', variant) end
+        -- statuses that came before this record count now
+        local r = redis.call('HMGET', mk, 'status', 'delivered_at')
+        if r[1] == 'failed' then
+            tstats(template, variant, 'sent')
+            tstats(template, variant, 'failed')
+        else
+            count_steps(template, variant, 0, RANK[r[1] or ''] or 0)
+        end
+        local ck = contact_key(pn, user)
+        if ck then
+            redis.call('HSET', ck, 'tpl_wamid', wamid, 'tpl_name', template,
+                       'tpl_variant', variant or '', 'tpl_sent_at', ts,
+                       'tpl_replied', 0, 'tpl_opted_out', 0)
+            redis.call('HDEL', ck, 'tpl_delivered_at')
+            if r[2] then redis.call('HSET', ck, 'tpl_delivered_at', r[2]) end
+        end
+    end
+    redis.call('EXPIRE', mk, MSG_TTL)
+    if new then outbound_first(pn, user, wamid, ts) end
+    return new and 1 or 0
+end
+
+
+redis.register_function('wa_apply_1', apply)
+redis.register_function('wa_sent_1', sent)

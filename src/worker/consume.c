@@ -1,0 +1,533 @@
+/*
+ * wa-relayd: reading the streams in a consumer group.
+ *
+ * Entries are read with XREADGROUP and applied in batches by the Redis
+ * function wa_apply_1 (redis/wa_state.lua), which acknowledges each entry
+ * in the same atomic call.  Entries left pending by a worker that died are
+ * reclaimed with XAUTOCLAIM once idle long enough; one delivered more than
+ * --max-deliveries times goes to <prefix>:dead instead.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "worker.h"
+
+const char *stream_names[NSTREAMS] = { "messages", "statuses", "account" };
+
+
+int
+consume_groups(worker_t *w)
+{
+    int          i;
+    redisReply  *r;
+
+    for (i = 0; i < NSTREAMS; i++) {
+        /* from 0: a new group reads what is already in the stream */
+        r = redisCommand(w->c, "XGROUP CREATE %s %s 0 MKSTREAM",
+                         w->stream[i], w->o->group);
+        if (r == NULL) {
+            log_msg(LOG_ERROR, "Redis XGROUP CREATE: %s", w->c->errstr);
+            return -1;
+        }
+
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (strncmp(r->str, "BUSYGROUP", 9) != 0) {
+                log_msg(LOG_ERROR, "Redis XGROUP CREATE %s: %s",
+                        w->stream[i], r->str);
+                freeReplyObject(r);
+                return -1;
+            }
+
+        } else {
+            log_msg(LOG_INFO, "created group %s on %s", w->o->group,
+                    w->stream[i]);
+        }
+
+        freeReplyObject(r);
+    }
+
+    return 0;
+}
+
+
+/* "message" entries whose text is a keyword carry keyword=optout|optin */
+static const char *
+keyword(worker_t *w, redisReply *fields)
+{
+    size_t       i;
+    redisReply  *text;
+    int          message;
+
+    message = 0;
+    text = NULL;
+
+    for (i = 0; i + 1 < fields->elements; i += 2) {
+        if (strcmp(fields->element[i]->str, "kind") == 0) {
+            message = strcmp(fields->element[i + 1]->str, "message") == 0;
+
+        } else if (strcmp(fields->element[i]->str, "text") == 0) {
+            text = fields->element[i + 1];
+        }
+    }
+
+    if (!message || text == NULL || text->type != REDIS_REPLY_STRING) {
+        return NULL;
+    }
+
+    if (wa_keywords_match(&w->o->optout, text->str, text->len)) {
+        return "optout";
+    }
+
+    if (wa_keywords_match(&w->o->optin, text->str, text->len)) {
+        return "optin";
+    }
+
+    return NULL;
+}
+
+
+static int
+valid_entry(redisReply *e)
+{
+    size_t  i;
+
+    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2
+        || e->element[0]->type != REDIS_REPLY_STRING
+        || e->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < e->element[1]->elements; i++) {
+        if (e->element[1]->element[i]->type != REDIS_REPLY_STRING) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* apply entries of stream s in one FCALL; -1 if the connection is gone */
+static int
+apply(worker_t *w, int s, redisReply **entries, size_t n)
+{
+    int           retried;
+    char          ttl[32], count[32], *nf;
+    size_t        i, j, k, m, argc, *lens;
+    const char  **argv, *kw;
+    redisReply   *e, *f, *r;
+
+    argc = 7;
+
+    for (i = 0; i < n; i++) {
+        argc += 4 + (valid_entry(entries[i])
+                     ? entries[i]->element[1]->elements : 0);
+    }
+
+    argv = malloc(argc * sizeof(char *));
+    lens = malloc(argc * sizeof(size_t));
+    nf = malloc(n * 24);
+
+    if (argv == NULL || lens == NULL || nf == NULL) {
+        log_msg(LOG_ERROR, "out of memory");
+        exit(1);
+    }
+
+    snprintf(ttl, sizeof(ttl), "%ld", w->o->seen_ttl);
+
+    k = 0;
+    argv[k++] = "FCALL";
+    argv[k++] = "wa_apply_1";
+    argv[k++] = "1";
+    argv[k++] = w->stream[s];
+    argv[k++] = w->o->prefix;
+    argv[k++] = w->o->group;
+    argv[k++] = ttl;
+    argv[k++] = count;
+
+    for (i = 0; i < k; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+
+    for (i = 0, j = 0; i < n; i++) {
+        e = entries[i];
+
+        if (!valid_entry(e)) {
+            continue;
+        }
+
+        f = e->element[1];
+        kw = keyword(w, f);
+
+        argv[k] = e->element[0]->str;
+        lens[k++] = e->element[0]->len;
+        lens[k] = snprintf(nf + i * 24, 24, "%zu",
+                           f->elements / 2 + (kw ? 1 : 0));
+        argv[k++] = nf + i * 24;
+
+        /* values are binary-safe: lengths come from the reply */
+        for (m = 0; m < f->elements; m++) {
+            argv[k] = f->element[m]->str;
+            lens[k++] = f->element[m]->len;
+        }
+
+        if (kw) {
+            argv[k] = "keyword";
+            lens[k++] = 7;
+            argv[k] = kw;
+            lens[k++] = strlen(kw);
+        }
+
+        j++;
+    }
+
+    lens[7] = snprintf(count, sizeof(count), "%zu", j);
+
+    retried = 0;
+
+again:
+
+    r = j ? redisCommandArgv(w->c, (int) k, argv, lens) : NULL;
+
+    if (j && r == NULL) {
+        log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
+        free(argv); free(lens); free(nf);
+        return -1;
+    }
+
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        if (!retried && strstr(r->str, "Function not found")) {
+            /* FUNCTION FLUSH, or a Redis restarted without persistence */
+            freeReplyObject(r);
+            retried = 1;
+
+            if (conn_load_functions(w->c) == 0) {
+                goto again;
+            }
+
+            free(argv); free(lens); free(nf);
+            return w->c->err ? -1 : 0;
+        }
+
+        /* left pending: reclaimed and retried, dead after max-deliveries */
+        log_msg(LOG_ERROR, "applying %zu entries of %s failed: %s", j,
+                w->stream[s], r->str);
+        w->n.errors++;
+
+    } else if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+        w->n.applied += r->element[0]->integer;
+        w->n.duplicates += r->element[1]->integer;
+        w->n.skipped += r->element[2]->integer;
+        w->n.dead += r->element[3]->integer;
+
+        if (r->element[3]->integer) {
+            log_msg(LOG_ERROR, "%lld entries of %s could not be applied, "
+                    "moved to %s", r->element[3]->integer, w->stream[s],
+                    w->dead);
+        }
+    }
+
+    if (r) {
+        freeReplyObject(r);
+    }
+
+    free(argv);
+    free(lens);
+    free(nf);
+
+    return 0;
+}
+
+
+static int
+nogroup(redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0) {
+        /* the group was lost (a Redis restart without persistence) */
+        log_msg(LOG_WARN, "%s: creating the groups again", r->str);
+        return 1;
+    }
+
+    return 0;
+}
+
+
+int
+consume_read(worker_t *w)
+{
+    size_t       i;
+    redisReply  *r, *s;
+    int          rc, k;
+    const char  *argv[9 + 2 * NSTREAMS];
+    char         count[32], block[32];
+
+    snprintf(count, sizeof(count), "%ld", w->o->batch);
+    snprintf(block, sizeof(block), "%ld", w->o->block_ms);
+
+    argv[0] = "XREADGROUP";
+    argv[1] = "GROUP";
+    argv[2] = w->o->group;
+    argv[3] = w->o->consumer;
+    argv[4] = "COUNT";
+    argv[5] = count;
+    argv[6] = "BLOCK";
+    argv[7] = block;
+    argv[8] = "STREAMS";
+
+    for (k = 0; k < NSTREAMS; k++) {
+        argv[9 + k] = w->stream[k];
+        argv[9 + NSTREAMS + k] = ">";
+    }
+
+    r = redisCommandArgv(w->c, 9 + 2 * NSTREAMS, argv, NULL);
+    if (r == NULL) {
+        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", w->c->errstr);
+        return -1;
+    }
+
+    if (nogroup(r)) {
+        freeReplyObject(r);
+        return consume_groups(w);
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", r->str);
+        freeReplyObject(r);
+        return 0;
+    }
+
+    rc = 0;
+
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < r->elements && rc == 0; i++) {
+            s = r->element[i];
+
+            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
+                continue;
+            }
+
+            for (k = 0; k < NSTREAMS; k++) {
+                if (strcmp(s->element[0]->str, w->stream[k]) == 0) {
+                    rc = apply(w, k, s->element[1]->element,
+                               s->element[1]->elements);
+                    break;
+                }
+            }
+        }
+    }
+
+    freeReplyObject(r);
+
+    return rc;
+}
+
+
+/* pending entries delivered too often go to the dead-letter stream */
+static int
+bury(worker_t *w, int s, redisReply *e, long long deliveries)
+{
+    int           i;
+    char          times[32];
+    size_t        m, argc;
+    const char  **argv;
+    size_t       *lens;
+    redisReply   *r;
+
+    argc = 11 + e->element[1]->elements;
+    argv = malloc(argc * sizeof(char *));
+    lens = malloc(argc * sizeof(size_t));
+
+    if (argv == NULL || lens == NULL) {
+        log_msg(LOG_ERROR, "out of memory");
+        exit(1);
+    }
+
+    snprintf(times, sizeof(times), "%lld", deliveries);
+
+    argv[0] = "XADD"; argv[1] = w->dead; argv[2] = "*";
+    argv[3] = "stream"; argv[4] = w->stream[s];
+    argv[5] = "id"; argv[6] = e->element[0]->str;
+    argv[7] = "reason";
+    argv[8] = "delivered too many times without being applied";
+    argv[9] = "deliveries"; argv[10] = times;
+
+    for (i = 0; i < 11; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+
+    for (m = 0; m < e->element[1]->elements; m++) {
+        argv[11 + m] = e->element[1]->element[m]->str;
+        lens[11 + m] = e->element[1]->element[m]->len;
+    }
+
+    redisAppendCommand(w->c, "MULTI");
+    redisAppendCommandArgv(w->c, (int) argc, argv, lens);
+    redisAppendCommand(w->c, "XACK %s %s %s", w->stream[s], w->o->group,
+                       e->element[0]->str);
+    redisAppendCommand(w->c, "EXEC");
+
+    free(argv);
+    free(lens);
+
+    for (i = 0; i < 4; i++) {
+        if (redisGetReply(w->c, (void **) &r) != REDIS_OK) {
+            log_msg(LOG_ERROR, "Redis dead-letter: %s", w->c->errstr);
+            return -1;
+        }
+
+        freeReplyObject(r);
+    }
+
+    log_msg(LOG_ERROR, "entry %s of %s delivered %lld times, moved to %s",
+            e->element[0]->str, w->stream[s], deliveries, w->dead);
+    w->n.dead++;
+
+    return 0;
+}
+
+
+static long long
+deliveries(redisReply *pending, const char *id)
+{
+    size_t       i;
+    redisReply  *p;
+
+    for (i = 0; pending && i < pending->elements; i++) {
+        p = pending->element[i];
+
+        if (p->type == REDIS_REPLY_ARRAY && p->elements == 4
+            && strcmp(p->element[0]->str, id) == 0)
+        {
+            return p->element[3]->integer;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+reclaim_stream(worker_t *w, int s)
+{
+    int          rounds;
+    char         cursor[64], idle[32], count[32];
+    size_t       i, n, keep;
+    redisReply  *r, *entries, *pending, *e, **keepv;
+
+    snprintf(cursor, sizeof(cursor), "0-0");
+    snprintf(idle, sizeof(idle), "%ld", w->o->claim_idle_ms);
+    snprintf(count, sizeof(count), "%ld", w->o->batch);
+
+    /* bounded, so that new entries are not starved */
+    for (rounds = 0; rounds < 16; rounds++) {
+        r = redisCommand(w->c, "XAUTOCLAIM %s %s %s %s %s COUNT %s",
+                         w->stream[s], w->o->group, w->o->consumer, idle,
+                         cursor, count);
+        if (r == NULL) {
+            log_msg(LOG_ERROR, "Redis XAUTOCLAIM: %s", w->c->errstr);
+            return -1;
+        }
+
+        if (nogroup(r)) {
+            freeReplyObject(r);
+            return consume_groups(w);
+        }
+
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+            log_msg(LOG_ERROR, "Redis XAUTOCLAIM %s: %s", w->stream[s],
+                    r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+            freeReplyObject(r);
+            return 0;
+        }
+
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        entries = r->element[1];
+        n = entries->elements;
+
+        if (n) {
+            /* how often each was delivered, this claim included */
+            pending = redisCommand(w->c, "XPENDING %s %s %s %s %zu %s",
+                                   w->stream[s], w->o->group,
+                                   entries->element[0]->element[0]->str,
+                                   entries->element[n - 1]->element[0]->str,
+                                   n, w->o->consumer);
+            if (pending == NULL) {
+                freeReplyObject(r);
+                return -1;
+            }
+
+            log_msg(LOG_WARN, "reclaimed %zu entries of %s idle over %s ms",
+                    n, w->stream[s], idle);
+            w->n.reclaimed += n;
+
+            keepv = malloc(n * sizeof(redisReply *));
+            if (keepv == NULL) {
+                log_msg(LOG_ERROR, "out of memory");
+                exit(1);
+            }
+
+            for (i = 0, keep = 0; i < n; i++) {
+                e = entries->element[i];
+
+                if (!valid_entry(e)) {
+                    continue;
+                }
+
+                if (deliveries(pending, e->element[0]->str)
+                    > w->o->max_deliveries)
+                {
+                    if (bury(w, s, e, deliveries(pending,
+                                                 e->element[0]->str)) != 0)
+                    {
+                        free(keepv);
+                        freeReplyObject(pending);
+                        freeReplyObject(r);
+                        return -1;
+                    }
+
+                    continue;
+                }
+
+                keepv[keep++] = e;
+            }
+
+            freeReplyObject(pending);
+
+            if (keep && apply(w, s, keepv, keep) != 0) {
+                free(keepv);
+                freeReplyObject(r);
+                return -1;
+            }
+
+            free(keepv);
+        }
+
+        freeReplyObject(r);
+
+        if (strcmp(cursor, "0-0") == 0) {
+            break;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+consume_reclaim(worker_t *w)
+{
+    int  s;
+
+    for (s = 0; s < NSTREAMS; s++) {
+        if (reclaim_stream(w, s) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
