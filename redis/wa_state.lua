@@ -194,7 +194,8 @@ local function inbound(e)
         if hmax(ck, 'window_expires_at', ts + DAY) and not open then
             redis.call('HSET', ck, 'window_opened_at', ts)
         end
-        if not hget(ck, 'awaiting_since') then
+        -- the first unanswered message; a new window starts afresh
+        if not open or not hget(ck, 'awaiting_since') then
             redis.call('HSET', ck, 'awaiting_since', ts,
                        'awaiting_first', open and 0 or 1)
         end

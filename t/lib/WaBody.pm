@@ -7,7 +7,8 @@ use warnings;
 use Exporter 'import';
 use WaTest;
 
-our @EXPORT_OK = qw(envelope text_message status_item messages_body);
+our @EXPORT_OK = qw(envelope text_message status_item messages_body
+                    change_body);
 
 sub envelope {
     my ($field, $value, %o) = @_;
@@ -15,6 +16,7 @@ sub envelope {
         object => 'whatsapp_business_account',
         entry => [ {
             id => $o{waba} // '102290129340398',
+            (defined $o{time} ? (time => $o{time}) : ()),
             changes => [ { field => $field, value => $value } ],
         } ],
     };
@@ -22,9 +24,14 @@ sub envelope {
 
 sub text_message {
     my ($id, $text, %o) = @_;
-    return { from => $o{from} // '16505551234', id => $id,
-             timestamp => $o{ts} // '1749416383', type => 'text',
-             text => { body => $text } };
+    my $type = $o{type} // 'text';
+    my $m = { from => $o{from} // '16505551234', id => $id,
+              timestamp => $o{ts} // '1749416383', type => $type };
+    $m->{text} = { body => $text } if $type eq 'text';
+    $m->{reaction} = { message_id => 'wamid.any', emoji => "\x{1F600}" }
+        if $type eq 'reaction';
+    $m->{referral} = $o{referral} if $o{referral};
+    return $m;
 }
 
 sub status_item {
@@ -47,7 +54,15 @@ sub messages_body {
     };
     $value->{messages} = $o{messages} if $o{messages};
     $value->{statuses} = $o{statuses} if $o{statuses};
+    $value->{contacts}[0]{wa_id} = $o{from} if $o{from};
+    $value->{contacts}[0]{profile}{name} = $o{name} if $o{name};
     return WaTest::meta_json(envelope('messages', $value));
+}
+
+# any other field: one change with entry.time
+sub change_body {
+    my ($field, $value, $time, %o) = @_;
+    return WaTest::meta_json(envelope($field, $value, time => $time, %o));
 }
 
 1;
