@@ -122,7 +122,7 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
     const char  **argv, *kw;
     redisReply   *e, *f, *r;
 
-    argc = 7;
+    argc = 8;
 
     for (i = 0; i < n; i++) {
         argc += 4 + (valid_entry(entries[i])
