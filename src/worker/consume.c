@@ -451,12 +451,14 @@ reclaim_stream(worker_t *w, int s)
 
         if (n) {
             /* how often each was delivered, this claim included */
-            pending = redisCommand(w->c, "XPENDING %s %s %s %s %zu %s",
+            /* hiredis's format knows no %zu */
+            pending = redisCommand(w->c, "XPENDING %s %s %s %s %lu %s",
                                    w->stream[s], w->o->group,
                                    entries->element[0]->element[0]->str,
                                    entries->element[n - 1]->element[0]->str,
-                                   n, w->o->consumer);
+                                   (unsigned long) n, w->o->consumer);
             if (pending == NULL) {
+                log_msg(LOG_ERROR, "Redis XPENDING: %s", w->c->errstr);
                 freeReplyObject(r);
                 return -1;
             }
