@@ -8,5 +8,6 @@
 Suite *normalize_suite(void);
 Suite *signature_suite(void);
 Suite *query_suite(void);
+Suite *keyword_suite(void);
 
 #endif
