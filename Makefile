@@ -59,16 +59,17 @@ module: $(NGX_BUILD)/objs/Makefile
 
 # --- the worker ------------------------------------------------------------
 
-WORKER_SRCS := $(wildcard src/worker/*.c) src/core/wa_keyword.c
+WORKER_SRCS := $(wildcard src/worker/*.c) src/core/wa_keyword.c \
+               src/core/wa_outbox.c src/core/wa_graph.c
 
 $(BUILD)/wa_state_lua.h: redis/wa_state.lua tools/lua2c
 	@mkdir -p $(BUILD)
 	sh tools/lua2c $< > $@
 
-$(WORKER): $(WORKER_SRCS) $(wildcard src/worker/*.h) src/core/wa_keyword.h \
+$(WORKER): $(WORKER_SRCS) $(wildcard src/worker/*.h) $(CORE_HDRS) \
            $(BUILD)/wa_state_lua.h
 	$(CC) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker -I$(BUILD) \
-	    -o $@ $(WORKER_SRCS) -lhiredis
+	    -o $@ $(WORKER_SRCS) -lhiredis -ljansson -lcurl -lpthread
 
 worker: $(WORKER)
 

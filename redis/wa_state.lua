@@ -10,9 +10,19 @@ reclaimed).  An entry another consumer already acknowledged is skipped, and
 an event_id seen before (a redelivery outside the ingest dedupe window) is
 acknowledged without being applied again, so counters never count twice.
 
-  FCALL wa_apply_1 1 <stream>  <prefix> <group> <seen_ttl> <n>
+  FCALL wa_apply_1 1 <stream>  <prefix> <group> <seen_ttl> <options> <n>
         [<entry id> <nfields> <field> <value> ...] x n
   -> { applied, duplicates, skipped, dead }
+
+<options> is a JSON object of the automatic replies (docs/outbox.md):
+optout_reply, optin_reply, away_reply with hours {from, to, days, utc_offset
+minutes}, mark_read.
+
+wa_govern_1 decides whether an outbox entry may go now (docs/outbox.md).
+
+  FCALL wa_govern_1 0  <prefix> <now> <phone_number_id> <user> <type>
+        <template> <language> <marketing> <auto_reply> <window_margin>
+  -> { "ok" } | { "refuse", reason } | { "defer", reason, until }
 
 wa_sent_1 records an outbound message sent through the Graph API with the
 template and variant it carries, for the trackers (the sender calls it).
@@ -43,6 +53,7 @@ local TIERS = { TIER_50 = 50, TIER_250 = 250, TIER_1K = 1000,
                 TIER_UNLIMITED = -1 }
 
 local P                             -- the key prefix of this call
+local OPT = {}                      -- the automatic replies of this call
 
 
 local function key(...)
@@ -170,6 +181,36 @@ local function opted_out_after_template(ck, ts)
 end
 
 
+local function auto_reply(e, user, kind, text)
+    if not text or text == '' then return end
+    local m = { type = 'text', text = { body = text } }
+    local fields = { 'phone_number_id', e.phone_number_id,
+                     'message', cjson.encode(m), 'auto_reply', kind,
+                     'reply_to', e.msg_id or '' }
+    if e.from then
+        table.insert(fields, 'to'); table.insert(fields, e.from)
+    else
+        table.insert(fields, 'recipient'); table.insert(fields, user)
+    end
+    redis.call('XADD', key('outbox'), '*', unpack(fields))
+end
+
+
+-- business hours: { from = 9, to = 18, days = "12345", utc_offset = -180 }
+local function in_hours(ts)
+    local h = OPT.hours
+    if not h then return true end
+    local t = ts + (tonumber(h.utc_offset) or 0) * 60
+    local hr = math.floor((t % DAY) / 3600)
+    local dow = (math.floor(t / DAY) + 4) % 7      -- 1970-01-01: Thursday
+    if dow == 0 then dow = 7 end                     -- 1 Monday .. 7 Sunday
+    if h.days and not string.find(h.days, tostring(dow), 1, true) then
+        return false
+    end
+    return hr >= (tonumber(h.from) or 0) and hr < (tonumber(h.to) or 24)
+end
+
+
 local function inbound(e)
     local pn = e.phone_number_id
     local user = e.from or e.from_user_id
@@ -178,6 +219,10 @@ local function inbound(e)
     local ts = num(e.ts)
     if not ts then return 'skipped' end
 
+    if e.waba_id then
+        redis.call('HSET', key('phone', pn), 'waba_id', e.waba_id,
+                   'display_phone_number', e.display_phone_number or '')
+    end
     if e.profile_name then
         redis.call('HSET', ck, 'profile_name', e.profile_name)
     end
@@ -221,8 +266,26 @@ local function inbound(e)
         redis.call('HSET', ck, 'opted_out', 1, 'opted_out_source', 'keyword',
                    'opted_out_at', ts, 'opted_out_text', e.text or '')
         opted_out_after_template(ck, ts)
+        auto_reply(e, user, 'optout', OPT.optout_reply)
     elseif e.keyword == 'optin' then
         redis.call('HSET', ck, 'opted_out', 0, 'opted_in_at', ts)
+        auto_reply(e, user, 'optin', OPT.optin_reply)
+    elseif OPT.away_reply and not NOT_WINDOW[e.type or '']
+           and not in_hours(ts)
+    then
+        -- once per window
+        local w = hget(ck, 'window_opened_at')
+        if w and hget(ck, 'away_sent_window') ~= w then
+            redis.call('HSET', ck, 'away_sent_window', w)
+            auto_reply(e, user, 'away', OPT.away_reply)
+        end
+    end
+
+    if OPT.mark_read and e.msg_id then
+        redis.call('XADD', key('outbox'), '*', 'phone_number_id', pn,
+                   'message', cjson.encode({ status = 'read',
+                                             message_id = e.msg_id }),
+                   'auto_reply', 'read')
     end
     return 'applied'
 end
@@ -253,6 +316,11 @@ local function status(e)
     local new = redis.call('EXISTS', mk) == 0
     local user = e.recipient_id or e.recipient_user_id
     local pn = e.phone_number_id
+
+    if pn and e.waba_id then
+        redis.call('HSET', key('phone', pn), 'waba_id', e.waba_id,
+                   'display_phone_number', e.display_phone_number or '')
+    end
 
     for _, f in ipairs({ 'recipient_id', 'phone_number_id',
                          'pricing_category', 'pricing_type', 'billable',
@@ -535,10 +603,12 @@ local APPLY = {
 local function apply(keys, args)
     local stream, group = keys[1], args[2]
     local ttl = tonumber(args[3])
-    local n = tonumber(args[4])
     P = args[1]
+    OPT = args[4] ~= '' and cjson.decode(args[4]) or {}
+    if OPT.away_reply == '' then OPT.away_reply = nil end
+    local n = tonumber(args[5])
     local applied, dups, skipped, dead = 0, 0, 0, 0
-    local i = 5
+    local i = 6
 
     for _ = 1, n do
         local id, nf = args[i], tonumber(args[i + 1])
@@ -617,5 +687,83 @@ local function sent(keys, args)
 end
 
 
+-- template states that never send; PAUSED and PENDING defer instead
+local TEMPLATE_REFUSED = { DISABLED = true, REJECTED = true, DELETED = true,
+                           ARCHIVED = true, PENDING_DELETION = true,
+                           LOCKED = true, LIMIT_EXCEEDED = true }
+
+local function govern(keys, args)
+    P = args[1]
+    local now, pn, user, typ = tonumber(args[2]), args[3], args[4], args[5]
+    local template, language = args[6], args[7]
+    local marketing, auto = args[8] == '1', args[9]
+    local margin = tonumber(args[10]) or 0
+
+    if typ == 'read' then return { 'ok' } end
+
+    -- 1. consent
+    local ck = key('contact', pn, user)
+    local c = redis.call('HMGET', ck, 'opted_out', 'marketing',
+                         'window_expires_at')
+    if c[1] == '1' and auto ~= 'optout' then
+        return { 'refuse', 'opted_out' }
+    end
+    if marketing and c[2] == 'stop' then
+        return { 'refuse', 'marketing_stopped' }
+    end
+
+    -- 2. the customer-service window, with a safety margin
+    local inwin = num(c[3]) and now < num(c[3]) - margin
+    if typ ~= 'template' and not inwin then
+        return { 'refuse', 'window_closed' }
+    end
+
+    local phone = redis.call('HMGET', key('phone', pn), 'waba_id',
+                             'display_phone_number')
+
+    -- 3. the template's own state (unknown templates go: Meta decides)
+    if typ == 'template' then
+        local t = redis.call('HMGET', key('template', phone[1] or '-',
+                             template, language ~= '' and language or '-'),
+                             'status', 'paused_until')
+        local st = t[1] or ''
+        if st == 'PAUSED' then
+            local til = num(t[2]) or now + 3 * 3600
+            if til > now then
+                return { 'defer', 'template_paused', til }
+            end
+        elseif st == 'PENDING' or st == 'IN_APPEAL' then
+            return { 'defer', 'template_pending', now + 300 }
+        elseif TEMPLATE_REFUSED[st] then
+            return { 'refuse', 'template_' .. string.lower(st) }
+        end
+    end
+
+    -- 4. business-initiated: restriction and the messaging-limit tier
+    if not inwin then
+        local w = redis.call('HGET', key('waba', phone[1] or '-'),
+                             'restricted')
+        if w == '1' then
+            return { 'defer', 'restricted', now + 3600 }
+        end
+        local limit = phone[2] and num(redis.call('HGET',
+                          key('number', phone[2]), 'messaging_limit_users'))
+        local zk = key('reach', pn)
+        redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - DAY)
+        if limit and limit > 0 and not redis.call('ZSCORE', zk, user)
+           and redis.call('ZCARD', zk) >= limit
+        then
+            local oldest = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+            return { 'defer', 'tier_limit', num(oldest[2]) + DAY }
+        end
+        redis.call('ZADD', zk, now, user)
+        redis.call('EXPIRE', zk, DAY)
+    end
+
+    return { 'ok' }
+end
+
+
 redis.register_function('wa_apply_1', apply)
+redis.register_function('wa_govern_1', govern)
 redis.register_function('wa_sent_1', sent)

@@ -122,7 +122,7 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
     const char  **argv, *kw;
     redisReply   *e, *f, *r;
 
-    argc = 8;
+    argc = 9;
 
     for (i = 0; i < n; i++) {
         argc += 4 + (valid_entry(entries[i])
@@ -148,6 +148,7 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
     argv[k++] = w->o->prefix;
     argv[k++] = w->o->group;
     argv[k++] = ttl;
+    argv[k++] = w->apply_options;
     argv[k++] = count;
 
     for (i = 0; i < k; i++) {
@@ -186,7 +187,7 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
         j++;
     }
 
-    lens[7] = snprintf(count, sizeof(count), "%zu", j);
+    lens[8] = snprintf(count, sizeof(count), "%zu", j);
 
     retried = 0;
 

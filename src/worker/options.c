@@ -57,6 +57,40 @@ static const option_doc_t  docs[] = {
       "comma-separated opt-in keywords" },
     { "log-file", "WA_LOG_FILE", "stderr", "log file, reopened on SIGHUP" },
     { "log-level", "WA_LOG_LEVEL", "info", "debug, info, warn or error" },
+    { "optout-reply", "WA_OPTOUT_REPLY", NULL,
+      "automatic reply to an opt-out keyword (none if unset)" },
+    { "optin-reply", "WA_OPTIN_REPLY", NULL,
+      "automatic reply to an opt-in keyword (none if unset)" },
+    { "away-reply", "WA_AWAY_REPLY", NULL,
+      "automatic reply outside business hours, once per window" },
+    { "business-hours", "WA_BUSINESS_HOURS", "9-18",
+      "business hours, local: from-to (hours)" },
+    { "business-days", "WA_BUSINESS_DAYS", "12345",
+      "business days, local: 1 Monday .. 7 Sunday" },
+    { "utc-offset", "WA_UTC_OFFSET", "0",
+      "minutes from UTC of the business's local time" },
+    { "mark-read", "WA_MARK_READ", "0", "1: mark inbound messages read" },
+    { "token-file", "WA_TOKEN_FILE", NULL,
+      "Graph API access token file; sending is on when set" },
+    { "graph-url", "WA_GRAPH_URL", "https://graph.facebook.com",
+      "Graph API base URL" },
+    { "graph-version", "WA_GRAPH_VERSION", "v21.0", "Graph API version" },
+    { "rate", "WA_RATE", "80",
+      "messages per second per business number (up to 1000)" },
+    { "pair-interval-ms", "WA_PAIR_INTERVAL_MS", "6000",
+      "pair limit: one message per this per recipient" },
+    { "pair-burst", "WA_PAIR_BURST", "3",
+      "pair limit: messages a recipient may get at once" },
+    { "max-inflight", "WA_MAX_INFLIGHT", "64",
+      "Graph API requests in flight at once" },
+    { "request-timeout-ms", "WA_REQUEST_TIMEOUT_MS", "15000",
+      "timeout of one Graph API request" },
+    { "retry-base-ms", "WA_RETRY_BASE_MS", "1000",
+      "first retry delay; doubles (4x for the pair limit)" },
+    { "max-attempts", "WA_MAX_ATTEMPTS", "8",
+      "attempts before a retryable failure is given up" },
+    { "window-margin", "WA_WINDOW_MARGIN", "300",
+      "seconds before the 24 h window's end treated as closed" },
     { "help", NULL, NULL, "this text" },
     { NULL, NULL, NULL, NULL }
 };
@@ -281,6 +315,56 @@ options_parse(options_t *o, int argc, char **argv)
 
     o->log_file = flag[i++];
     o->log_level = flag[i++];
+    o->optout_reply = flag[i++];
+    o->optin_reply = flag[i++];
+    o->away_reply = flag[i++];
+
+    if (sscanf(flag[i++], "%ld-%ld", &o->hours_from, &o->hours_to) != 2
+        || o->hours_from < 0 || o->hours_to > 24
+        || o->hours_from >= o->hours_to)
+    {
+        fprintf(stderr, "wa-relayd: --business-hours: from-to, "
+                "0 <= from < to <= 24\n");
+        return -1;
+    }
+
+    o->business_days = flag[i++];
+
+    if (number("utc-offset", flag[i++], -840, &o->utc_offset) != 0
+        || number("mark-read", flag[i++], 0, &o->mark_read) != 0)
+    {
+        return -1;
+    }
+
+    o->token_file = flag[i++];
+    o->graph_url = flag[i++];
+    o->graph_version = flag[i++];
+
+    if (number("rate", flag[i++], 1, &o->rate) != 0
+        || number("pair-interval-ms", flag[i++], 0, &o->pair_interval_ms)
+           != 0
+        || number("pair-burst", flag[i++], 1, &o->pair_burst) != 0
+        || number("max-inflight", flag[i++], 1, &o->max_inflight) != 0
+        || number("request-timeout-ms", flag[i++], 1,
+                  &o->request_timeout_ms) != 0
+        || number("retry-base-ms", flag[i++], 1, &o->retry_base_ms) != 0
+        || number("max-attempts", flag[i++], 1, &o->max_attempts) != 0
+        || number("window-margin", flag[i++], 0, &o->window_margin) != 0)
+    {
+        return -1;
+    }
+
+    if (o->rate > 1000) {
+        fprintf(stderr, "wa-relayd: --rate: at most 1000 (Meta's highest)\n");
+        return -1;
+    }
+
+    if (o->token_file) {
+        o->token = read_secret(o->token_file);
+        if (o->token == NULL) {
+            return -1;
+        }
+    }
 
     if (o->password_file) {
         o->password = read_secret(o->password_file);
@@ -299,6 +383,11 @@ options_free(options_t *o)
     if (o->password) {
         memset(o->password, 0, strlen(o->password));
         free(o->password);
+    }
+
+    if (o->token) {
+        memset(o->token, 0, strlen(o->token));
+        free(o->token);
     }
 
     wa_keywords_free(&o->optout);

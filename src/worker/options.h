@@ -28,6 +28,30 @@ typedef struct {
     const char     *log_level;
     wa_keywords_t   optout;
     wa_keywords_t   optin;
+
+    /* automatic replies */
+    const char     *optout_reply;
+    const char     *optin_reply;
+    const char     *away_reply;
+    long            hours_from;
+    long            hours_to;
+    const char     *business_days;
+    long            utc_offset;
+    long            mark_read;
+
+    /* the sender */
+    const char     *token_file;
+    char           *token;
+    const char     *graph_url;
+    const char     *graph_version;
+    long            rate;
+    long            pair_interval_ms;
+    long            pair_burst;
+    long            max_inflight;
+    long            request_timeout_ms;
+    long            retry_base_ms;
+    long            max_attempts;
+    long            window_margin;
 } options_t;
 
 /* 0, or -1 after printing why; exits 0 for --help */

@@ -72,8 +72,8 @@ ifield(redisReply *map, const char *name)
 }
 
 
-static int
-trim_stream(worker_t *w, int s)
+int
+trim_one(worker_t *w, const char *key, const char *label)
 {
     int                  have;
     char                 minid[64];
@@ -83,7 +83,7 @@ trim_stream(worker_t *w, int s)
     redisReply          *groups, *g, *p, *r;
     unsigned long long   ms, seq, min_ms, min_seq;
 
-    groups = redisCommand(w->c, "XINFO GROUPS %s", w->stream[s]);
+    groups = redisCommand(w->c, "XINFO GROUPS %s", key);
     if (groups == NULL) {
         return -1;
     }
@@ -104,7 +104,7 @@ trim_stream(worker_t *w, int s)
         }
 
         if (pending) {
-            p = redisCommand(w->c, "XPENDING %s %s", w->stream[s], name);
+            p = redisCommand(w->c, "XPENDING %s %s", key, name);
             if (p == NULL) {
                 freeReplyObject(groups);
                 return -1;
@@ -137,7 +137,7 @@ trim_stream(worker_t *w, int s)
 
     if (have) {
         snprintf(minid, sizeof(minid), "%llu-%llu", min_ms, min_seq);
-        r = redisCommand(w->c, "XTRIM %s MINID ~ %s", w->stream[s], minid);
+        r = redisCommand(w->c, "XTRIM %s MINID ~ %s", key, minid);
         if (r == NULL) {
             return -1;
         }
@@ -153,7 +153,7 @@ trim_stream(worker_t *w, int s)
         return 0;
     }
 
-    r = redisCommand(w->c, "XTRIM %s MAXLEN ~ %ld", w->stream[s],
+    r = redisCommand(w->c, "XTRIM %s MAXLEN ~ %ld", key,
                      w->o->max_len);
     if (r == NULL) {
         return -1;
@@ -162,13 +162,13 @@ trim_stream(worker_t *w, int s)
     if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
         capped = r->integer;
         log_msg(LOG_ERROR, "%s over --max-len %ld: trimmed %lld entries "
-                "some group had not acknowledged", w->stream[s],
+                "some group had not acknowledged", key,
                 w->o->max_len, capped);
         w->n.capped += capped;
 
         freeReplyObject(r);
         r = redisCommand(w->c, "HINCRBY %s:worker:capped %s %lld",
-                         w->o->prefix, stream_names[s], capped);
+                         w->o->prefix, label, capped);
         if (r == NULL) {
             return -1;
         }
@@ -186,7 +186,7 @@ trim_streams(worker_t *w)
     int  s;
 
     for (s = 0; s < NSTREAMS; s++) {
-        if (trim_stream(w, s) != 0) {
+        if (trim_one(w, w->stream[s], stream_names[s]) != 0) {
             log_msg(LOG_ERROR, "trimming %s: %s", w->stream[s],
                     w->c->errstr);
             return -1;

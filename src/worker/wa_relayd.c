@@ -13,6 +13,7 @@
  */
 
 #include <signal.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,17 @@ now_ms(void)
     struct timespec  ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+long long
+now_wall_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
 
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
@@ -147,6 +159,19 @@ main(int argc, char **argv)
     memset(&w, 0, sizeof(w));
     w.o = &o;
 
+    w.apply_options = replies_options(&o);
+    if (w.apply_options == NULL
+        || curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+    {
+        log_msg(LOG_ERROR, "out of memory");
+        return 1;
+    }
+
+    if (sender_start(&o) != 0) {
+        log_msg(LOG_ERROR, "cannot start the sender");
+        return 1;
+    }
+
     for (i = 0; i < NSTREAMS; i++) {
         snprintf(w.stream[i], sizeof(w.stream[i]), "%s:%s", o.prefix,
                  stream_names[i]);
@@ -230,6 +255,7 @@ main(int argc, char **argv)
     }
 
     log_msg(LOG_INFO, "stopping: the batch in hand is applied");
+    sender_stop();
     stats(&w, since, &last);
 
     if (w.c) {
@@ -237,6 +263,8 @@ main(int argc, char **argv)
     }
 
     options_free(&o);
+    free(w.apply_options);
+    curl_global_cleanup();
     log_msg(LOG_INFO, "wa-relayd stopped");
 
     return 0;

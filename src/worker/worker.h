@@ -27,6 +27,7 @@ typedef struct {
     redisContext     *c;
     char              stream[NSTREAMS][256];
     char              dead[256];
+    char             *apply_options;   /* JSON: the automatic replies */
     counters_t        n;
 } worker_t;
 
@@ -37,9 +38,18 @@ int consume_groups(worker_t *w);
 int consume_read(worker_t *w);
 int consume_reclaim(worker_t *w);
 
+/* replies.c: the automatic replies as wa_apply_1's options */
+char *replies_options(const options_t *o);
+
+/* sender.c: the outbox sender, a thread of its own */
+int sender_start(const options_t *o);
+void sender_stop(void);
+
 /* trim.c */
 int trim_streams(worker_t *w);
+int trim_one(worker_t *w, const char *key, const char *name);
 
-long long now_ms(void);
+long long now_ms(void);             /* monotonic, for intervals */
+long long now_wall_ms(void);        /* the epoch, for what Redis keeps */
 
 #endif /* WA_WORKER_H */

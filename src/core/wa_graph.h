@@ -1,0 +1,36 @@
+/*
+ * wa-relay: what a Graph API answer means for the message.  Pure.
+ */
+
+#ifndef WA_GRAPH_H
+#define WA_GRAPH_H
+
+#include <stddef.h>
+
+typedef enum {
+    WA_SENT = 0,
+    WA_RETRY,                       /* back off, then try again */
+    WA_RETRY_NUMBER,                /* the business number is over its rate */
+    WA_RETRY_RECIPIENT,             /* the pair limit: 4^n s per recipient */
+    WA_RETRY_LATER,                 /* 131057: throughput upgrade, a minute */
+    WA_GIVE_UP,                     /* never retried */
+    WA_TOKEN                        /* the token is bad: pause all sending */
+} wa_verdict_t;
+
+typedef struct {
+    wa_verdict_t   verdict;
+    long           code;            /* Meta's error code, 0 if none */
+    long           http_status;
+    char           wamid[256];
+    char           reason[256];     /* code and title, for logs and dead */
+} wa_graph_result_t;
+
+/*
+ * http_status 0: no answer (timeout, connection error; reason in err).
+ */
+void wa_graph_result(wa_graph_result_t *res, long http_status,
+    const char *body, size_t len, const char *err);
+
+const char *wa_verdict_name(wa_verdict_t v);
+
+#endif /* WA_GRAPH_H */

@@ -1,0 +1,35 @@
+/*
+ * wa-relayd: pacing, per business number and per recipient (GCRA: each key
+ * has a theoretical arrival time; one more may go when it is not later
+ * than now plus the burst allowance).
+ */
+
+#ifndef WA_PACE_H
+#define WA_PACE_H
+
+#include <stddef.h>
+
+typedef struct {
+    char    key[96];
+    double  tat;                    /* ms, monotonic */
+} pace_slot_t;
+
+typedef struct {
+    pace_slot_t  *slots;
+    size_t        n;
+} pace_t;
+
+int pace_init(pace_t *p, size_t n);
+
+/* ms to wait before one more may go under key; 0: now */
+long long pace_wait(pace_t *p, const char *key, long long now,
+    double interval, double burst);
+
+/* the same, and when it is 0 the slot is taken */
+long long pace_take(pace_t *p, const char *key, long long now,
+    double interval, double burst);
+
+/* nothing under key before until (a 130429 from Meta) */
+void pace_hold(pace_t *p, const char *key, long long until);
+
+#endif /* WA_PACE_H */
