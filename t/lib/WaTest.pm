@@ -286,6 +286,17 @@ sub start_worker {
     return $name;
 }
 
+# append to a stream: fields as a list of pairs; the message may be a ref
+sub outbox {
+    my ($self, @kv) = @_;
+    my @args;
+    while (my ($k, $v) = splice @kv, 0, 2) {
+        $v = JSON::PP->new->canonical->encode($v) if ref $v;
+        push @args, $k, $v;
+    }
+    return $self->redis('XADD', 'wa:outbox', '*', @args);
+}
+
 sub worker_log {
     my ($self, $consumer) = @_;
     open my $fh, '<', "$self->{dir}/worker-" . ($consumer // 'w1') . '.log'
