@@ -807,9 +807,12 @@ dispatch(sender_t *s)
 
         now = now_ms();
 
-        /* the number's rate: wait here, others' numbers go on */
+        /*
+         * the number's rate: wait here, others' numbers go on; a tolerance
+         * of half an interval lets a late loop catch up without going over
+         */
         if (pace_wait(&s->numbers, j->out.phone_number_id, now,
-                      1000.0 / s->o->rate, 0) > 0)
+                      1000.0 / s->o->rate, 500.0 / s->o->rate) > 0)
         {
             pj = &j->next;
             continue;
@@ -901,7 +904,7 @@ dispatch(sender_t *s)
         }
 
         pace_take(&s->numbers, j->out.phone_number_id, now,
-                  1000.0 / s->o->rate, 0);
+                  1000.0 / s->o->rate, 500.0 / s->o->rate);
 
         if (job_start(s, j) != 0) {
             job_free(j);

@@ -9,5 +9,6 @@ Suite *normalize_suite(void);
 Suite *signature_suite(void);
 Suite *query_suite(void);
 Suite *keyword_suite(void);
+Suite *outbox_suite(void);
 
 #endif
