@@ -33,7 +33,7 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
 
 PROVE_ARGS ?= -r
 
-.PHONY: all module worker unit deps test test-unit test-t run clean
+.PHONY: all module worker unit deps test test-unit test-t run bench clean
 
 all: module worker unit
 
@@ -121,3 +121,10 @@ run: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# --- benchmarks (not part of make test) --------------------------------------
+
+bench: deps
+	$(MAKE) all
+	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+	    WA_WORKER=$(WORKER) perl tools/bench $(BENCH_ARGS)
