@@ -15,6 +15,8 @@
 #include "ngx_http_whatsapp_module.h"
 #include "wa_query.h"
 
+#include <jansson.h>
+
 
 #define NGX_HTTP_WHATSAPP_FUNCTION   "wa_ingest_1"
 #define NGX_HTTP_WHATSAPP_RETRY      "5"
@@ -271,6 +273,43 @@ ngx_http_whatsapp_palloc(void *pool, size_t size)
 }
 
 
+/*
+ * jansson allocates every value of a parsed body separately: while a body
+ * is being split those allocations come from the request's pool and the
+ * frees are no-ops, the pool going away with the request.  Outside that
+ * window (there is no other jansson use in nginx) it is malloc and free.
+ */
+static ngx_pool_t  *ngx_http_whatsapp_json_pool;
+
+
+static void *
+ngx_http_whatsapp_json_malloc(size_t size)
+{
+    if (ngx_http_whatsapp_json_pool) {
+        return ngx_palloc(ngx_http_whatsapp_json_pool, size);
+    }
+
+    return malloc(size);
+}
+
+
+static void
+ngx_http_whatsapp_json_free(void *p)
+{
+    if (ngx_http_whatsapp_json_pool == NULL) {
+        free(p);
+    }
+}
+
+
+void
+ngx_http_whatsapp_json_init(void)
+{
+    json_set_alloc_funcs(ngx_http_whatsapp_json_malloc,
+                         ngx_http_whatsapp_json_free);
+}
+
+
 static void
 ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 {
@@ -336,12 +375,14 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 
     batch.alloc = ngx_http_whatsapp_palloc;
     batch.alloc_data = r->pool;
+    ngx_http_whatsapp_json_pool = r->pool;
 
     if (wa_normalize(&batch, (char *) body.data, body.len, now) != 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: body not split into events: %s",
                       batch.error);
         wa_batch_free(&batch);
+        ngx_http_whatsapp_json_pool = NULL;
         ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
         return;
     }
@@ -356,11 +397,13 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 
     if (ngx_http_whatsapp_submit(r, ctx, &batch) != NGX_OK) {
         wa_batch_free(&batch);
+        ngx_http_whatsapp_json_pool = NULL;
         ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
         return;
     }
 
     wa_batch_free(&batch);
+    ngx_http_whatsapp_json_pool = NULL;
 }
 
 

@@ -360,6 +360,8 @@ ngx_http_whatsapp_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_whatsapp_json_init();
+
     return ngx_http_whatsapp_redis_init(cycle, wmcf);
 }
 
