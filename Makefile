@@ -33,25 +33,32 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
 
 PROVE_ARGS ?= -r
 
-.PHONY: all module worker unit deps test test-unit test-t run bench clean
+.PHONY: all module worker unit deps test test-unit test-t run bench asan \
+        test-asan clean
 
 all: module worker unit
 
 # --- the nginx module ------------------------------------------------------
 
-$(NGX_BUILD)/objs/Makefile: config redis/wa_ingest.lua
+# $(call ngx_configure,build dir,extra configure args): the nginx source
+# tree, configured with the packaged nginx's flags plus this module
+define ngx_configure
 	@test -x $(NGINX_SRC)/configure || { \
 	    echo "no nginx source in $(NGINX_SRC): apt-get install nginx-dev," \
 	         "or make NGINX_SRC=/path/to/nginx-x.y.z"; exit 1; }
-	rm -rf $(NGX_BUILD)
-	mkdir -p $(BUILD)
-	cp -a $(NGINX_SRC) $(NGX_BUILD)
-	cd $(NGX_BUILD) && \
+	rm -rf $(1)
+	mkdir -p $(dir $(1))
+	cp -a $(NGINX_SRC) $(1)
+	cd $(1) && \
 	if [ -f conf_flags ]; then . ./conf_flags; \
 	else NGX_CONF_FLAGS=(--with-compat --with-threads); fi && \
-	./configure "$${NGX_CONF_FLAGS[@]}" \
-	    --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 || \
-	    { tail -20 $(BUILD)/configure.log; exit 1; }
+	./configure "$${NGX_CONF_FLAGS[@]}" $(2) \
+	    --add-dynamic-module=$(CURDIR) > $(1).configure.log 2>&1 || \
+	    { tail -20 $(1).configure.log; exit 1; }
+endef
+
+$(NGX_BUILD)/objs/Makefile: config redis/wa_ingest.lua tools/lua2c
+	$(call ngx_configure,$(NGX_BUILD),)
 
 module: $(NGX_BUILD)/objs/Makefile
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
@@ -121,6 +128,42 @@ run: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# --- sanitizers: the module, the worker and the unit tests built with
+# AddressSanitizer and UndefinedBehaviorSanitizer, and every test run
+# against them; the packaged nginx loads the module with the ASan runtime
+# preloaded.  A report anywhere fails the run.
+
+ASAN       := $(BUILD)/asan
+SANITIZE   := -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+ASAN_RT    := $(shell $(CC) -print-file-name=libasan.so) \
+              $(shell $(CC) -print-file-name=libubsan.so)
+
+$(ASAN)/nginx/objs/Makefile: config redis/wa_ingest.lua tools/lua2c
+	$(call ngx_configure,$(ASAN)/nginx,--with-cc-opt="$(SANITIZE)" \
+	    --with-ld-opt="$(SANITIZE)")
+
+asan: $(ASAN)/nginx/objs/Makefile $(BUILD)/wa_state_lua.h
+	$(MAKE) -C $(ASAN)/nginx -f objs/Makefile modules
+	cp $(ASAN)/nginx/objs/ngx_http_whatsapp_module.so $(ASAN)/
+	$(MAKE) WORKER=$(ASAN)/wa-relayd UNIT=$(ASAN)/unit_tests \
+	    CFLAGS="-O1 -g $(SANITIZE)" $(ASAN)/wa-relayd $(ASAN)/unit_tests
+
+test-asan: deps
+	$(MAKE) asan
+	rm -rf $(ASAN)/reports && mkdir -p $(ASAN)/reports && \
+	    chmod 1777 $(ASAN)/reports
+	WA_MODULE=$(ASAN)/ngx_http_whatsapp_module.so WA_NGINX=$(NGINX_BIN) \
+	    WA_NGINX_PRELOAD="$(ASAN_RT)" WA_FIXTURES=$(FIXTURES) \
+	    WA_WORKER=$(ASAN)/wa-relayd WA_UNIT=$(ASAN)/unit_tests \
+	    ASAN_OPTIONS=log_path=$(ASAN)/reports/asan:detect_leaks=0 \
+	    UBSAN_OPTIONS=log_path=$(ASAN)/reports/ubsan:print_stacktrace=1 \
+	    prove $(PROVE_ARGS) t/
+	@if ls $(ASAN)/reports/* >/dev/null 2>&1; then \
+	    cat $(ASAN)/reports/*; echo "sanitizer reports: see above"; \
+	    exit 1; fi
+	@echo "sanitizers: no report"
 
 # --- benchmarks (not part of make test) --------------------------------------
 

@@ -219,6 +219,8 @@ EOF
 sub nginx_test {
     my ($self, $conf) = @_;
     $self->write_file('test.conf', $conf);
+    local $ENV{LD_PRELOAD} = $ENV{WA_NGINX_PRELOAD}
+        if $ENV{WA_NGINX_PRELOAD};
     my $out = `$self->{nginx} -t -p $self->{dir} -e $self->{dir}/test.log -c $self->{dir}/test.conf 2>&1`;
     return ($? >> 8, $out);
 }
@@ -227,6 +229,9 @@ sub start_nginx {
     my ($self, %o) = @_;
     my $conf = $self->nginx_conf(%o);
     $self->write_file('nginx.conf', $conf);
+    # make test-asan: the ASan runtime for nginx alone, not for perl
+    local $ENV{LD_PRELOAD} = $ENV{WA_NGINX_PRELOAD}
+        if $ENV{WA_NGINX_PRELOAD};
     $self->spawn('nginx', $self->{nginx}, '-p', $self->{dir},
                  '-e', "$self->{dir}/error.log",
                  '-c', "$self->{dir}/nginx.conf");
