@@ -34,7 +34,7 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
 PROVE_ARGS ?= -r
 
 .PHONY: all module worker unit deps test test-unit test-t run bench asan \
-        test-asan clean
+        test-asan fuzz fuzz-build test-fuzz clean
 
 all: module worker unit
 
@@ -110,7 +110,7 @@ deps:
 
 test: deps
 	$(MAKE) all
-	$(MAKE) test-unit test-t
+	$(MAKE) test-unit test-t test-fuzz
 
 test-unit: $(UNIT)
 	$(UNIT)
@@ -164,6 +164,50 @@ test-asan: deps
 	    cat $(ASAN)/reports/*; echo "sanitizer reports: see above"; \
 	    exit 1; fi
 	@echo "sanitizers: no report"
+
+# --- fuzzing (libFuzzer, clang): make fuzz runs each target FUZZ_SECONDS;
+# make test runs each for FUZZ_SHORT.  Seeds: the fixtures and
+# t/fuzz/<target>/ (kept regression inputs: a crash found is added there).
+
+FUZZ          := $(BUILD)/fuzz
+FUZZ_TARGETS  := normalize signature query outbox
+FUZZ_SECONDS  ?= 120
+FUZZ_SHORT    ?= 12
+FUZZ_FLAGS    := -g -O1 -fsanitize=fuzzer,address,undefined \
+                 -fno-sanitize-recover=undefined
+
+$(FUZZ)/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(FUZZ)
+	clang $(FUZZ_FLAGS) -Isrc/core -o $@ $< $(CORE_SRCS) \
+	    -ljansson -lcrypto
+
+$(FUZZ)/seeds: tools/fuzz-seeds $(wildcard $(FIXTURES)/*.json)
+	rm -rf $@ && mkdir -p $@
+	perl tools/fuzz-seeds $(FIXTURES) $@
+
+fuzz-build: $(addprefix $(FUZZ)/fuzz_,$(FUZZ_TARGETS)) $(FUZZ)/seeds
+
+# $(call fuzz_run,seconds)
+define fuzz_run
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ)/corpus/$$t t/fuzz/$$t; \
+	    echo "fuzzing $$t for $(1) s"; \
+	    $(FUZZ)/fuzz_$$t -max_total_time=$(1) -max_len=65536 \
+	        -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+	        -artifact_prefix=t/fuzz/$$t/ \
+	        $(FUZZ)/corpus/$$t t/fuzz/$$t $(FUZZ)/seeds/$$t \
+	        > $(FUZZ)/$$t.log 2>&1 || \
+	        { tail -40 $(FUZZ)/$$t.log; echo "fuzz_$$t failed: the input" \
+	          "is in t/fuzz/$$t/"; exit 1; }; \
+	    grep -E '^#[0-9]+.*DONE' $(FUZZ)/$$t.log | tail -1; \
+	done
+endef
+
+fuzz: deps fuzz-build
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+test-fuzz: fuzz-build
+	$(call fuzz_run,$(FUZZ_SHORT))
 
 # --- benchmarks (not part of make test) --------------------------------------
 

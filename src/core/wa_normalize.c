@@ -796,7 +796,10 @@ wa_flatten(wa_builder_t *bd, json_t *obj, const char *outer)
             }
         }
 
-        if (json_is_object(v) || json_is_array(v) || json_is_null(v)) {
+        /* an empty name is no field name: the value stays in raw */
+        if (json_is_object(v) || json_is_array(v) || json_is_null(v)
+            || key[0] == '\0')
+        {
             continue;
         }
 
