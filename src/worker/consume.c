@@ -258,34 +258,47 @@ nogroup(redisReply *r)
 }
 
 
-int
-consume_read(worker_t *w)
+/*
+ * XREADGROUP on every stream: from ">" (new entries), or from "0" (the
+ * entries this consumer was given before and has not acknowledged: what a
+ * previous run under the same name held when it died)
+ */
+static int
+read_group(worker_t *w, const char *from, long block_ms, int *got)
 {
     size_t       i;
     redisReply  *r, *s;
-    int          rc, k;
+    int          rc, k, argc;
     const char  *argv[9 + 2 * NSTREAMS];
     char         count[32], block[32];
 
     snprintf(count, sizeof(count), "%ld", w->o->batch);
-    snprintf(block, sizeof(block), "%ld", w->o->block_ms);
+    snprintf(block, sizeof(block), "%ld", block_ms);
 
-    argv[0] = "XREADGROUP";
-    argv[1] = "GROUP";
-    argv[2] = w->o->group;
-    argv[3] = w->o->consumer;
-    argv[4] = "COUNT";
-    argv[5] = count;
-    argv[6] = "BLOCK";
-    argv[7] = block;
-    argv[8] = "STREAMS";
+    argc = 0;
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = w->o->group;
+    argv[argc++] = w->o->consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = count;
 
-    for (k = 0; k < NSTREAMS; k++) {
-        argv[9 + k] = w->stream[k];
-        argv[9 + NSTREAMS + k] = ">";
+    if (block_ms) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
     }
 
-    r = redisCommandArgv(w->c, 9 + 2 * NSTREAMS, argv, NULL);
+    argv[argc++] = "STREAMS";
+
+    for (k = 0; k < NSTREAMS; k++) {
+        argv[argc + k] = w->stream[k];
+        argv[argc + NSTREAMS + k] = from;
+    }
+
+    argc += 2 * NSTREAMS;
+    *got = 0;
+
+    r = redisCommandArgv(w->c, argc, argv, NULL);
     if (r == NULL) {
         log_msg(LOG_ERROR, "Redis XREADGROUP: %s", w->c->errstr);
         return -1;
@@ -314,6 +327,7 @@ consume_read(worker_t *w)
 
             for (k = 0; k < NSTREAMS; k++) {
                 if (strcmp(s->element[0]->str, w->stream[k]) == 0) {
+                    *got += (int) s->element[1]->elements;
                     rc = apply(w, k, s->element[1]->element,
                                s->element[1]->elements);
                     break;
@@ -325,6 +339,38 @@ consume_read(worker_t *w)
     freeReplyObject(r);
 
     return rc;
+}
+
+
+int
+consume_read(worker_t *w)
+{
+    int  got;
+
+    return read_group(w, ">", w->o->block_ms, &got);
+}
+
+
+/* first thing after a (re)start: what this consumer held, in its order */
+int
+consume_own_pending(worker_t *w)
+{
+    int  got, rounds;
+
+    for (rounds = 0; rounds < 1000; rounds++) {
+        if (read_group(w, "0", 0, &got) != 0) {
+            return -1;
+        }
+
+        if (got == 0) {
+            break;
+        }
+
+        log_msg(LOG_INFO, "applied %d entries this consumer held before "
+                "a restart", got);
+    }
+
+    return 0;
 }
 
 

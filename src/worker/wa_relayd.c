@@ -201,7 +201,9 @@ main(int argc, char **argv)
         if (w.c == NULL) {
             w.c = conn_open(&o);
 
-            if (w.c == NULL || consume_groups(&w) != 0) {
+            if (w.c == NULL || consume_groups(&w) != 0
+                || consume_own_pending(&w) != 0)
+            {
                 if (w.c) {
                     redisFree(w.c);
                     w.c = NULL;

@@ -36,6 +36,7 @@ extern const char *stream_names[NSTREAMS];
 /* consume.c: 0, or -1 when the connection is gone */
 int consume_groups(worker_t *w);
 int consume_read(worker_t *w);
+int consume_own_pending(worker_t *w);
 int consume_reclaim(worker_t *w);
 
 /* replies.c: the automatic replies as wa_apply_1's options */

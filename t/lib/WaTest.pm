@@ -103,7 +103,8 @@ sub stop {
     kill $sig // 'TERM', $pid;
     my $deadline = time + 10;
     while (time < $deadline) {
-        return 1 if waitpid($pid, WNOHANG) == $pid;
+        my $w = waitpid($pid, WNOHANG);
+        return 1 if $w == $pid || ($w == -1 && !kill 0, $pid);
         sleep 0.02;
     }
     kill 'KILL', $pid;
@@ -178,10 +179,11 @@ sub nginx_conf {
     my $main = $o{main} // '';
     my $timeout = $o{redis_timeout} // '3s';
     my $port = $self->port;
+    my $daemon = $o{daemon} ? 'on' : 'off';
 
     return <<"EOF";
 load_module $self->{module};
-daemon off;
+daemon $daemon;
 master_process on;
 worker_processes 1;
 pid $d/nginx.pid;
@@ -232,9 +234,19 @@ sub start_nginx {
     # make test-asan: the ASan runtime for nginx alone, not for perl
     local $ENV{LD_PRELOAD} = $ENV{WA_NGINX_PRELOAD}
         if $ENV{WA_NGINX_PRELOAD};
-    $self->spawn('nginx', $self->{nginx}, '-p', $self->{dir},
-                 '-e', "$self->{dir}/error.log",
-                 '-c', "$self->{dir}/nginx.conf");
+    if ($o{daemon}) {
+        # a daemon, as in production: needed for binary upgrades (USR2)
+        system($self->{nginx}, '-p', $self->{dir}, '-e',
+               "$self->{dir}/error.log", '-c', "$self->{dir}/nginx.conf") == 0
+            or croak "nginx did not start:\n" . $self->error_log;
+        $self->wait_for(sub { -s "$self->{dir}/nginx.pid" });
+        open my $fh, '<', "$self->{dir}/nginx.pid" or croak "no pid file";
+        ($self->{pids}{nginx}) = <$fh> =~ /(\d+)/;
+    } else {
+        $self->spawn('nginx', $self->{nginx}, '-p', $self->{dir},
+                     '-e', "$self->{dir}/error.log",
+                     '-c', "$self->{dir}/nginx.conf");
+    }
     unless (wait_port($self->port)) {
         croak "nginx did not start:\n" . $self->error_log;
     }
