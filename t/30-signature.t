@@ -90,6 +90,19 @@ cmp_ok $c->{signature_invalid}, '>=', 8, 'invalid counted';
 
 is $t->xlen('wa:messages'), 2, 'exactly the two authentic messages landed';
 
+# without the secret nothing reaches Redis: no call, no write
+my $calls = sub {
+    my $info = $t->redis('INFO', 'commandstats') // '';
+    my ($n) = $info =~ /cmdstat_fcall:calls=(\d+)/;
+    return $n // 0;
+};
+my $before = $calls->();
+for my $i (1 .. 50) {
+    $t->post($vector . (' ' x $i), headers => { 'X-Hub-Signature-256' => $vsig });
+    $t->post($vector, headers => { 'X-Hub-Signature-256' => undef });
+}
+is $calls->(), $before, '100 forged or unsigned posts: no Redis call';
+
 my $log = $t->error_log;
 unlike $log, qr/my_app_secret|next_app_secret/, 'no secret in the log';
 

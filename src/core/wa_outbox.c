@@ -170,6 +170,15 @@ wa_outbox_parse(wa_outbox_t *o, const char *const *names,
         return -1;
     }
 
+    /* it becomes part of the URL path: digits only, nothing to traverse */
+    if (strspn(o->phone_number_id, "0123456789")
+            != strlen(o->phone_number_id)
+        || strlen(o->phone_number_id) > 32)
+    {
+        *err = "phone_number_id is not a number";
+        return -1;
+    }
+
     message = field(names, values, n, "message");
     if (message == NULL) {
         *err = "no message";

@@ -198,6 +198,15 @@ read_secret(const char *path)
 
     buf[n] = '\0';
 
+    /* it goes into a header or a command: no control characters */
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char) buf[i] < 0x20 || buf[i] == 0x7f) {
+            fprintf(stderr, "wa-relayd: %s holds a control character\n",
+                    path);
+            return NULL;
+        }
+    }
+
     return strdup(buf);
 }
 

@@ -58,6 +58,9 @@ START_TEST(entries)
     ck_assert_int_eq(o.type, WA_OUT_READ);
     wa_outbox_free(&o);
 
+    ck_assert_int_eq(parse(&o, "1/../../v1/me", "55", "{\"type\":\"text\","
+                           "\"text\":{\"body\":\"x\"}}", &err), -1);
+    ck_assert_str_eq(err, "phone_number_id is not a number");
     ck_assert_int_eq(parse(&o, NULL, "55", "{}", &err), -1);
     ck_assert_str_eq(err, "no phone_number_id");
     ck_assert_int_eq(parse(&o, "1", "55", "[1]", &err), -1);
