@@ -53,6 +53,7 @@ local TIERS = { TIER_50 = 50, TIER_250 = 250, TIER_1K = 1000,
                 TIER_UNLIMITED = -1 }
 
 local P                             -- the key prefix of this call
+local MAPPED, EXPIRING = {}, {}     -- keys mapped or given a TTL this call
 local OPT = {}                      -- the automatic replies of this call
 
 
@@ -62,6 +63,12 @@ end
 
 local function num(v)
     return tonumber(v)
+end
+
+-- a number as Redis wants it: Lua would format it with %.14g, which is
+-- slow; the worker's state is whole seconds and counts
+local function I(v)
+    return string.format('%d', v)
 end
 
 -- days since the epoch to a UTC date (proleptic Gregorian)
@@ -96,7 +103,7 @@ end
 local function hmax(k, f, v)
     local old = num(hget(k, f))
     if old == nil or v > old then
-        redis.call('HSET', k, f, v)
+        redis.call('HSET', k, f, I(v))
         return true
     end
     return false
@@ -111,17 +118,29 @@ end
 
 local function daily(pn, ts, dir, n)
     local k = key('daily', pn, ymd(ts))
-    redis.call('HINCRBY', k, dir, n or 1)
-    redis.call('HINCRBY', k, dir .. '_hour_' .. hour(ts), n or 1)
-    redis.call('EXPIRE', k, DAILY_TTL)
+    redis.call('HINCRBY', k, dir, n or '1')
+    redis.call('HINCRBY', k, dir .. '_hour_' .. hour(ts), n or '1')
+    if not EXPIRING[k] then
+        redis.call('EXPIRE', k, I(DAILY_TTL))
+        EXPIRING[k] = true
+    end
     return k
 end
 
 local function tstats(template, variant, field, n)
     if not template then return end
-    redis.call('HINCRBY', key('tstats', template), field, n or 1)
+    redis.call('HINCRBY', key('tstats', template), field, n or '1')
     if variant then
-        redis.call('HINCRBY', key('tstats', template, variant), field, n or 1)
+        redis.call('HINCRBY', key('tstats', template, variant), field,
+                   n or '1')
+    end
+end
+
+local function phone_map(pn, e)
+    if pn and e.waba_id and not MAPPED[pn] then
+        redis.call('HSET', key('phone', pn), 'waba_id', e.waba_id,
+                   'display_phone_number', e.display_phone_number or '')
+        MAPPED[pn] = true
     end
 end
 
@@ -138,7 +157,7 @@ local function outbound_first(pn, user, wamid, ts)
     local ck = contact_key(pn, user)
     if not ck then return end
 
-    redis.call('HINCRBY', ck, 'messages_out', 1)
+    redis.call('HINCRBY', ck, 'messages_out', '1')
     hmax(ck, 'last_outbound_at', ts)
 
     local r = redis.call('HMGET', ck, 'awaiting_since', 'awaiting_first',
@@ -146,11 +165,12 @@ local function outbound_first(pn, user, wamid, ts)
     local since = num(r[1])
     if since and ts >= since then
         local dk = key('daily', pn, ymd(ts))
-        redis.call('HINCRBY', dk, 'responses', 1)
-        redis.call('HINCRBY', dk, 'response_time_sum', ts - since)
+        redis.call('HINCRBY', dk, 'responses', '1')
+        redis.call('HINCRBY', dk, 'response_time_sum', I(ts - since))
         if r[2] == '1' then
-            redis.call('HINCRBY', dk, 'first_responses', 1)
-            redis.call('HINCRBY', dk, 'first_response_time_sum', ts - since)
+            redis.call('HINCRBY', dk, 'first_responses', '1')
+            redis.call('HINCRBY', dk, 'first_response_time_sum',
+                       I(ts - since))
         end
         redis.call('HDEL', ck, 'awaiting_since', 'awaiting_first')
     end
@@ -219,66 +239,80 @@ local function inbound(e)
     local ts = num(e.ts)
     if not ts then return 'skipped' end
 
-    if e.waba_id then
-        redis.call('HSET', key('phone', pn), 'waba_id', e.waba_id,
-                   'display_phone_number', e.display_phone_number or '')
-    end
-    if e.profile_name then
-        redis.call('HSET', ck, 'profile_name', e.profile_name)
-    end
-    if e.from_user_id then
-        redis.call('HSET', ck, 'user_id', e.from_user_id)
-    end
-    redis.call('HINCRBY', ck, 'messages_in', 1)
-    hmax(ck, 'last_inbound_at', ts)
-    daily(pn, ts, 'in')
+    phone_map(pn, e)
 
+    -- one read of what the rules need, one write of what changed
+    local c = redis.call('HMGET', ck, 'last_inbound_at', 'window_expires_at',
+                         'awaiting_since', 'tpl_name', 'tpl_variant',
+                         'tpl_delivered_at', 'tpl_replied',
+                         'window_opened_at', 'away_sent_window')
+    local set = {}
+    local function put(f, v)
+        set[#set + 1] = f
+        set[#set + 1] = v
+    end
+
+    if e.profile_name then put('profile_name', e.profile_name) end
+    if e.from_user_id then put('user_id', e.from_user_id) end
+    if not num(c[1]) or ts > num(c[1]) then put('last_inbound_at', e.ts) end
+
+    local opened = c[8]
     if not NOT_WINDOW[e.type or ''] then
-        local old = num(hget(ck, 'window_expires_at'))
+        local old = num(c[2])
         local open = old and old > ts
-        if hmax(ck, 'window_expires_at', ts + DAY) and not open then
-            redis.call('HSET', ck, 'window_opened_at', ts)
+        if not old or ts + DAY > old then
+            put('window_expires_at', I(ts + DAY))
+            if not open then
+                put('window_opened_at', e.ts)
+                opened = tostring(ts)
+            end
         end
         -- the first unanswered message; a new window starts afresh
-        if not open or not hget(ck, 'awaiting_since') then
-            redis.call('HSET', ck, 'awaiting_since', ts,
-                       'awaiting_first', open and 0 or 1)
+        if not open or not c[3] then
+            put('awaiting_since', e.ts)
+            put('awaiting_first', open and '0' or '1')
         end
     end
 
     if e.referral_source_type or e.ctwa_clid or e.referral_source_id then
-        redis.call('HSET', ck, 'referral_at', ts,
-                   'referral_source_id', e.referral_source_id or '',
-                   'ctwa_clid', e.ctwa_clid or '')
+        put('referral_at', e.ts)
+        put('referral_source_id', e.referral_source_id or '')
+        put('ctwa_clid', e.ctwa_clid or '')
         redis.call('HDEL', ck, 'entry_point_expires_at')
     end
 
     -- a reply to the last template within 24 h of its delivery
-    local r = redis.call('HMGET', ck, 'tpl_name', 'tpl_variant',
-                         'tpl_delivered_at', 'tpl_replied')
-    local at = num(r[3])
-    if r[1] and r[4] ~= '1' and at and ts >= at and ts <= at + DAY then
-        tstats(r[1], r[2] or nil, 'replied')
-        redis.call('HSET', ck, 'tpl_replied', 1)
+    local at = num(c[6])
+    if c[4] and c[7] ~= '1' and at and ts >= at and ts <= at + DAY then
+        tstats(c[4], c[5] or nil, 'replied')
+        put('tpl_replied', '1')
     end
 
     if e.keyword == 'optout' then
-        redis.call('HSET', ck, 'opted_out', 1, 'opted_out_source', 'keyword',
-                   'opted_out_at', ts, 'opted_out_text', e.text or '')
+        put('opted_out', '1')
+        put('opted_out_source', 'keyword')
+        put('opted_out_at', e.ts)
+        put('opted_out_text', e.text or '')
+    elseif e.keyword == 'optin' then
+        put('opted_out', '0')
+        put('opted_in_at', e.ts)
+    elseif OPT.away_reply and not NOT_WINDOW[e.type or '']
+           and not in_hours(ts) and opened and c[9] ~= opened
+    then
+        -- once per window
+        put('away_sent_window', opened)
+        auto_reply(e, user, 'away', OPT.away_reply)
+    end
+
+    if #set > 0 then redis.call('HSET', ck, unpack(set)) end
+    redis.call('HINCRBY', ck, 'messages_in', '1')
+    daily(pn, ts, 'in')
+
+    if e.keyword == 'optout' then
         opted_out_after_template(ck, ts)
         auto_reply(e, user, 'optout', OPT.optout_reply)
     elseif e.keyword == 'optin' then
-        redis.call('HSET', ck, 'opted_out', 0, 'opted_in_at', ts)
         auto_reply(e, user, 'optin', OPT.optin_reply)
-    elseif OPT.away_reply and not NOT_WINDOW[e.type or '']
-           and not in_hours(ts)
-    then
-        -- once per window
-        local w = hget(ck, 'window_opened_at')
-        if w and hget(ck, 'away_sent_window') ~= w then
-            redis.call('HSET', ck, 'away_sent_window', w)
-            auto_reply(e, user, 'away', OPT.away_reply)
-        end
     end
 
     if OPT.mark_read and e.msg_id then
@@ -303,7 +337,7 @@ local function echo(e)
     redis.call('HSET', mk, 'source', 'echo', 'phone_number_id',
                e.phone_number_id or '', 'recipient_id', user or '')
     redis.call('HSETNX', mk, 'sent_at', ts)
-    redis.call('EXPIRE', mk, MSG_TTL)
+    redis.call('EXPIRE', mk, I(MSG_TTL))
     if new then outbound_first(e.phone_number_id, user, e.msg_id, ts) end
     return 'applied'
 end
@@ -317,16 +351,18 @@ local function status(e)
     local user = e.recipient_id or e.recipient_user_id
     local pn = e.phone_number_id
 
-    if pn and e.waba_id then
-        redis.call('HSET', key('phone', pn), 'waba_id', e.waba_id,
-                   'display_phone_number', e.display_phone_number or '')
-    end
+    phone_map(pn, e)
 
+    local set = {}
     for _, f in ipairs({ 'recipient_id', 'phone_number_id',
                          'pricing_category', 'pricing_type', 'billable',
                          'conversation_id', 'biz_opaque_callback_data' }) do
-        if e[f] then redis.call('HSET', mk, f, e[f]) end
+        if e[f] then
+            set[#set + 1] = f
+            set[#set + 1] = e[f]
+        end
     end
+    if #set > 0 then redis.call('HSET', mk, unpack(set)) end
 
     local r = redis.call('HMGET', mk, 'status', 'template', 'variant')
     local cur, template, variant = r[1] or nil, r[2] or nil, r[3] or nil
@@ -336,7 +372,7 @@ local function status(e)
         -- final
     elseif st == 'failed' then
         if crank < RANK.read then
-            redis.call('HSET', mk, 'status', 'failed', 'failed_at', ts,
+            redis.call('HSET', mk, 'status', 'failed', 'failed_at', e.ts,
                        'error_code', e.error_code or '',
                        'error_title', e.error_title or '')
             if crank == 0 then tstats(template, variant, 'sent') end
@@ -344,18 +380,18 @@ local function status(e)
         end
     elseif RANK[st] then
         if RANK[st] > crank then
-            redis.call('HSET', mk, 'status', st, st .. '_at', ts)
+            redis.call('HSET', mk, 'status', st, st .. '_at', e.ts)
             count_steps(template, variant, crank, RANK[st])
             if st == 'delivered' or (crank < 2 and RANK[st] >= 2) then
                 local ck = contact_key(pn, user)
                 if ck and template and hget(ck, 'tpl_wamid') == wamid then
-                    redis.call('HSET', ck, 'tpl_delivered_at', ts)
+                    redis.call('HSET', ck, 'tpl_delivered_at', e.ts)
                 end
             end
         end
     else
         -- deleted, warning, or a status Meta adds later: kept, not ranked
-        redis.call('HSET', mk, 'last_other_status', st, st .. '_at', ts)
+        redis.call('HSET', mk, 'last_other_status', st, st .. '_at', e.ts)
     end
 
     if e.pricing_type == 'free_entry_point' and e.conversation_expires then
@@ -365,7 +401,7 @@ local function status(e)
         end
     end
 
-    redis.call('EXPIRE', mk, MSG_TTL)
+    redis.call('EXPIRE', mk, I(MSG_TTL))
     if new then outbound_first(pn, user, wamid, ts) end
     return 'applied'
 end
@@ -604,6 +640,7 @@ local function apply(keys, args)
     local stream, group = keys[1], args[2]
     local ttl = tonumber(args[3])
     P = args[1]
+    MAPPED, EXPIRING = {}, {}
     OPT = args[4] ~= '' and cjson.decode(args[4]) or {}
     if OPT.away_reply == '' then OPT.away_reply = nil end
     local n = tonumber(args[5])
@@ -651,6 +688,7 @@ end
 
 local function sent(keys, args)
     P = args[1]
+    MAPPED, EXPIRING = {}, {}
     local wamid, pn, user, ts = args[2], args[3], args[4], tonumber(args[5])
     local template, language, variant = args[6], args[7], args[8]
     if template == '' then template = nil end
@@ -681,7 +719,7 @@ local function sent(keys, args)
             if r[2] then redis.call('HSET', ck, 'tpl_delivered_at', r[2]) end
         end
     end
-    redis.call('EXPIRE', mk, MSG_TTL)
+    redis.call('EXPIRE', mk, I(MSG_TTL))
     if new then outbound_first(pn, user, wamid, ts) end
     return new and 1 or 0
 end
