@@ -940,11 +940,25 @@ pause_check(sender_t *s)
 static void
 drop_ready(sender_t *s)
 {
-    job_t  *j;
+    job_t       *j;
+    redisReply  *r;
 
-    /* still pending in the group or leased in the deferred set: safe */
+    /*
+     * Still pending in the group, or leased in the deferred set: safe.  On
+     * a clean stop the leases are given back, so that a restart sends
+     * them at once rather than when the lease runs out.
+     */
     while ((j = s->ready) != NULL) {
         s->ready = j->next;
+
+        if (!j->pending && s->w.c && !s->w.c->err) {
+            r = redisCommand(s->w.c, "ZADD %s XX %lld %s", s->deferred,
+                             now_wall_ms(), j->id);
+            if (r) {
+                freeReplyObject(r);
+            }
+        }
+
         job_free(j);
     }
 

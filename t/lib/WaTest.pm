@@ -177,6 +177,9 @@ sub nginx_conf {
     my $loc = $o{location} // '';
     my $server = $o{server} // '';
     my $main = $o{main} // '';
+    # make test-asan: a new binary (USR2) keeps the sanitizer runtime
+    $main .= "\nenv LD_PRELOAD;\nenv ASAN_OPTIONS;\nenv UBSAN_OPTIONS;"
+        if $ENV{WA_NGINX_PRELOAD};
     my $timeout = $o{redis_timeout} // '3s';
     my $port = $self->port;
     my $daemon = $o{daemon} ? 'on' : 'off';
