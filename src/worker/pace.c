@@ -74,13 +74,10 @@ lookup(pace_t *p, const char *key, long long now)
 
 
 long long
-pace_wait(pace_t *p, const char *key, long long now, double interval,
-    double burst)
+pace_wait(pace_t *p, const char *key, long long now, double burst)
 {
     double        tat;
     pace_slot_t  *s;
-
-    (void) interval;
 
     s = lookup(p, key, now);
     tat = s->tat > now ? s->tat : (double) now;
@@ -97,7 +94,7 @@ pace_take(pace_t *p, const char *key, long long now, double interval,
     long long     wait;
     pace_slot_t  *s;
 
-    wait = pace_wait(p, key, now, interval, burst);
+    wait = pace_wait(p, key, now, burst);
     if (wait) {
         return wait;
     }

@@ -23,7 +23,7 @@ int pace_init(pace_t *p, size_t n);
 
 /* ms to wait before one more may go under key; 0: now */
 long long pace_wait(pace_t *p, const char *key, long long now,
-    double interval, double burst);
+    double burst);
 
 /* the same, and when it is 0 the slot is taken */
 long long pace_take(pace_t *p, const char *key, long long now,

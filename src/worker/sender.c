@@ -148,10 +148,8 @@ job_dump(job_t *j, const char *why)
 static int
 exec_replies(sender_t *s, int n)
 {
-    int          i, rc;
+    int          i;
     redisReply  *r;
-
-    rc = 0;
 
     for (i = 0; i < n; i++) {
         if (redisGetReply(s->w.c, (void **) &r) != REDIS_OK) {
@@ -160,14 +158,14 @@ exec_replies(sender_t *s, int n)
         }
 
         if (r->type == REDIS_REPLY_ERROR) {
+            /* a runtime error inside the MULTI: Redis ran the others */
             log_msg(LOG_ERROR, "sender: Redis: %s", r->str);
-            rc = 0;
         }
 
         freeReplyObject(r);
     }
 
-    return rc;
+    return 0;
 }
 
 
@@ -240,7 +238,7 @@ job_dead(sender_t *s, job_t *j, const char *outcome, const char *why,
                        j->id, outcome, why, code, dump);
     n = 2 + job_release(s, j);
 
-    if (j->out.idempotency_key && strcmp(outcome, "duplicate") != 0) {
+    if (j->out.idempotency_key) {
         /* not sent: the caller may try again with the same key */
         redisAppendCommand(s->w.c, "DEL %s:idem:%s", s->o->prefix,
                            j->out.idempotency_key);
@@ -812,7 +810,7 @@ dispatch(sender_t *s)
          * of half an interval lets a late loop catch up without going over
          */
         if (pace_wait(&s->numbers, j->out.phone_number_id, now,
-                      1000.0 / s->o->rate, 500.0 / s->o->rate) > 0)
+                      500.0 / s->o->rate) > 0)
         {
             pj = &j->next;
             continue;
