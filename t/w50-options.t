@@ -1,0 +1,53 @@
+# the worker's command line: --help, bad options, environment variables,
+# SIGHUP reopening the log
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use Time::HiRes qw(sleep);
+use WaTest;
+
+my $t = WaTest->new;
+my $bin = File::Spec->rel2abs($t->{worker_bin});
+
+my $help = `$bin --help 2>&1`;
+is $? >> 8, 0, '--help exits 0';
+for my $flag (qw(redis redis-password-file redis-db prefix group consumer batch
+                 claim-idle-ms max-deliveries max-len token-file rate)) {
+    like $help, qr/--\Q$flag\E\b/, "--help lists --$flag";
+}
+like $help, qr/WA_REDIS\b/, 'and the environment variables';
+
+my $out = `$bin --batch zero 2>&1`;
+is $? >> 8, 2, 'a bad number: exit 2';
+like $out, qr/--batch.*zero/, 'naming the option';
+$out = `$bin --rate 5000 2>&1`;
+like $out, qr/--rate/, 'a rate over 1000 is refused';
+$out = `$bin --no-such 2>&1`;
+is $? >> 8, 2, 'an unknown option: exit 2';
+
+$t->write_file('public-token', "x\n", 0644);
+$out = `$bin --token-file ${\ $t->dir}/public-token 2>&1`;
+like $out, qr/world-readable/, 'a world-readable token file is refused';
+
+# environment variables, overridden by flags
+$t->start_redis;
+{
+    local $ENV{WA_PREFIX} = 'envp';
+    local $ENV{WA_CONSUMER} = 'from-env';
+    $t->start_worker(consumer => 'w1');
+}
+ok $t->wait_for(sub { $t->redis('EXISTS', 'envp:messages') }),
+    'WA_PREFIX used';
+ok $t->wait_for(sub { $t->redis('EXISTS', 'envp:worker:w1') }, 5),
+    'the --consumer flag wins over WA_CONSUMER';
+
+# SIGHUP: the log is reopened (logrotate moved it away)
+my $log = $t->dir . '/worker-w1.log';
+rename $log, "$log.1" or die;
+kill 'HUP', $t->{pids}{'worker-w1'};
+ok $t->wait_for(sub { -s $log && $t->worker_log =~ /log reopened/ }),
+    'SIGHUP: a new log file';
+ok $t->alive('worker-w1'), 'still running';
+
+done_testing;
