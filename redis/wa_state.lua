@@ -661,8 +661,8 @@ local function apply(keys, args)
             if not f or not e.event_id then
                 skipped = skipped + 1
             elseif ttl > 0 and not redis.call('SET',
-                       key('seen', group, e.kind, e.event_id), 1, 'NX',
-                       'EX', ttl)
+                       key('seen', group, e.kind, e.event_id), '1', 'NX',
+                       'EX', args[3])
             then
                 dups = dups + 1
             else
