@@ -4,6 +4,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(sleep time);
 use WaTest;
 use WaBody qw(text_message messages_body);
@@ -100,7 +101,36 @@ ok $t->wait_for(sub { $t->xlen('wa:dead') >= 1 }, 10), 'went to wa:dead';
 my ($dead) = $t->stream_events('wa:dead');
 like $dead->{reason}, qr/WRONGTYPE/, 'with the reason';
 is $dead->{event_id}, 'wamid.poison', 'and the event';
+like $dead->{raw}, qr/^\{.*"id":"wamid\.poison".*\}$/,
+    'and its payload, read from the stream';
 ok $t->wait_for(sub { $t->drained }), 'acknowledged, not stuck';
+
+# --- a counter key of the wrong type: the event applies, the counts are
+# said lost in wa:alerts, the batch is acknowledged -----------------------
+my $day = POSIX::strftime('%Y-%m-%d', gmtime $T);
+$t->redis('SET', "wa:daily:$PN:$day", 'not a hash');
+$b = messages_body(from => '5511999999998',
+    messages => [ text_message('wamid.counted', 'x', from => '5511999999998',
+                               ts => $T) ]);
+is $t->post($b)->{status}, 200, 'posted';
+ok $t->wait_for(sub { $t->drained && grep { ($_->{kind} // '') eq 'counter' }
+                      $t->stream_events('wa:alerts') }, 10),
+    'acknowledged, and an alert';
+my ($lost) = grep { ($_->{kind} // '') eq 'counter' }
+             $t->stream_events('wa:alerts');
+is $lost->{subject}, "wa:daily:$PN:$day", 'naming the key';
+like $lost->{message}, qr/^in(_hour_\d\d)? \+1: WRONGTYPE/, 'the count and why';
+is $t->redis('HGET', "wa:contact:$PN:5511999999998", 'messages_in'), 1,
+    'the event itself applied';
+$t->redis('DEL', "wa:daily:$PN:$day");
+
+# --- applied events are remembered per day of their own time -------------
+my $seen = "wa:seen:wa-relayd:message:" . int($T / 86400);
+is $t->redis('SISMEMBER', $seen, 'wamid.counted'), 1,
+    'remembered in the set of its day';
+my $ttl = $t->redis('TTL', $seen);
+ok $ttl > 604800 - 60 && $ttl <= 604800,
+    "for the seen TTL after now, the day being older ($ttl s)";
 
 # --- delivered too many times (a worker crashing on it) -------------------
 $t->stop('worker-w1');
@@ -141,7 +171,8 @@ my ($grp) = grep { $_->{name} eq 'wa-relayd' }
 is $grp->{pending}, 0, 'nothing left pending: the batch in hand was acked';
 $t->start_worker;
 ok $t->wait_for(sub { $t->drained }, 30), 'the rest after a restart';
-is messages_in(), 19010 + 4000, 'all applied once (the buried one not)';
+is messages_in(), 19010 + 1 + 4000,
+    'all applied once (the counted one too, the buried one not)';
 
 # --- trimming by progress, and the cap ---------------------------------
 $t->stop('worker-w1');

@@ -118,7 +118,7 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
 {
     int           retried;
     char          ttl[32], count[32], *nf;
-    size_t        i, j, k, m, argc, *lens;
+    size_t        i, j, k, m, argc, pairs, *lens;
     const char  **argv, *kw;
     redisReply   *e, *f, *r;
 
@@ -167,14 +167,24 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
 
         argv[k] = e->element[0]->str;
         lens[k++] = e->element[0]->len;
-        lens[k] = snprintf(nf + i * 24, 24, "%zu",
-                           f->elements / 2 + (kw ? 1 : 0));
-        argv[k++] = nf + i * 24;
+        pairs = k++;
 
-        /* values are binary-safe: lengths come from the reply */
-        for (m = 0; m < f->elements; m++) {
+        /*
+         * Values are binary-safe: lengths come from the reply.  "raw" stays
+         * behind: the rules never read it, it is most of an entry's bytes,
+         * and the function reads it from the stream if the entry goes dead.
+         */
+        for (m = 0; m + 1 < f->elements; m += 2) {
+            if (f->element[m]->len == 3
+                && memcmp(f->element[m]->str, "raw", 3) == 0)
+            {
+                continue;
+            }
+
             argv[k] = f->element[m]->str;
             lens[k++] = f->element[m]->len;
+            argv[k] = f->element[m + 1]->str;
+            lens[k++] = f->element[m + 1]->len;
         }
 
         if (kw) {
@@ -183,6 +193,9 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
             argv[k] = kw;
             lens[k++] = strlen(kw);
         }
+
+        lens[pairs] = snprintf(nf + i * 24, 24, "%zu", (k - pairs - 1) / 2);
+        argv[pairs] = nf + i * 24;
 
         j++;
     }
