@@ -75,7 +75,7 @@ local function I(v)
 end
 
 -- days since the epoch to a UTC date (proleptic Gregorian)
-local function ymd(ts)
+local function civil(ts)
     local z = math.floor(ts / DAY) + 719468
     local era = math.floor(z / 146097)
     local doe = z - era * 146097
@@ -92,8 +92,23 @@ local function ymd(ts)
     return string.format('%04d-%02d-%02d', y, m, d)
 end
 
+local DATES = {}                    -- of this call, by day
+
+local function ymd(ts)
+    local day = math.floor(ts / DAY)
+    local date = DATES[day]
+    if not date then
+        date = civil(ts)
+        DATES[day] = date
+    end
+    return date
+end
+
+local HOURS = {}
+for h = 0, 23 do HOURS[h] = (h < 10 and '0' or '') .. h end
+
 local function hour(ts)
-    return string.format('%02d', math.floor((ts % DAY) / 3600))
+    return HOURS[math.floor((ts % DAY) / 3600)]
 end
 
 local function hget(k, f)
@@ -178,7 +193,7 @@ end
 
 local function contact_key(pn, user)
     if not pn or not user then return nil end
-    return key('contact', pn, user)
+    return P .. ':contact:' .. pn .. ':' .. user
 end
 
 
@@ -701,14 +716,32 @@ local function apply(keys, args)
     local stream, group = keys[1], args[2]
     local ttl = tonumber(args[3])
     P = args[1]
-    MAPPED, EXPIRING, COUNTS, COUNTED = {}, {}, {}, {}
+    MAPPED, EXPIRING, COUNTS, COUNTED, DATES = {}, {}, {}, {}, {}
     OPT = args[4] ~= '' and cjson.decode(args[4]) or {}
     if OPT.away_reply == '' then OPT.away_reply = nil end
     local n = tonumber(args[5])
     local now = tonumber(redis.call('TIME')[1])
     local applied, dups, skipped, dead = 0, 0, 0, 0
 
+    -- Acknowledged in the call that applies them.  With seen_ttl, one XACK
+    -- for the batch: an entry another consumer took over and applied
+    -- meanwhile is known by its event_id (first_time).  Without, each XACK
+    -- says whether the entry was still to be applied (0: acknowledged by
+    -- another consumer already).
     local i = 6
+    if ttl > 0 then
+        local ids = {}
+        for k = 1, n do
+            ids[k] = args[i]
+            i = i + 2 + 2 * tonumber(args[i + 1])
+        end
+        for from = 1, n, 1000 do        -- unpack has a limit
+            redis.call('XACK', stream, group,
+                       unpack(ids, from, math.min(from + 999, n)))
+        end
+        i = 6
+    end
+
     for _ = 1, n do
         local id, nf = args[i], tonumber(args[i + 1])
         local e = {}
@@ -717,8 +750,7 @@ local function apply(keys, args)
         end
         i = i + 2 + 2 * nf
 
-        -- 0: another consumer of this group acknowledged it already
-        if redis.call('XACK', stream, group, id) == 1 then
+        if ttl > 0 or redis.call('XACK', stream, group, id) == 1 then
             local f = APPLY[e.kind or '']
             if not f or not e.event_id then
                 skipped = skipped + 1

@@ -174,6 +174,24 @@ ok $t->wait_for(sub { $t->drained }, 30), 'the rest after a restart';
 is messages_in(), 19010 + 1 + 4000,
     'all applied once (the counted one too, the buried one not)';
 
+# --- FUNCTION FLUSH under a running worker: loaded again, nothing lost -----
+$t->redis('FUNCTION', 'FLUSH');
+my $probe = messages_body(messages => [ text_message('wamid.flushed', 'x',
+                                                     ts => $T) ]);
+is $t->post($probe)->{status}, 503,
+    'the module: 503 while its function is gone (Meta retries)';
+like $t->error_log, qr/redis answered "ERR Function not found/,
+    'saying why';
+ok $t->wait_for(sub { $t->post($probe)->{status} == 200 }, 5),
+    'and 200 once it loaded it again';
+my $before = messages_in();
+fill(5, 20);
+ok $t->wait_for(sub { $t->drained }, 20), 'applied after FUNCTION FLUSH';
+is messages_in(), $before + 100, 'every event once';
+like $t->worker_log, qr/Function not found.*loading the state functions/,
+    'the worker said so';
+
+
 # --- trimming by progress, and the cap ---------------------------------
 $t->stop('worker-w1');
 $t->redis('XGROUP', 'CREATE', 'wa:messages', 'laggard', '$');
@@ -195,5 +213,37 @@ ok $t->wait_for(sub { $t->xlen('wa:messages') < 1000 }, 10),
     'the hard cap trims a laggard\'s entries: ' . $t->xlen('wa:messages');
 ok $t->wait_for(sub { $t->worker_log =~ /over --max-len 300/ }), 'logged';
 ok $t->redis('HGET', 'wa:worker:capped', 'messages') > 0, 'and counted';
+
+# --- wa_apply_1 itself: who else acknowledged, what was seen ----------------
+# (entries read by a consumer "direct" of a group "direct")
+$t->stop('worker-w1');
+sub direct_entry {
+    my ($wamid) = @_;
+    my @f = (kind => 'message', event_id => $wamid, msg_id => $wamid,
+             phone_number_id => $PN, from => '5511888888888', type => 'text',
+             text => 'x', ts => $T);
+    my $id = $t->redis('XADD', 'wa:messages', '*', @f, raw => '{}');
+    return ($id, scalar(@f) / 2, @f);
+}
+sub direct_apply {
+    my ($ttl, @entries) = @_;
+    return $t->redis('FCALL', 'wa_apply_1', 1, 'wa:messages', 'wa', 'direct',
+                     $ttl, '', scalar(@entries), map { @$_ } @entries);
+}
+$t->redis('XGROUP', 'CREATE', 'wa:messages', 'direct', '$');
+my @a = direct_entry('wamid.direct.a');
+my @b2 = direct_entry('wamid.direct.b');
+my @c = direct_entry('wamid.direct.a');     # a again, as a new entry
+$t->redis('XREADGROUP', 'GROUP', 'direct', 'direct', 'STREAMS',
+          'wa:messages', '>');
+$t->redis('XACK', 'wa:messages', 'direct', $b2[0]);   # "another consumer"
+is_deeply direct_apply(0, \@b2), [0, 0, 0, 0],
+    'seen_ttl 0: an entry another consumer acknowledged is not applied';
+is_deeply direct_apply(604800, \@a, \@c), [1, 1, 0, 0],
+    'the same event_id in two entries: applied once, one duplicate';
+is $t->redis('HGET', "wa:contact:$PN:5511888888888", 'messages_in'), 1,
+    'counted once';
+is $t->redis('XPENDING', 'wa:messages', 'direct')->[0], 0,
+    'a and its copy acknowledged in the call (b was by hand)';
 
 done_testing;

@@ -112,15 +112,18 @@ valid_entry(redisReply *e)
 }
 
 
-/* apply entries of stream s in one FCALL; -1 if the connection is gone */
-static int
-apply(worker_t *w, int s, redisReply **entries, size_t n)
+/*
+ * The FCALL wa_apply_1 of entries of stream s, formatted: it holds copies
+ * of the values, so the reply they came in can be freed at once.
+ */
+static void
+prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
 {
-    int           retried;
-    char          ttl[32], count[32], *nf;
+    int           len;
+    char          ttl[32], count[32], *nf, *cmd;
     size_t        i, j, k, m, argc, pairs, *lens;
     const char  **argv, *kw;
-    redisReply   *e, *f, *r;
+    redisReply   *e, *f;
 
     argc = 9;
 
@@ -202,59 +205,181 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
 
     lens[8] = snprintf(count, sizeof(count), "%zu", j);
 
-    retried = 0;
+    call->s = s;
+    call->n = j;
+    call->cmd = NULL;
+    call->len = 0;
 
-again:
-
-    r = j ? redisCommandArgv(w->c, (int) k, argv, lens) : NULL;
-
-    if (j && r == NULL) {
-        log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
-        free(argv); free(lens); free(nf);
-        return -1;
-    }
-
-    if (r && r->type == REDIS_REPLY_ERROR) {
-        if (!retried && strstr(r->str, "Function not found")) {
-            /* FUNCTION FLUSH, or a Redis restarted without persistence */
-            freeReplyObject(r);
-            retried = 1;
-
-            if (conn_load_functions(w->c) == 0) {
-                goto again;
-            }
-
-            free(argv); free(lens); free(nf);
-            return w->c->err ? -1 : 0;
+    if (j) {
+        len = redisFormatCommandArgv(&cmd, (int) k, argv, lens);
+        if (len < 0) {
+            log_msg(LOG_ERROR, "out of memory");
+            exit(1);
         }
 
-        /* left pending: reclaimed and retried, dead after max-deliveries */
-        log_msg(LOG_ERROR, "applying %zu entries of %s failed: %s", j,
-                w->stream[s], r->str);
-        w->n.errors++;
-
-    } else if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
-        w->n.applied += r->element[0]->integer;
-        w->n.duplicates += r->element[1]->integer;
-        w->n.skipped += r->element[2]->integer;
-        w->n.dead += r->element[3]->integer;
-
-        if (r->element[3]->integer) {
-            log_msg(LOG_ERROR, "%lld entries of %s could not be applied, "
-                    "moved to %s", r->element[3]->integer, w->stream[s],
-                    w->dead);
-        }
-    }
-
-    if (r) {
-        freeReplyObject(r);
+        call->cmd = cmd;
+        call->len = (size_t) len;
     }
 
     free(argv);
     free(lens);
     free(nf);
+}
+
+
+/* the calls go out, their replies are not waited for: -1 if the link broke */
+static int
+send_calls(worker_t *w, batch_t *b)
+{
+    int  i, done;
+
+    for (i = 0; i < b->ncalls; i++) {
+        if (redisAppendFormattedCommand(w->c, b->call[i].cmd, b->call[i].len)
+            != REDIS_OK)
+        {
+            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
+            return -1;
+        }
+    }
+
+    do {
+        if (redisBufferWrite(w->c, &done) != REDIS_OK) {
+            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
+            return -1;
+        }
+    } while (!done);
 
     return 0;
+}
+
+
+static void
+free_calls(batch_t *b)
+{
+    int  i;
+
+    for (i = 0; i < b->ncalls; i++) {
+        redisFreeCommand(b->call[i].cmd);
+    }
+
+    b->ncalls = 0;
+}
+
+
+static int
+not_loaded(redisReply *r)
+{
+    /* FUNCTION FLUSH, or a Redis restarted without persistence */
+    return r->type == REDIS_REPLY_ERROR
+           && strstr(r->str, "Function not found") != NULL;
+}
+
+
+/* the replies of calls sent, in order; -1 if the connection is gone */
+static int
+finish_calls(worker_t *w, batch_t *b)
+{
+    int          i, n, loaded;
+    call_t      *call;
+    redisReply  *r[NSTREAMS];
+
+    for (n = 0; n < b->ncalls; n++) {
+        if (redisGetReply(w->c, (void **) &r[n]) != REDIS_OK) {
+            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
+            goto failed;
+        }
+    }
+
+    /* every call sent found no function: load it, then each goes again */
+    for (i = 0, loaded = 0; i < n; i++) {
+        if (!not_loaded(r[i])) {
+            continue;
+        }
+
+        if (!loaded) {
+            log_msg(LOG_WARN, "%s: loading the state functions again",
+                    r[i]->str);
+        }
+
+        if (!loaded && conn_load_functions(w->c) != 0) {
+            if (w->c->err) {
+                goto failed;
+            }
+
+            break;
+        }
+
+        loaded = 1;
+        freeReplyObject(r[i]);
+        r[i] = NULL;
+
+        if (redisAppendFormattedCommand(w->c, b->call[i].cmd,
+                                        b->call[i].len) != REDIS_OK
+            || redisGetReply(w->c, (void **) &r[i]) != REDIS_OK)
+        {
+            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        call = &b->call[i];
+
+        if (r[i]->type == REDIS_REPLY_ERROR) {
+            /* left pending: reclaimed, retried, dead after max-deliveries */
+            log_msg(LOG_ERROR, "applying %zu entries of %s failed: %s",
+                    call->n, w->stream[call->s], r[i]->str);
+            w->n.errors++;
+
+        } else if (r[i]->type == REDIS_REPLY_ARRAY && r[i]->elements == 4) {
+            w->n.applied += r[i]->element[0]->integer;
+            w->n.duplicates += r[i]->element[1]->integer;
+            w->n.skipped += r[i]->element[2]->integer;
+            w->n.dead += r[i]->element[3]->integer;
+
+            if (r[i]->element[3]->integer) {
+                log_msg(LOG_ERROR, "%lld entries of %s could not be applied, "
+                        "moved to %s", r[i]->element[3]->integer,
+                        w->stream[call->s], w->dead);
+            }
+        }
+
+        freeReplyObject(r[i]);
+    }
+
+    free_calls(b);
+
+    return 0;
+
+failed:
+
+    for (i = 0; i < n; i++) {
+        if (r[i]) {
+            freeReplyObject(r[i]);
+        }
+    }
+
+    free_calls(b);
+
+    return -1;
+}
+
+
+/* apply entries of stream s in one FCALL; -1 if the connection is gone */
+static int
+apply(worker_t *w, int s, redisReply **entries, size_t n)
+{
+    batch_t  b;
+
+    prepare(w, s, entries, n, &b.call[0]);
+    b.ncalls = b.call[0].n ? 1 : 0;
+
+    if (send_calls(w, &b) != 0) {
+        free_calls(&b);
+        return -1;
+    }
+
+    return finish_calls(w, &b);
 }
 
 
@@ -274,14 +399,13 @@ nogroup(redisReply *r)
 /*
  * XREADGROUP on every stream: from ">" (new entries), or from "0" (the
  * entries this consumer was given before and has not acknowledged: what a
- * previous run under the same name held when it died)
+ * previous run under the same name held when it died).  *r is NULL when
+ * there is nothing to apply; -1 if the connection is gone.
  */
 static int
-read_group(worker_t *w, const char *from, long block_ms, int *got)
+read_group(worker_t *w, const char *from, long block_ms, redisReply **r)
 {
-    size_t       i;
-    redisReply  *r, *s;
-    int          rc, k, argc;
+    int          k, argc;
     const char  *argv[9 + 2 * NSTREAMS];
     char         count[32], block[32];
 
@@ -309,58 +433,126 @@ read_group(worker_t *w, const char *from, long block_ms, int *got)
     }
 
     argc += 2 * NSTREAMS;
-    *got = 0;
 
-    r = redisCommandArgv(w->c, argc, argv, NULL);
-    if (r == NULL) {
+    *r = redisCommandArgv(w->c, argc, argv, NULL);
+    if (*r == NULL) {
         log_msg(LOG_ERROR, "Redis XREADGROUP: %s", w->c->errstr);
         return -1;
     }
 
-    if (nogroup(r)) {
-        freeReplyObject(r);
+    if (nogroup(*r)) {
+        freeReplyObject(*r);
+        *r = NULL;
         return consume_groups(w);
     }
 
-    if (r->type == REDIS_REPLY_ERROR) {
-        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", r->str);
-        freeReplyObject(r);
-        return 0;
+    if ((*r)->type == REDIS_REPLY_ERROR) {
+        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", (*r)->str);
     }
 
-    rc = 0;
+    if ((*r)->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(*r);
+        *r = NULL;
+    }
 
-    if (r->type == REDIS_REPLY_ARRAY) {
-        for (i = 0; i < r->elements && rc == 0; i++) {
-            s = r->element[i];
+    return 0;
+}
 
-            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
-                continue;
-            }
 
-            for (k = 0; k < NSTREAMS; k++) {
-                if (strcmp(s->element[0]->str, w->stream[k]) == 0) {
-                    *got += (int) s->element[1]->elements;
-                    rc = apply(w, k, s->element[1]->element,
-                               s->element[1]->elements);
-                    break;
+/* one call per stream in an XREADGROUP reply; the number of entries */
+static int
+prepare_reply(worker_t *w, redisReply *r, batch_t *b)
+{
+    int          k, got;
+    size_t       i;
+    redisReply  *s;
+
+    b->ncalls = 0;
+    got = 0;
+
+    for (i = 0; r && i < r->elements; i++) {
+        s = r->element[i];
+
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
+            continue;
+        }
+
+        for (k = 0; k < NSTREAMS; k++) {
+            if (strcmp(s->element[0]->str, w->stream[k]) == 0) {
+                got += (int) s->element[1]->elements;
+                prepare(w, k, s->element[1]->element, s->element[1]->elements,
+                        &b->call[b->ncalls]);
+
+                if (b->call[b->ncalls].n) {
+                    b->ncalls++;
                 }
+
+                break;
             }
         }
     }
 
-    freeReplyObject(r);
+    return got;
+}
+
+
+/*
+ * New entries, pipelined: the next batch is read before the batch in hand
+ * goes out, and is formatted while Redis applies the one in hand, so that
+ * the worker's work and Redis's overlap.  The batch read last is held until
+ * the next call (consume_drain applies it when stopping); a worker killed
+ * meanwhile leaves it pending, for consume_own_pending.
+ */
+int
+consume_read(worker_t *w)
+{
+    int          rc;
+    batch_t      next;
+    redisReply  *r;
+
+    /* with a batch in hand, no waiting for more */
+    if (read_group(w, ">", w->held.ncalls ? 0 : w->o->block_ms, &r) != 0) {
+        return -1;
+    }
+
+    if (send_calls(w, &w->held) != 0) {
+        if (r) {
+            freeReplyObject(r);
+        }
+
+        return -1;
+    }
+
+    prepare_reply(w, r, &next);
+
+    if (r) {
+        freeReplyObject(r);
+    }
+
+    rc = finish_calls(w, &w->held);
+    w->held = next;
 
     return rc;
 }
 
 
+/* the batch in hand: applied when stopping, forgotten with the connection */
 int
-consume_read(worker_t *w)
+consume_drain(worker_t *w)
 {
-    int  got;
+    if (send_calls(w, &w->held) != 0) {
+        free_calls(&w->held);
+        return -1;
+    }
 
-    return read_group(w, ">", w->o->block_ms, &got);
+    return finish_calls(w, &w->held);
+}
+
+
+void
+consume_forget(worker_t *w)
+{
+    free_calls(&w->held);
 }
 
 
@@ -368,15 +560,32 @@ consume_read(worker_t *w)
 int
 consume_own_pending(worker_t *w)
 {
-    int  got, rounds;
+    int          got, rounds;
+    batch_t      b;
+    redisReply  *r;
 
     for (rounds = 0; rounds < 1000; rounds++) {
-        if (read_group(w, "0", 0, &got) != 0) {
+        if (read_group(w, "0", 0, &r) != 0) {
             return -1;
         }
 
-        if (got == 0) {
+        got = prepare_reply(w, r, &b);
+
+        if (r) {
+            freeReplyObject(r);
+        }
+
+        if (b.ncalls == 0) {
             break;
+        }
+
+        if (send_calls(w, &b) != 0) {
+            free_calls(&b);
+            return -1;
+        }
+
+        if (finish_calls(w, &b) != 0) {
+            return -1;
         }
 
         log_msg(LOG_INFO, "applied %d entries this consumer held before "

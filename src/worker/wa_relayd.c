@@ -5,6 +5,7 @@
  *
  *   main loop:  reclaim what dead consumers left (every claim-idle/2)
  *               read a batch with XREADGROUP BLOCK, apply and acknowledge
+ *               the one read before meanwhile (consume.c)
  *               trim by progress (every trim-interval)
  *               log and publish counters (every stats-interval)
  *
@@ -252,11 +253,17 @@ main(int argc, char **argv)
     lost:
 
         log_msg(LOG_ERROR, "lost the Redis connection; reconnecting");
+        consume_forget(&w);
         redisFree(w.c);
         w.c = NULL;
     }
 
     log_msg(LOG_INFO, "stopping: the batch in hand is applied");
+
+    if (w.c && consume_drain(&w) != 0) {
+        log_msg(LOG_ERROR, "the batch in hand is left pending");
+    }
+
     sender_stop();
     stats(&w, since, &last);
 

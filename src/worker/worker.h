@@ -22,6 +22,20 @@ typedef struct {
     long long   capped;
 } counters_t;
 
+/* one FCALL wa_apply_1, formatted */
+typedef struct {
+    int      s;                     /* the stream */
+    size_t   n;                     /* its entries */
+    char    *cmd;
+    size_t   len;
+} call_t;
+
+/* what one XREADGROUP gave: a call per stream */
+typedef struct {
+    call_t   call[NSTREAMS];
+    int      ncalls;
+} batch_t;
+
 typedef struct {
     const options_t  *o;
     redisContext     *c;
@@ -29,6 +43,7 @@ typedef struct {
     char              dead[256];
     char             *apply_options;   /* JSON: the automatic replies */
     counters_t        n;
+    batch_t           held;         /* read, not yet applied */
 } worker_t;
 
 extern const char *stream_names[NSTREAMS];
@@ -37,6 +52,8 @@ extern const char *stream_names[NSTREAMS];
 int consume_groups(worker_t *w);
 int consume_read(worker_t *w);
 int consume_own_pending(worker_t *w);
+int consume_drain(worker_t *w);
+void consume_forget(worker_t *w);
 int consume_reclaim(worker_t *w);
 
 /* replies.c: the automatic replies as wa_apply_1's options */
