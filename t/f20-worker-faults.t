@@ -87,6 +87,47 @@ my @lines;
     push @lines, $line;
 }
 
+# --- Redis killed under the worker (AOF, fsync always) and restarted ------
+{
+    my $t = WaTest->new;
+    my @aof = ('--appendonly', 'yes', '--appendfsync', 'always');
+    $t->start_redis(@aof);
+    $t->start_nginx;
+    my $PN = '106540352242922';
+    my $n = 1500;
+    for my $i (1 .. $n) {
+        my $u = sprintf '55118%07d', $i % 30;
+        my $r = $t->post(messages_body(from => $u, messages => [
+            text_message("wamid.rk$i", "m$i", from => $u,
+                         ts => 1780000000 + $i) ]));
+        die "post: $r->{status}" unless $r->{status} == 200;
+    }
+    my $applied = sub {
+        my $sum = 0;
+        for my $u (0 .. 29) {
+            $sum += $t->hash(sprintf "wa:contact:$PN:55118%07d", $u)
+                      ->{messages_in} // 0;
+        }
+        return $sum;
+    };
+    # one entry per call, so that the kill lands with batches in flight
+    $t->start_worker(batch => 1, 'claim-idle-ms' => 300);
+    $t->wait_for(sub { $t->redis('EXISTS', "wa:contact:$PN:551180000001") });
+    my ($g) = map { ref $_ eq 'HASH' ? $_ : +{ @$_ } }
+              @{ $t->redis('XINFO', 'GROUPS', 'wa:messages') };
+    $t->stop('redis', 'KILL');
+    ok $g->{lag} > 0, "killed with $g->{lag} entries not yet read";
+    sleep 0.5;
+    $t->start_redis(@aof);
+    ok $t->wait_for(sub { $t->drained }, 60), 'caught up after the restart';
+    my $sum = $applied->();
+    is $sum, $n, 'every event applied exactly once';
+    like $t->worker_log, qr/lost the Redis connection/, 'the worker felt it';
+    push @lines, sprintf '%-28s events %d, applied %d, lost %d, twice %d',
+        'redis SIGKILL under worker', $n, $sum,
+        $sum < $n ? $n - $sum : 0, $sum > $n ? $sum - $n : 0;
+}
+
 # --- the Graph API failing, slow, closing connections -----------------------
 {
     my $t = WaTest->new;
