@@ -84,6 +84,19 @@ wa_dump_scratch(wa_batch_t *b, json_t *json, size_t flags)
     char    *p;
     size_t   n;
 
+    /*
+     * Room for most items at once (a dump that does not fit is done twice),
+     * and small enough to come from an nginx pool's own blocks.
+     */
+    if (b->scratch == NULL) {
+        b->scratch = wa_alloc(b, 2048);
+        if (b->scratch == NULL) {
+            return -1;
+        }
+
+        b->scratch_size = 2048;
+    }
+
     for ( ;; ) {
         n = json_dumpb(json, b->scratch, b->scratch_size, flags);
         if (n == 0) {
@@ -95,9 +108,9 @@ wa_dump_scratch(wa_batch_t *b, json_t *json, size_t flags)
             return (long) n;
         }
 
-        p = realloc(b->scratch, n + 4096);
+        /* from the caller's allocator, as everything else */
+        p = wa_alloc(b, n + 4096);
         if (p == NULL) {
-            b->error = "out of memory";
             return -1;
         }
 
@@ -1140,7 +1153,6 @@ wa_batch_free(wa_batch_t *b)
         b->root = NULL;
     }
 
-    free(b->scratch);
     b->scratch = NULL;
     b->scratch_size = 0;
 }
