@@ -274,11 +274,18 @@ ngx_http_whatsapp_palloc(void *pool, size_t size)
 
 
 /*
- * jansson allocates every value of a parsed body separately: while a body
- * is being split those allocations come from the request's pool and the
- * frees are no-ops, the pool going away with the request.  Outside that
- * window (there is no other jansson use in nginx) it is malloc and free.
+ * A body is split in a pool of the worker's own: jansson's values (it
+ * allocates each one separately), the events and the command's arguments.
+ * Once hiredis has copied the command the pool is emptied, its blocks kept
+ * warm for the next body rather than allocated and freed with each request;
+ * one that an unusually large body made grow past SCRATCH_KEEP blocks is
+ * given back whole.  jansson allocates from it only while a body is split
+ * (there is no other jansson use in nginx): otherwise, malloc and free.
  */
+#define NGX_HTTP_WHATSAPP_SCRATCH_SIZE  16384
+#define NGX_HTTP_WHATSAPP_SCRATCH_KEEP  16
+
+static ngx_pool_t  *ngx_http_whatsapp_scratch;
 static ngx_pool_t  *ngx_http_whatsapp_json_pool;
 
 
@@ -302,6 +309,43 @@ ngx_http_whatsapp_json_free(void *p)
 }
 
 
+static ngx_pool_t *
+ngx_http_whatsapp_scratch_get(void)
+{
+    if (ngx_http_whatsapp_scratch == NULL) {
+        ngx_http_whatsapp_scratch =
+            ngx_create_pool(NGX_HTTP_WHATSAPP_SCRATCH_SIZE, ngx_cycle->log);
+    }
+
+    ngx_http_whatsapp_json_pool = ngx_http_whatsapp_scratch;
+
+    return ngx_http_whatsapp_scratch;
+}
+
+
+static void
+ngx_http_whatsapp_scratch_done(void)
+{
+    ngx_uint_t   n;
+    ngx_pool_t  *p;
+
+    ngx_http_whatsapp_json_pool = NULL;
+
+    n = 0;
+    for (p = ngx_http_whatsapp_scratch; p; p = p->d.next) {
+        n++;
+    }
+
+    if (n > NGX_HTTP_WHATSAPP_SCRATCH_KEEP) {
+        ngx_destroy_pool(ngx_http_whatsapp_scratch);
+        ngx_http_whatsapp_scratch = NULL;
+        return;
+    }
+
+    ngx_reset_pool(ngx_http_whatsapp_scratch);
+}
+
+
 void
 ngx_http_whatsapp_json_init(void)
 {
@@ -313,7 +357,7 @@ ngx_http_whatsapp_json_init(void)
 static void
 ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 {
-    int                            rc;
+    ngx_int_t                      rc;
     int64_t                        now;
     ngx_str_t                      body;
     ngx_uint_t                     i;
@@ -374,36 +418,37 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
     now = (int64_t) tp->sec * 1000 + tp->msec;
 
     batch.alloc = ngx_http_whatsapp_palloc;
-    batch.alloc_data = r->pool;
-    ngx_http_whatsapp_json_pool = r->pool;
+    batch.alloc_data = ngx_http_whatsapp_scratch_get();
+
+    if (batch.alloc_data == NULL) {
+        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
 
     if (wa_normalize(&batch, (char *) body.data, body.len, now) != 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: body not split into events: %s",
                       batch.error);
-        wa_batch_free(&batch);
-        ngx_http_whatsapp_json_pool = NULL;
-        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
-        return;
-    }
+        rc = NGX_ERROR;
 
-    if (batch.error) {
-        ngx_http_whatsapp_inc(unparsed);
+    } else {
+        if (batch.error) {
+            ngx_http_whatsapp_inc(unparsed);
 
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "whatsapp webhook: kept as \"unparsed\": %s",
-                      batch.error);
-    }
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "whatsapp webhook: kept as \"unparsed\": %s",
+                          batch.error);
+        }
 
-    if (ngx_http_whatsapp_submit(r, ctx, &batch) != NGX_OK) {
-        wa_batch_free(&batch);
-        ngx_http_whatsapp_json_pool = NULL;
-        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
-        return;
+        rc = ngx_http_whatsapp_submit(r, ctx, &batch);
     }
 
     wa_batch_free(&batch);
-    ngx_http_whatsapp_json_pool = NULL;
+    ngx_http_whatsapp_scratch_done();
+
+    if (rc != NGX_OK) {
+        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+    }
 }
 
 
@@ -485,6 +530,7 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     u_char                         *num, *p;
     size_t                         *lens, n;
     ngx_uint_t                      i, j, k, nkeys;
+    ngx_pool_t                     *pool;
     wa_event_t                     *ev;
     const char                    **argv;
     ngx_http_whatsapp_pending_t    *pending;
@@ -503,9 +549,12 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
         argc += 2 + 2 * batch->events[i].nfields;
     }
 
-    argv = ngx_palloc(r->pool, argc * sizeof(char *));
-    lens = ngx_palloc(r->pool, argc * sizeof(size_t));
-    num = ngx_pnalloc(r->pool, (batch->nevents + 2) * NGX_INT_T_LEN);
+    /* the arguments live as long as the events: until hiredis copies them */
+    pool = batch->alloc_data;
+
+    argv = ngx_palloc(pool, argc * sizeof(char *));
+    lens = ngx_palloc(pool, argc * sizeof(size_t));
+    num = ngx_pnalloc(pool, (batch->nevents + 2) * NGX_INT_T_LEN);
 
     if (argv == NULL || lens == NULL || num == NULL) {
         return NGX_ERROR;
@@ -537,7 +586,7 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
             n = wlcf->dedupe_prefix.len + ev->kind_len + 1
                 + ev->event_id_len;
 
-            p = ngx_pnalloc(r->pool, n);
+            p = ngx_pnalloc(pool, n);
             if (p == NULL) {
                 return NGX_ERROR;
             }
@@ -579,7 +628,7 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
 
     pending->request = r;
 
-    /* hiredis copies the arguments: the pool may go before the reply */
+    /* hiredis copies the arguments: they may go before the reply */
 
     if (ngx_http_whatsapp_redis_command(argc, argv, lens,
                                         ngx_http_whatsapp_reply, pending,

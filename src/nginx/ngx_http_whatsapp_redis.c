@@ -7,10 +7,15 @@
  * structure.  Events are level-triggered: hiredis reads at most 16 KB per
  * call, and an edge-triggered socket would stall with a reply half read.
  *
- * Commands issued in the same turn of the event loop leave in one write, so
- * requests are pipelined without any batching of our own.  While there is no
- * connection, callers are told at once (they answer 503), and a cancelable
- * timer reconnects with exponential backoff.
+ * Commands issued in the same turn of the event loop leave in one write at
+ * the end of that turn: hiredis's request for a write event is answered by
+ * posting the write handler to ngx_posted_events, which nginx runs after
+ * every ready event of the turn.  Only when the socket is full does epoll
+ * watch it for writability.  Requests are thus pipelined without batching
+ * of our own, without an epoll_ctl() pair per write, and without waiting
+ * for one more turn.  While there is no connection, callers are told at
+ * once (they answer 503), and a cancelable timer reconnects with
+ * exponential backoff.
  */
 
 #include "ngx_http_whatsapp_module.h"
@@ -22,6 +27,7 @@ typedef struct {
     ngx_msec_t                      backoff;
     ngx_uint_t                      generation;
     ngx_uint_t                      exiting;
+    ngx_uint_t                      writing;
     ngx_log_t                      *log;
     ngx_http_whatsapp_main_conf_t  *wmcf;
 } ngx_http_whatsapp_redis_t;
@@ -56,7 +62,10 @@ ngx_http_whatsapp_redis_write_handler(ngx_event_t *ev)
 {
     ngx_connection_t  *c = ev->data;
 
+    /* a write request made meanwhile means the socket is full: see below */
+    ngx_http_whatsapp_redis.writing = 1;
     redisAsyncHandleWrite(c->data);
+    ngx_http_whatsapp_redis.writing = 0;
 }
 
 
@@ -102,9 +111,27 @@ ngx_http_whatsapp_redis_del_read(void *data)
 static void
 ngx_http_whatsapp_redis_add_write(void *data)
 {
-    ngx_connection_t  *c = data;
+    ngx_connection_t   *c = data;
+    redisAsyncContext  *ac = c->data;
 
-    ngx_http_whatsapp_redis_event(c->write, NGX_WRITE_EVENT, 1);
+    if (c->write->active || c->write->posted) {
+        return;
+    }
+
+    /*
+     * Waiting for the connection to complete, or a write that left bytes
+     * behind: only epoll knows when the socket can take more.  Otherwise
+     * the write is made once this turn of the loop has queued its commands.
+     */
+
+    if (ngx_http_whatsapp_redis.writing
+        || !(ac->c.flags & REDIS_CONNECTED))
+    {
+        ngx_http_whatsapp_redis_event(c->write, NGX_WRITE_EVENT, 1);
+        return;
+    }
+
+    ngx_post_event(c->write, &ngx_posted_events);
 }
 
 
@@ -114,6 +141,10 @@ ngx_http_whatsapp_redis_del_write(void *data)
     ngx_connection_t  *c = data;
 
     ngx_http_whatsapp_redis_event(c->write, NGX_WRITE_EVENT, 0);
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
 }
 
 
