@@ -56,8 +56,10 @@ sub start_load {
                 @retry = sort { $a->[0] <=> $b->[0] } @retry;
             }
             $i++;
-            my $due = $t0 + $i / $rate;
-            sleep $due - time if $due > time;
+            # one reading of the clock: a second one may already be past
+            # $due, and Time::HiRes dies on a negative sleep
+            my $wait = $t0 + $i / $rate - time;
+            sleep $wait if $wait > 0;
         }
         open my $fh, '>', $file or die;
         print $fh encode_json(\%res);
