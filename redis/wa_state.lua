@@ -60,8 +60,13 @@ local OPT = {}                      -- the automatic replies of this call
 local COUNTS, COUNTED = {}, {}      -- counters of this call, by key (flush)
 
 
-local function key(...)
-    return P .. ':' .. table.concat({...}, ':')
+-- a key of this call's prefix and up to four parts, concatenated without a
+-- table per key (keys are made for every event)
+local function key(a, b, c, d)
+    if d then return P .. ':' .. a .. ':' .. b .. ':' .. c .. ':' .. d end
+    if c then return P .. ':' .. a .. ':' .. b .. ':' .. c end
+    if b then return P .. ':' .. a .. ':' .. b end
+    return P .. ':' .. a
 end
 
 local function num(v)
@@ -193,7 +198,7 @@ end
 
 local function contact_key(pn, user)
     if not pn or not user then return nil end
-    return P .. ':contact:' .. pn .. ':' .. user
+    return key('contact', pn, user)
 end
 
 
