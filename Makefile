@@ -20,15 +20,19 @@ WORKER     := $(BUILD)/wa-relayd
 FIXTURES   ?= $(abspath $(CURDIR)/../shared/fixtures/meta-payloads)
 
 CC         ?= cc
+CXX        ?= g++
 CFLAGS     ?= -O2 -g
 WARN       := -Wall -Wextra -Werror
 CORE_SRCS  := $(wildcard src/core/*.c)
 CORE_HDRS  := $(wildcard src/core/*.h)
+# the parser's C++ side (simdjson): an object of its own for every build
+JSON_SRC   := src/core/wa_json.cpp
+JSON_LIBS  := -lsimdjson -lstdc++
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 # Debian packages: to build, to run, to test
 PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
-              redis-server libcurl4-openssl-dev check pkg-config perl \
+              libsimdjson-dev g++ redis-server libcurl4-openssl-dev check pkg-config perl \
               curl wrk clang libclang-rt-14-dev gcc make procps
 
 PROVE_ARGS ?= -r
@@ -82,13 +86,17 @@ worker: $(WORKER)
 
 # --- C unit tests (Check) --------------------------------------------------
 
+$(UNIT).json.o: $(JSON_SRC) src/core/wa_json.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(CFLAGS) $(WARN) -Isrc/core -c -o $@ $<
+
 $(UNIT): $(wildcard t/unit/*.c) $(wildcard t/unit/*.h) $(CORE_SRCS) \
-         $(CORE_HDRS)
+         $(CORE_HDRS) $(UNIT).json.o
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -Isrc/core \
 	    -DWA_FIXTURES='"$(FIXTURES)"' \
-	    -o $@ $(wildcard t/unit/*.c) $(CORE_SRCS) \
-	    -ljansson -lcrypto $(CHECK_LIBS)
+	    -o $@ $(wildcard t/unit/*.c) $(CORE_SRCS) $(UNIT).json.o \
+	    -ljansson $(JSON_LIBS) -lcrypto $(CHECK_LIBS)
 
 unit: $(UNIT)
 
@@ -176,10 +184,15 @@ FUZZ_SHORT    ?= 12
 FUZZ_FLAGS    := -g -O1 -fsanitize=fuzzer,address,undefined \
                  -fno-sanitize-recover=undefined
 
-$(FUZZ)/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS)
+$(FUZZ)/wa_json.o: $(JSON_SRC) src/core/wa_json.h
 	@mkdir -p $(FUZZ)
-	clang $(FUZZ_FLAGS) -Isrc/core -o $@ $< $(CORE_SRCS) \
-	    -ljansson -lcrypto
+	clang++ $(FUZZ_FLAGS) -Isrc/core -c -o $@ $<
+
+# linked by clang++, for the sanitizers' C++ runtime; the sources stay C
+$(FUZZ)/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS) $(FUZZ)/wa_json.o
+	@mkdir -p $(FUZZ)
+	clang++ $(FUZZ_FLAGS) -Isrc/core -o $@ -x c $< $(CORE_SRCS) \
+	    -x none $(FUZZ)/wa_json.o -ljansson $(JSON_LIBS) -lcrypto
 
 $(FUZZ)/seeds: tools/fuzz-seeds $(wildcard $(FIXTURES)/*.json)
 	rm -rf $@ && mkdir -p $@

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "wa_json.h"
 #include "wa_normalize.h"
 
 
@@ -29,20 +30,24 @@ static const char *wa_reserved[] = {
     "display_phone_number", "ts", "received_at", "raw", "error", NULL
 };
 
-#define WA_DUMP_FLAGS  (JSON_COMPACT | JSON_ENCODE_ANY                     \
-                        | JSON_REAL_PRECISION(15))
 #define WA_DIGEST_HEX  32
+
+#define WA_IS(v, t)       wa_json_is(v, WA_JSON_ ## t)
+#define WA_IS_ARRAY(v)    WA_IS(v, ARRAY)
+#define WA_IS_OBJECT(v)   WA_IS(v, OBJECT)
+#define WA_IS_STRING(v)   WA_IS(v, STRING)
+#define WA_IS_NULL(v)     WA_IS(v, NULL)
 
 
 typedef struct {
-    wa_batch_t    *batch;
-    const char    *field;          /* the change's field name */
-    json_t        *entry;
-    json_t        *value;
-    const char    *received;
-    size_t         received_len;
-    wa_field_t     f[WA_EVENT_MAX_FIELDS];
-    size_t         n;
+    wa_batch_t       *batch;
+    const char       *field;          /* the change's field name */
+    const wa_json_t  *entry;
+    const wa_json_t  *value;
+    const char       *received;
+    size_t            received_len;
+    wa_field_t        f[WA_EVENT_MAX_FIELDS];
+    size_t            n;
 } wa_builder_t;
 
 
@@ -77,70 +82,58 @@ wa_strndup(wa_batch_t *b, const char *s, size_t len)
 }
 
 
-/* serializes json into the scratch buffer; returns its length or -1 */
-static long
-wa_dump_scratch(wa_batch_t *b, json_t *json, size_t flags)
-{
-    char    *p;
-    size_t   n;
-
-    /*
-     * Room for most items at once (a dump that does not fit is done twice),
-     * and small enough to come from an nginx pool's own blocks.
-     */
-    if (b->scratch == NULL) {
-        b->scratch = wa_alloc(b, 2048);
-        if (b->scratch == NULL) {
-            return -1;
-        }
-
-        b->scratch_size = 2048;
-    }
-
-    for ( ;; ) {
-        n = json_dumpb(json, b->scratch, b->scratch_size, flags);
-        if (n == 0) {
-            /* jansson refuses nothing we parsed, but be safe */
-            return 0;
-        }
-
-        if (n <= b->scratch_size) {
-            return (long) n;
-        }
-
-        /* from the caller's allocator, as everything else */
-        p = wa_alloc(b, n + 4096);
-        if (p == NULL) {
-            return -1;
-        }
-
-        b->scratch = p;
-        b->scratch_size = n + 4096;
-    }
-}
-
-
+/* v as compact JSON, in memory from the caller's allocator */
 static int
-wa_dump(wa_batch_t *b, json_t *json, const char **out, size_t *len)
+wa_dump(wa_batch_t *b, const wa_json_t *v, const char **out, size_t *len)
 {
     long   n;
     char  *p;
 
-    n = wa_dump_scratch(b, json, WA_DUMP_FLAGS);
-    if (n < 0) {
-        return -1;
-    }
-
-    p = wa_alloc(b, (size_t) n);
+    /* room for most items at once: a dump that does not fit is done twice */
+    p = wa_alloc(b, 1024);
     if (p == NULL) {
         return -1;
     }
 
-    memcpy(p, b->scratch, (size_t) n);
+    n = wa_json_dump(b->parser, v, p, 1024);
+
+    if (n > 1024) {
+        p = wa_alloc(b, (size_t) n);
+        if (p == NULL) {
+            return -1;
+        }
+
+        n = wa_json_dump(b->parser, v, p, (size_t) n);
+    }
+
+    if (n < 0) {
+        b->error = "out of memory";
+        return -1;
+    }
+
     *out = p;
     *len = (size_t) n;
 
     return 0;
+}
+
+
+/* v (or null) as a jansson value, for the few uses that need one */
+static json_t *
+wa_jansson(wa_batch_t *b, const wa_json_t *v)
+{
+    size_t       len;
+    const char  *s;
+
+    if (v == NULL) {
+        return json_null();
+    }
+
+    if (wa_dump(b, v, &s, &len) != 0) {
+        return NULL;
+    }
+
+    return json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 }
 
 
@@ -157,67 +150,119 @@ wa_hex(const unsigned char *in, size_t n, char *out)
 }
 
 
-/*
- * A digest that names an item without an id of its own: the field, the
- * WABA, the entry's time and the item with its keys sorted, so that a
- * redelivery with another key order gets the same id.
- */
+/* the hex of the SHA-256 of the pieces, truncated to WA_DIGEST_HEX */
 static const char *
-wa_digest_id(wa_builder_t *bd, json_t *item)
+wa_digest_hex(wa_batch_t *b, const char **piece, const size_t *len, int n)
 {
+    int             i;
     char           *id;
-    long            n;
-    const char     *s;
-    json_t         *prefix;
     EVP_MD_CTX     *md;
     unsigned char   d[EVP_MAX_MD_SIZE];
     unsigned int    dlen;
 
+    id = wa_alloc(b, WA_DIGEST_HEX + 1);
+    if (id == NULL) {
+        return NULL;
+    }
+
     md = EVP_MD_CTX_new();
     if (md == NULL) {
-        bd->batch->error = "out of memory";
+        b->error = "out of memory";
         return NULL;
     }
 
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 
-    s = bd->field ? bd->field : "";
-    EVP_DigestUpdate(md, s, strlen(s) + 1);
-
-    prefix = json_pack("[O?O?]",
-        bd->entry ? json_object_get(bd->entry, "id") : NULL,
-        bd->entry ? json_object_get(bd->entry, "time") : NULL);
-
-    n = -1;
-    if (prefix != NULL) {
-        n = wa_dump_scratch(bd->batch, prefix, JSON_COMPACT | JSON_ENCODE_ANY);
-        json_decref(prefix);
+    for (i = 0; i < n; i++) {
+        EVP_DigestUpdate(md, piece[i], len[i]);
     }
 
-    if (n >= 0) {
-        EVP_DigestUpdate(md, bd->batch->scratch, (size_t) n);
-        n = wa_dump_scratch(bd->batch, item,
-                            JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
-    }
-
-    if (n < 0) {
-        EVP_MD_CTX_free(md);
-        return NULL;
-    }
-
-    EVP_DigestUpdate(md, bd->batch->scratch, (size_t) n);
     EVP_DigestFinal_ex(md, d, &dlen);
     EVP_MD_CTX_free(md);
-
-    id = wa_alloc(bd->batch, WA_DIGEST_HEX + 1);
-    if (id == NULL) {
-        return NULL;
-    }
 
     wa_hex(d, WA_DIGEST_HEX / 2, id);
     id[WA_DIGEST_HEX] = '\0';
 
     return id;
+}
+
+
+/* json as jansson writes it with flags, from the caller's allocator */
+static int
+wa_dump_jansson(wa_batch_t *b, json_t *json, size_t flags, const char **out,
+    size_t *len)
+{
+    char    *p;
+    size_t   n;
+
+    n = json_dumpb(json, NULL, 0, flags);
+
+    p = wa_alloc(b, n);
+    if (p == NULL) {
+        return -1;
+    }
+
+    *out = p;
+    *len = json_dumpb(json, p, n, flags);
+
+    return 0;
+}
+
+
+/*
+ * A digest that names an item without an id of its own: the field, the
+ * WABA, the entry's time and the item with its keys sorted, so that a
+ * redelivery with another key order gets the same id.  jansson writes the
+ * sorted form; a value it cannot hold (an integer past int64) is digested
+ * as simdjson wrote it.
+ */
+static const char *
+wa_digest_id(wa_builder_t *bd, const wa_json_t *item)
+{
+    int          rc;
+    json_t      *prefix, *j;
+    const char  *piece[3];
+    size_t       len[3];
+
+    piece[0] = bd->field ? bd->field : "";
+    len[0] = strlen(piece[0]) + 1;
+
+    prefix = json_array();
+    if (prefix == NULL) {
+        bd->batch->error = "out of memory";
+        return NULL;
+    }
+
+    json_array_append_new(prefix,
+                          wa_jansson(bd->batch, wa_json_get(bd->entry, "id")));
+    json_array_append_new(prefix,
+                          wa_jansson(bd->batch,
+                                     wa_json_get(bd->entry, "time")));
+
+    rc = wa_dump_jansson(bd->batch, prefix, JSON_COMPACT, &piece[1], &len[1]);
+    json_decref(prefix);
+
+    if (rc != 0) {
+        return NULL;
+    }
+
+    j = wa_jansson(bd->batch, item);
+
+    if (j == NULL) {
+        rc = wa_dump(bd->batch, item, &piece[2], &len[2]);
+
+    } else {
+        rc = wa_dump_jansson(bd->batch, j,
+                             JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS,
+                             &piece[2], &len[2]);
+        json_decref(j);
+    }
+
+    if (rc != 0) {
+        return NULL;
+    }
+
+    return wa_digest_hex(bd->batch, piece, len, 3);
 }
 
 
@@ -252,102 +297,106 @@ wa_add_str(wa_builder_t *bd, const char *name, const char *data)
  * nothing.  Returns -1 only when memory ran out.
  */
 static int
-wa_add_json(wa_builder_t *bd, const char *name, size_t name_len, json_t *v)
+wa_add_json(wa_builder_t *bd, const char *name, size_t name_len,
+    const wa_json_t *v)
 {
-    char    buf[64];
-    char   *p;
-    int     n;
+    int          n;
+    char         buf[24];
+    size_t       len;
+    const char  *p;
 
     if (v == NULL) {
         return 0;
     }
 
-    switch (json_typeof(v)) {
+    switch (v->type) {
 
-    case JSON_STRING:
-        wa_add(bd, name, name_len, json_string_value(v),
-               json_string_length(v));
+    case WA_JSON_STRING:
+        wa_add(bd, name, name_len, v->str, v->len);
         return 0;
 
-    case JSON_INTEGER:
-        n = snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
-                     json_integer_value(v));
-        break;
+    case WA_JSON_INTEGER:
+        n = snprintf(buf, sizeof(buf), "%lld", (long long) v->integer);
 
-    case JSON_REAL:
-        n = (int) json_dumpb(v, buf, sizeof(buf) - 1, WA_DUMP_FLAGS);
-        break;
+        p = wa_strndup(bd->batch, buf, (size_t) n);
+        if (p == NULL) {
+            return -1;
+        }
 
-    case JSON_TRUE:
+        wa_add(bd, name, name_len, p, (size_t) n);
+        return 0;
+
+    case WA_JSON_NUMBER:
+        if (wa_dump(bd->batch, v, &p, &len) != 0) {
+            return -1;
+        }
+
+        wa_add(bd, name, name_len, p, len);
+        return 0;
+
+    case WA_JSON_TRUE:
         wa_add(bd, name, name_len, "true", 4);
         return 0;
 
-    case JSON_FALSE:
+    case WA_JSON_FALSE:
         wa_add(bd, name, name_len, "false", 5);
         return 0;
 
     default:
         return 0;
     }
-
-    if (n <= 0 || (size_t) n >= sizeof(buf)) {
-        return 0;
-    }
-
-    p = wa_strndup(bd->batch, buf, (size_t) n);
-    if (p == NULL) {
-        return -1;
-    }
-
-    wa_add(bd, name, name_len, p, (size_t) n);
-
-    return 0;
 }
 
 
 /* the value at a path of object keys, or NULL */
-static json_t *
-wa_path(json_t *j, const char *k1, const char *k2, const char *k3)
+static const wa_json_t *
+wa_path(const wa_json_t *j, const char *k1, const char *k2, const char *k3)
 {
     if (j == NULL || k1 == NULL) {
         return j;
     }
 
-    j = json_object_get(j, k1);
+    j = wa_json_get(j, k1);
     if (k2 == NULL || j == NULL) {
         return j;
     }
 
-    j = json_object_get(j, k2);
+    j = wa_json_get(j, k2);
     if (k3 == NULL || j == NULL) {
         return j;
     }
 
-    return json_object_get(j, k3);
+    return wa_json_get(j, k3);
 }
 
 
 static int
-wa_add_path(wa_builder_t *bd, const char *name, json_t *j, const char *k1,
-    const char *k2, const char *k3)
+wa_add_path(wa_builder_t *bd, const char *name, const wa_json_t *j,
+    const char *k1, const char *k2, const char *k3)
 {
     return wa_add_json(bd, name, strlen(name), wa_path(j, k1, k2, k3));
 }
 
 
-static json_t *
-wa_first(json_t *array)
+static const wa_json_t *
+wa_first(const wa_json_t *array)
 {
-    return json_is_array(array) ? json_array_get(array, 0) : NULL;
+    return (WA_IS_ARRAY(array) && array->len) ? &array->items[0] : NULL;
 }
+
+
+/* the items of an array (none for anything else) */
+#define wa_foreach(array, i, item)                                          \
+    for (i = 0; WA_IS_ARRAY(array) && i < (array)->len                      \
+                && ((item) = &(array)->items[i]); i++)
 
 
 /* the fields every event starts with */
 static int
 wa_begin(wa_builder_t *bd, const char *kind, const char *event_id,
-    json_t *ts)
+    const wa_json_t *ts)
 {
-    json_t  *v;
+    const wa_json_t  *v;
 
     bd->n = 0;
 
@@ -380,7 +429,7 @@ wa_begin(wa_builder_t *bd, const char *kind, const char *event_id,
     }
 
     if (ts == NULL && bd->entry != NULL) {
-        ts = json_object_get(bd->entry, "time");
+        ts = wa_json_get(bd->entry, "time");
     }
 
     if (wa_add_json(bd, "ts", 2, ts) != 0) {
@@ -448,7 +497,7 @@ wa_commit(wa_builder_t *bd, wa_stream_t stream, const char *kind,
 
 static int
 wa_commit_json(wa_builder_t *bd, wa_stream_t stream, const char *kind,
-    const char *event_id, json_t *item)
+    const char *event_id, const wa_json_t *item)
 {
     size_t       len;
     const char  *raw;
@@ -473,7 +522,7 @@ wa_set_error(wa_batch_t *b, const char *fmt, const char *arg)
 
 /* a piece that has not the shape it should have: kept whole */
 static int
-wa_unparsed(wa_builder_t *bd, json_t *item, const char *why)
+wa_unparsed(wa_builder_t *bd, const wa_json_t *item, const char *why)
 {
     const char  *id;
 
@@ -490,36 +539,58 @@ wa_unparsed(wa_builder_t *bd, json_t *item, const char *why)
 }
 
 
+/* two scalars with the same type and value (ids are what it compares) */
+static int
+wa_same(const wa_json_t *a, const wa_json_t *b)
+{
+    if (a == NULL || b == NULL || a->type != b->type) {
+        return 0;
+    }
+
+    switch (a->type) {
+
+    case WA_JSON_STRING:
+        return a->len == b->len && memcmp(a->str, b->str, a->len) == 0;
+
+    case WA_JSON_INTEGER:
+        return a->integer == b->integer;
+
+    default:
+        return 0;
+    }
+}
+
+
 /* the contact a message is from (or to, for echoes) */
-static json_t *
-wa_contact(json_t *value, json_t *wa_id)
+static const wa_json_t *
+wa_contact(const wa_json_t *value, const wa_json_t *wa_id)
 {
     size_t   i;
-    json_t  *contacts, *c;
+    const wa_json_t  *contacts, *c;
 
-    contacts = json_object_get(value, "contacts");
-    if (!json_is_array(contacts)) {
+    contacts = wa_json_get(value, "contacts");
+    if (!WA_IS_ARRAY(contacts)) {
         return NULL;
     }
 
-    json_array_foreach(contacts, i, c) {
-        if (wa_id != NULL && json_equal(json_object_get(c, "wa_id"), wa_id)) {
+    wa_foreach(contacts, i, c) {
+        if (wa_id != NULL && wa_same(wa_json_get(c, "wa_id"), wa_id)) {
             return c;
         }
     }
 
-    return json_array_get(contacts, 0);
+    return wa_first(contacts);
 }
 
 
 /* the readable text of a message, whatever its type */
-static json_t *
-wa_message_text(json_t *m)
+static const wa_json_t *
+wa_message_text(const wa_json_t *m)
 {
     const char  *type, *itype;
-    json_t      *obj, *v;
+    const wa_json_t      *obj, *v;
 
-    type = json_string_value(json_object_get(m, "type"));
+    type = wa_json_string(wa_json_get(m, "type"));
     if (type == NULL) {
         return NULL;
     }
@@ -528,13 +599,13 @@ wa_message_text(json_t *m)
         return wa_message_text(wa_path(m, "edit", "message", NULL));
     }
 
-    obj = json_object_get(m, type);
-    if (!json_is_object(obj)) {
+    obj = wa_json_get(m, type);
+    if (!WA_IS_OBJECT(obj)) {
         return NULL;
     }
 
     if (strcmp(type, "interactive") == 0) {
-        itype = json_string_value(json_object_get(obj, "type"));
+        itype = wa_json_string(wa_json_get(obj, "type"));
         if (itype == NULL) {
             return NULL;
         }
@@ -544,46 +615,46 @@ wa_message_text(json_t *m)
     }
 
     if (strcmp(type, "reaction") == 0) {
-        return json_object_get(obj, "emoji");
+        return wa_json_get(obj, "emoji");
     }
 
-    v = json_object_get(obj, "body");
+    v = wa_json_get(obj, "body");
     if (v == NULL) {
-        v = json_object_get(obj, "caption");
+        v = wa_json_get(obj, "caption");
     }
 
     if (v == NULL) {
-        v = json_object_get(obj, "text");
+        v = wa_json_get(obj, "text");
     }
 
-    return json_is_string(v) ? v : NULL;
+    return WA_IS_STRING(v) ? v : NULL;
 }
 
 
 /* the fields of a message, an echo or a history message */
 static int
-wa_message_fields(wa_builder_t *bd, json_t *m)
+wa_message_fields(wa_builder_t *bd, const wa_json_t *m)
 {
     const char  *type, *itype;
-    json_t      *contact, *v, *obj;
+    const wa_json_t      *contact, *v, *obj;
 
-    type = json_string_value(json_object_get(m, "type"));
-    contact = wa_contact(bd->value, json_object_get(m, "from"));
+    type = wa_json_string(wa_json_get(m, "type"));
+    contact = wa_contact(bd->value, wa_json_get(m, "from"));
 
-    v = json_object_get(m, "from_user_id");
+    v = wa_json_get(m, "from_user_id");
     if (v == NULL && contact != NULL
-        && json_equal(json_object_get(contact, "wa_id"),
-                      json_object_get(m, "from")))
+        && wa_same(wa_json_get(contact, "wa_id"),
+                      wa_json_get(m, "from")))
     {
-        v = json_object_get(contact, "user_id");
+        v = wa_json_get(contact, "user_id");
     }
 
     obj = NULL;
     if (type != NULL) {
-        obj = json_object_get(m, type);
+        obj = wa_json_get(m, type);
     }
 
-    itype = json_string_value(json_object_get(obj, "type"));
+    itype = wa_json_string(wa_json_get(obj, "type"));
 
     if (wa_add_path(bd, "msg_id", m, "id", NULL, NULL) != 0
         || wa_add_path(bd, "from", m, "from", NULL, NULL) != 0
@@ -604,7 +675,7 @@ wa_message_fields(wa_builder_t *bd, json_t *m)
                        NULL) != 0
         || wa_add_path(bd, "ctwa_clid", m, "referral", "ctwa_clid", NULL)
            != 0
-        || wa_add_path(bd, "error_code", wa_first(json_object_get(m,
+        || wa_add_path(bd, "error_code", wa_first(wa_json_get(m,
                        "errors")), "code", NULL, NULL) != 0)
     {
         return -1;
@@ -628,9 +699,9 @@ wa_message_fields(wa_builder_t *bd, json_t *m)
     }
 
     if (strcmp(type, "system") == 0) {
-        v = json_object_get(obj, "wa_id");
+        v = wa_json_get(obj, "wa_id");
         return wa_add_json(bd, "new_wa_id", 9,
-                           v ? v : json_object_get(obj, "new_wa_id"));
+                           v ? v : wa_json_get(obj, "new_wa_id"));
     }
 
     if (strcmp(type, "interactive") == 0 && itype != NULL) {
@@ -644,15 +715,15 @@ wa_message_fields(wa_builder_t *bd, json_t *m)
 
 
 static int
-wa_message(wa_builder_t *bd, json_t *m, const char *kind)
+wa_message(wa_builder_t *bd, const wa_json_t *m, const char *kind)
 {
     const char  *id;
 
-    if (!json_is_object(m)) {
+    if (!WA_IS_OBJECT(m)) {
         return wa_unparsed(bd, m, "a message is not an object");
     }
 
-    id = json_string_value(json_object_get(m, "id"));
+    id = wa_json_string(wa_json_get(m, "id"));
     if (id == NULL || *id == '\0') {
         id = wa_digest_id(bd, m);
         if (id == NULL) {
@@ -660,7 +731,7 @@ wa_message(wa_builder_t *bd, json_t *m, const char *kind)
         }
     }
 
-    if (wa_begin(bd, kind, id, json_object_get(m, "timestamp")) != 0
+    if (wa_begin(bd, kind, id, wa_json_get(m, "timestamp")) != 0
         || wa_message_fields(bd, m) != 0)
     {
         return -1;
@@ -671,19 +742,19 @@ wa_message(wa_builder_t *bd, json_t *m, const char *kind)
 
 
 static int
-wa_status(wa_builder_t *bd, json_t *s)
+wa_status(wa_builder_t *bd, const wa_json_t *s)
 {
     char        *id;
     size_t       len, slen;
     const char  *wamid, *status;
-    json_t      *err;
+    const wa_json_t      *err;
 
-    if (!json_is_object(s)) {
+    if (!WA_IS_OBJECT(s)) {
         return wa_unparsed(bd, s, "a status is not an object");
     }
 
-    wamid = json_string_value(json_object_get(s, "id"));
-    status = json_string_value(json_object_get(s, "status"));
+    wamid = wa_json_string(wa_json_get(s, "id"));
+    status = wa_json_string(wa_json_get(s, "status"));
 
     if (wamid != NULL && status != NULL) {
         len = strlen(wamid);
@@ -705,9 +776,9 @@ wa_status(wa_builder_t *bd, json_t *s)
         }
     }
 
-    err = wa_first(json_object_get(s, "errors"));
+    err = wa_first(wa_json_get(s, "errors"));
 
-    if (wa_begin(bd, "status", id, json_object_get(s, "timestamp")) != 0
+    if (wa_begin(bd, "status", id, wa_json_get(s, "timestamp")) != 0
         || wa_add_path(bd, "msg_id", s, "id", NULL, NULL) != 0
         || wa_add_path(bd, "status", s, "status", NULL, NULL) != 0
         || wa_add_path(bd, "recipient_id", s, "recipient_id", NULL, NULL)
@@ -739,7 +810,7 @@ wa_status(wa_builder_t *bd, json_t *s)
 
 
 static int
-wa_error(wa_builder_t *bd, json_t *e)
+wa_error(wa_builder_t *bd, const wa_json_t *e)
 {
     const char  *id;
 
@@ -780,16 +851,23 @@ wa_is_reserved(const char *name)
  * it as "outer_inner"; arrays stay in "raw" only.
  */
 static int
-wa_flatten(wa_builder_t *bd, json_t *obj, const char *outer)
+wa_flatten(wa_builder_t *bd, const wa_json_t *obj, const char *outer)
 {
-    char        *name;
-    size_t       olen, klen;
-    const char  *key;
-    json_t      *v;
+    char             *name;
+    size_t            i, olen, klen;
+    const char       *key;
+    const wa_json_t  *v;
 
     olen = outer ? strlen(outer) : 0;
 
-    json_object_foreach(obj, key, v) {
+    for (i = 0; i < obj->len; i++) {
+        v = &obj->items[i];
+        key = v->key;
+
+        /* a name given twice counts once, with its last value */
+        if (wa_json_get(obj, key) != v) {
+            continue;
+        }
 
         if (outer == NULL) {
             if (strcmp(key, "metadata") == 0
@@ -800,7 +878,7 @@ wa_flatten(wa_builder_t *bd, json_t *obj, const char *outer)
                 continue;
             }
 
-            if (json_is_object(v)) {
+            if (WA_IS_OBJECT(v)) {
                 if (wa_flatten(bd, v, key) != 0) {
                     return -1;
                 }
@@ -810,13 +888,13 @@ wa_flatten(wa_builder_t *bd, json_t *obj, const char *outer)
         }
 
         /* an empty name is no field name: the value stays in raw */
-        if (json_is_object(v) || json_is_array(v) || json_is_null(v)
+        if (WA_IS_OBJECT(v) || WA_IS_ARRAY(v) || WA_IS_NULL(v)
             || key[0] == '\0')
         {
             continue;
         }
 
-        klen = strlen(key);
+        klen = v->key_len;
 
         if (outer != NULL) {
             name = wa_alloc(bd->batch, olen + 1 + klen + 1);
@@ -862,8 +940,8 @@ wa_change_event(wa_builder_t *bd)
 
     if (id == NULL
         || wa_begin(bd, bd->field, id,
-                    json_object_get(bd->entry, "time") ? NULL
-                    : json_object_get(bd->value, "timestamp")) != 0
+                    wa_json_get(bd->entry, "time") ? NULL
+                    : wa_json_get(bd->value, "timestamp")) != 0
         || wa_flatten(bd, bd->value, NULL) != 0)
     {
         return -1;
@@ -874,18 +952,18 @@ wa_change_event(wa_builder_t *bd)
 
 
 static int
-wa_preference(wa_builder_t *bd, json_t *p)
+wa_preference(wa_builder_t *bd, const wa_json_t *p)
 {
     const char  *id;
 
-    if (!json_is_object(p)) {
+    if (!WA_IS_OBJECT(p)) {
         return wa_unparsed(bd, p, "a user preference is not an object");
     }
 
     id = wa_digest_id(bd, p);
 
     if (id == NULL
-        || wa_begin(bd, bd->field, id, json_object_get(p, "timestamp")) != 0
+        || wa_begin(bd, bd->field, id, wa_json_get(p, "timestamp")) != 0
         || wa_flatten(bd, p, NULL) != 0)
     {
         return -1;
@@ -898,40 +976,40 @@ wa_preference(wa_builder_t *bd, json_t *p)
 /* every item of value[name]; returns how many, or -1 */
 static long
 wa_items(wa_builder_t *bd, const char *name,
-    int (*handler)(wa_builder_t *bd, json_t *item))
+    int (*handler)(wa_builder_t *bd, const wa_json_t *item))
 {
     size_t   i;
-    json_t  *array, *item;
+    const wa_json_t  *array, *item;
 
-    array = json_object_get(bd->value, name);
+    array = wa_json_get(bd->value, name);
     if (array == NULL) {
         return 0;
     }
 
-    if (!json_is_array(array)) {
+    if (!WA_IS_ARRAY(array)) {
         return wa_unparsed(bd, array, "an item list is not an array") ? -1
                                                                        : 1;
     }
 
-    json_array_foreach(array, i, item) {
+    wa_foreach(array, i, item) {
         if (handler(bd, item) != 0) {
             return -1;
         }
     }
 
-    return (long) json_array_size(array);
+    return (long) array->len;
 }
 
 
 static int
-wa_inbound(wa_builder_t *bd, json_t *m)
+wa_inbound(wa_builder_t *bd, const wa_json_t *m)
 {
     return wa_message(bd, m, "message");
 }
 
 
 static int
-wa_echo(wa_builder_t *bd, json_t *m)
+wa_echo(wa_builder_t *bd, const wa_json_t *m)
 {
     return wa_message(bd, m, bd->field);
 }
@@ -943,22 +1021,22 @@ wa_history(wa_builder_t *bd)
 {
     long     n;
     size_t   i, j, k;
-    json_t  *history, *h, *threads, *t, *messages, *m;
+    const wa_json_t  *history, *h, *threads, *t, *messages, *m;
 
-    history = json_object_get(bd->value, "history");
-    if (!json_is_array(history)) {
+    history = wa_json_get(bd->value, "history");
+    if (!WA_IS_ARRAY(history)) {
         return 0;
     }
 
     n = 0;
 
-    json_array_foreach(history, i, h) {
-        threads = json_object_get(h, "threads");
+    wa_foreach(history, i, h) {
+        threads = wa_json_get(h, "threads");
 
-        json_array_foreach(threads, j, t) {
-            messages = json_object_get(t, "messages");
+        wa_foreach(threads, j, t) {
+            messages = wa_json_get(t, "messages");
 
-            json_array_foreach(messages, k, m) {
+            wa_foreach(messages, k, m) {
                 if (wa_message(bd, m, "history") != 0) {
                     return -1;
                 }
@@ -973,22 +1051,22 @@ wa_history(wa_builder_t *bd)
 
 
 static int
-wa_change(wa_builder_t *bd, json_t *change)
+wa_change(wa_builder_t *bd, const wa_json_t *change)
 {
     long     n, total;
-    json_t  *field;
+    const wa_json_t  *field;
 
-    if (!json_is_object(change)) {
+    if (!WA_IS_OBJECT(change)) {
         bd->field = NULL;
         bd->value = NULL;
         return wa_unparsed(bd, change, "a change is not an object");
     }
 
-    field = json_object_get(change, "field");
-    bd->value = json_object_get(change, "value");
-    bd->field = json_string_value(field);
+    field = wa_json_get(change, "field");
+    bd->value = wa_json_get(change, "value");
+    bd->field = wa_json_string(field);
 
-    if (bd->field == NULL || !json_is_object(bd->value)) {
+    if (bd->field == NULL || !WA_IS_OBJECT(bd->value)) {
         bd->value = NULL;
         return wa_unparsed(bd, change,
                            "a change has no field name or no value object");
@@ -1040,24 +1118,11 @@ wa_change(wa_builder_t *bd, json_t *change)
 static int
 wa_body_unparsed(wa_builder_t *bd, const char *body, size_t len)
 {
-    unsigned char  d[EVP_MAX_MD_SIZE];
-    unsigned int   dlen;
-    char          *id;
+    const char  *id;
 
-    if (!EVP_Digest(body, len, d, &dlen, EVP_sha256(), NULL)) {
-        bd->batch->error = "digest failed";
-        return -1;
-    }
+    id = wa_digest_hex(bd->batch, &body, &len, 1);
 
-    id = wa_alloc(bd->batch, WA_DIGEST_HEX + 1);
-    if (id == NULL) {
-        return -1;
-    }
-
-    wa_hex(d, WA_DIGEST_HEX / 2, id);
-    id[WA_DIGEST_HEX] = '\0';
-
-    if (wa_begin(bd, "unparsed", id, NULL) != 0) {
+    if (id == NULL || wa_begin(bd, "unparsed", id, NULL) != 0) {
         return -1;
     }
 
@@ -1067,24 +1132,54 @@ wa_body_unparsed(wa_builder_t *bd, const char *body, size_t len)
 }
 
 
+/*
+ * Why a body is not JSON.  simdjson says what kind of fault it found;
+ * jansson, run only on this rare path, also says where.
+ */
+static void
+wa_invalid_json(wa_batch_t *b, const char *body, size_t len,
+    const char *why)
+{
+    json_t        *j;
+    json_error_t   err;
+
+    j = json_loadb(body, len, JSON_ALLOW_NUL, &err);
+
+    if (j == NULL) {
+        snprintf(b->error_buf, sizeof(b->error_buf),
+                 "invalid JSON at byte %d: %.100s", err.position, err.text);
+
+    } else {
+        json_decref(j);
+        snprintf(b->error_buf, sizeof(b->error_buf), "invalid JSON: %.120s",
+                 why);
+    }
+
+    b->error = b->error_buf;
+}
+
+
 int
 wa_normalize(wa_batch_t *b, const char *body, size_t len,
     int64_t received_ms)
 {
-    size_t         i, j;
-    json_t        *root, *entries, *entry, *changes, *change;
-    const char    *object;
-    json_error_t   err;
-    char           received[24];
-    wa_builder_t   bd;
+    int               rc;
+    size_t            i, j;
+    char              received[24];
+    wa_json_t        *root;
+    const char       *object, *why;
+    wa_builder_t      bd;
+    const wa_json_t  *entries, *entry, *changes, *change;
 
     b->events = NULL;
     b->nevents = 0;
     b->nalloc = 0;
     b->error = NULL;
-    b->root = NULL;
-    b->scratch = NULL;
-    b->scratch_size = 0;
+
+    /* nginx gives an empty body no buffer: raw must still point somewhere */
+    if (body == NULL) {
+        body = "";
+    }
 
     memset(&bd, 0, sizeof(wa_builder_t));
     bd.batch = b;
@@ -1095,35 +1190,38 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
         return -1;
     }
 
-    root = json_loadb(body, len, JSON_ALLOW_NUL, &err);
-    if (root == NULL) {
-        snprintf(b->error_buf, sizeof(b->error_buf),
-                 "invalid JSON at byte %d: %.100s", err.position, err.text);
-        b->error = b->error_buf;
+    rc = wa_json_parse(b->parser, body, len, b->alloc, b->alloc_data, &root,
+                       &why);
+
+    if (rc == WA_JSON_NOMEM) {
+        b->error = "out of memory";
+        return -1;
+    }
+
+    if (rc != WA_JSON_OK) {
+        wa_invalid_json(b, body, len, why);
         return wa_body_unparsed(&bd, body, len);
     }
 
-    b->root = root;
-
-    object = json_string_value(json_object_get(root, "object"));
-    entries = json_object_get(root, "entry");
+    object = wa_json_string(wa_json_get(root, "object"));
+    entries = wa_json_get(root, "entry");
 
     if (object == NULL || strcmp(object, "whatsapp_business_account") != 0
-        || !json_is_array(entries))
+        || !WA_IS_ARRAY(entries))
     {
         b->error = "not a WhatsApp envelope (object "
                    "\"whatsapp_business_account\" with an \"entry\" array)";
         return wa_body_unparsed(&bd, body, len);
     }
 
-    json_array_foreach(entries, i, entry) {
+    wa_foreach(entries, i, entry) {
         bd.entry = entry;
         bd.field = NULL;
         bd.value = NULL;
 
-        changes = json_object_get(entry, "changes");
+        changes = wa_json_get(entry, "changes");
 
-        if (!json_is_object(entry) || !json_is_array(changes)) {
+        if (!WA_IS_OBJECT(entry) || !WA_IS_ARRAY(changes)) {
             bd.entry = NULL;
             if (wa_unparsed(&bd, entry, "an entry has no changes array")
                 != 0)
@@ -1134,7 +1232,7 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
             continue;
         }
 
-        json_array_foreach(changes, j, change) {
+        wa_foreach(changes, j, change) {
             if (wa_change(&bd, change) != 0) {
                 return -1;
             }
@@ -1142,19 +1240,6 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
     }
 
     return 0;
-}
-
-
-void
-wa_batch_free(wa_batch_t *b)
-{
-    if (b->root) {
-        json_decref((json_t *) b->root);
-        b->root = NULL;
-    }
-
-    b->scratch = NULL;
-    b->scratch_size = 0;
 }
 
 

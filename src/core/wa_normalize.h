@@ -1,11 +1,11 @@
 /*
  * wa-relay: split one WhatsApp webhook body into normalized events.
  *
- * Pure C (jansson and libcrypto only): used by the nginx module, the unit
- * tests and the fuzzers.  Every string an event points to lives either in
- * the parsed body, in the JSON tree held by the batch, or in memory from the
- * caller's allocator, so it stays valid until wa_batch_free() and the
- * caller's allocator are released.
+ * Used by the nginx module, the unit tests and the fuzzers; the body is
+ * parsed by wa_json (simdjson).  Every string an event points to lives in
+ * the body, in the caller's parser or in memory from the caller's
+ * allocator: it stays valid until the parser's next wa_normalize() or the
+ * allocator's release, whichever comes first.
  */
 
 #ifndef WA_NORMALIZE_H
@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "wa_json.h"
 
 
 typedef enum {
@@ -46,24 +48,21 @@ typedef struct {
 } wa_event_t;
 
 
-typedef void *(*wa_alloc_pt)(void *data, size_t size);
+typedef wa_json_alloc_pt  wa_alloc_pt;
 
 
 typedef struct {
-    wa_alloc_pt   alloc;
-    void         *alloc_data;
+    wa_alloc_pt        alloc;
+    void              *alloc_data;
+    wa_json_parser_t  *parser;          /* the caller's, reused */
 
-    wa_event_t   *events;
-    size_t        nevents;
-    size_t        nalloc;
+    wa_event_t        *events;
+    size_t             nevents;
+    size_t             nalloc;
 
     /* set when the body, or a piece of it, was kept as "unparsed" */
-    const char   *error;
-    char          error_buf[160];
-
-    void         *root;          /* json_t * */
-    char         *scratch;
-    size_t        scratch_size;
+    const char        *error;
+    char               error_buf[160];
 } wa_batch_t;
 
 
@@ -71,15 +70,13 @@ extern const char *wa_stream_names[WA_STREAM_COUNT];
 
 
 /*
- * Fills b->events from the body.  b->alloc must be set; everything else is
- * zeroed by the call.  Returns 0, or -1 when memory ran out (b->error says
- * so).  A body that is not JSON or not a WhatsApp envelope is not an error:
+ * Fills b->events from the body.  b->alloc and b->parser must be set;
+ * everything else is set by the call.  Returns 0, or -1 when memory ran out
+ * (b->error says so).  A body that is not JSON or not a WhatsApp envelope is not an error:
  * it becomes one "unparsed" event holding the body, and b->error says why.
  */
 int wa_normalize(wa_batch_t *b, const char *body, size_t len,
     int64_t received_ms);
-
-void wa_batch_free(wa_batch_t *b);
 
 /* the value of a field of an event, or NULL */
 const wa_field_t *wa_event_field(const wa_event_t *ev, const char *name);

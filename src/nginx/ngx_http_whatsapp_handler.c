@@ -274,19 +274,22 @@ ngx_http_whatsapp_palloc(void *pool, size_t size)
 
 
 /*
- * A body is split in a pool of the worker's own: jansson's values (it
- * allocates each one separately), the events and the command's arguments.
- * Once hiredis has copied the command the pool is emptied, its blocks kept
- * warm for the next body rather than allocated and freed with each request;
- * one that an unusually large body made grow past SCRATCH_KEEP blocks is
- * given back whole.  jansson allocates from it only while a body is split
- * (there is no other jansson use in nginx): otherwise, malloc and free.
+ * A body is split in a pool of the worker's own: the parsed tree, the
+ * events, the command's arguments and the few values jansson makes for
+ * digests.  Once hiredis has copied the command the pool is emptied, its
+ * blocks kept warm for the next body rather than allocated and freed with
+ * each request; one that an unusually large body made grow past
+ * SCRATCH_KEEP blocks is given back whole.  jansson allocates from it only
+ * while a body is split (there is no other jansson use in nginx):
+ * otherwise, malloc and free.  The worker's JSON parser is reused the same
+ * way: the events' strings live in it until the next body is split.
  */
 #define NGX_HTTP_WHATSAPP_SCRATCH_SIZE  16384
 #define NGX_HTTP_WHATSAPP_SCRATCH_KEEP  16
 
-static ngx_pool_t  *ngx_http_whatsapp_scratch;
-static ngx_pool_t  *ngx_http_whatsapp_json_pool;
+static ngx_pool_t        *ngx_http_whatsapp_scratch;
+static ngx_pool_t        *ngx_http_whatsapp_json_pool;
+static wa_json_parser_t  *ngx_http_whatsapp_parser;
 
 
 static void *
@@ -346,11 +349,36 @@ ngx_http_whatsapp_scratch_done(void)
 }
 
 
-void
-ngx_http_whatsapp_json_init(void)
+ngx_int_t
+ngx_http_whatsapp_json_init(ngx_cycle_t *cycle)
 {
     json_set_alloc_funcs(ngx_http_whatsapp_json_malloc,
                          ngx_http_whatsapp_json_free);
+
+    ngx_http_whatsapp_parser = wa_json_parser_create();
+
+    if (ngx_http_whatsapp_parser == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "whatsapp webhook: no memory for the JSON parser");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_whatsapp_json_exit(void)
+{
+    if (ngx_http_whatsapp_parser) {
+        wa_json_parser_destroy(ngx_http_whatsapp_parser);
+        ngx_http_whatsapp_parser = NULL;
+    }
+
+    if (ngx_http_whatsapp_scratch) {
+        ngx_destroy_pool(ngx_http_whatsapp_scratch);
+        ngx_http_whatsapp_scratch = NULL;
+    }
 }
 
 
@@ -419,6 +447,7 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 
     batch.alloc = ngx_http_whatsapp_palloc;
     batch.alloc_data = ngx_http_whatsapp_scratch_get();
+    batch.parser = ngx_http_whatsapp_parser;
 
     if (batch.alloc_data == NULL) {
         ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
@@ -443,7 +472,6 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
         rc = ngx_http_whatsapp_submit(r, ctx, &batch);
     }
 
-    wa_batch_free(&batch);
     ngx_http_whatsapp_scratch_done();
 
     if (rc != NGX_OK) {

@@ -360,7 +360,9 @@ ngx_http_whatsapp_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_whatsapp_json_init();
+    if (ngx_http_whatsapp_json_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_whatsapp_redis_init(cycle, wmcf);
 }
@@ -370,6 +372,7 @@ static void
 ngx_http_whatsapp_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_whatsapp_redis_exit();
+    ngx_http_whatsapp_json_exit();
 }
 
 

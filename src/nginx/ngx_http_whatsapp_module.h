@@ -85,7 +85,8 @@ extern ngx_module_t  ngx_http_whatsapp_module;
 
 
 ngx_int_t ngx_http_whatsapp_handler(ngx_http_request_t *r);
-void ngx_http_whatsapp_json_init(void);
+ngx_int_t ngx_http_whatsapp_json_init(ngx_cycle_t *cycle);
+void ngx_http_whatsapp_json_exit(void);
 
 ngx_int_t ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
     ngx_http_whatsapp_main_conf_t *wmcf);

@@ -28,14 +28,23 @@ fuzz_alloc(void *data, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t       i, j;
-    void        *list, **p, *next;
-    wa_batch_t   b;
+    size_t                    i, j;
+    void                     *list, **p, *next;
+    wa_batch_t                b;
+    static wa_json_parser_t  *parser;
+
+    if (parser == NULL) {
+        parser = wa_json_parser_create();
+        if (parser == NULL) {
+            abort();
+        }
+    }
 
     list = NULL;
     memset(&b, 0, sizeof(b));
     b.alloc = fuzz_alloc;
     b.alloc_data = &list;
+    b.parser = parser;
 
     if (wa_normalize(&b, (const char *) data, size, 1780000000000LL) == 0) {
         /* every event is whole: an id, a raw, fields that can be read */
@@ -53,8 +62,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
-
-    wa_batch_free(&b);
 
     for (p = list; p; p = next) {
         next = p[0];

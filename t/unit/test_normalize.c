@@ -52,18 +52,24 @@ arena_free(arena_t *a)
 }
 
 
-static arena_t     arena;
-static wa_batch_t  batch;
+static arena_t            arena;
+static wa_batch_t         batch;
+static wa_json_parser_t  *parser;
 
 
 static wa_batch_t *
 normalize(const char *body, size_t len)
 {
-    wa_batch_free(&batch);
     arena_free(&arena);
+
+    if (parser == NULL) {
+        parser = wa_json_parser_create();
+        ck_assert_ptr_nonnull(parser);
+    }
 
     batch.alloc = arena_alloc;
     batch.alloc_data = &arena;
+    batch.parser = parser;
 
     ck_assert_int_eq(wa_normalize(&batch, body, len, 1700000000123LL), 0);
 
@@ -81,8 +87,9 @@ normalize_str(const char *body)
 static void
 teardown(void)
 {
-    wa_batch_free(&batch);
     arena_free(&arena);
+    wa_json_parser_destroy(parser);
+    parser = NULL;
 }
 
 
@@ -260,6 +267,12 @@ START_TEST(unparsed_bodies)
     ck_assert_int_eq(b->nevents, 1);
     ck_field(&b->events[0], "kind", "unparsed");
 
+    /* as nginx passes an empty body: no buffer at all */
+    b = normalize(NULL, 0);
+    ck_assert_int_eq(b->nevents, 1);
+    ck_field(&b->events[0], "kind", "unparsed");
+    ck_assert_ptr_nonnull(wa_event_field(&b->events[0], "raw")->data);
+
     /* NUL bytes inside strings are kept, not cut */
     b = normalize_str("{\"object\":\"whatsapp_business_account\",\"entry\":"
                       "[{\"changes\":[{\"field\":\"x\",\"value\":{\"a\":"
@@ -315,6 +328,89 @@ START_TEST(large_batch)
 
     ck_assert_int_eq(b->nevents, 1000);
     ck_field(&b->events[999], "event_id", "wamid.999:sent");
+}
+END_TEST
+
+
+#define ENVELOPE(value)                                                     \
+    "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","   \
+    "\"time\":5,\"changes\":[{\"field\":\"x\",\"value\":" value "}]}]}"
+
+
+/* what the switch of parser (jansson to simdjson) must not change */
+START_TEST(parser_edges)
+{
+    int          i, n;
+    char        *body, *p;
+    wa_batch_t  *b;
+
+    /* the digest of an item without an id: SHA-256 of "x\0", ["1",5] and
+     * the value with its keys sorted, as computed outside the project */
+    b = normalize_str(ENVELOPE("{\"b\":2,\"a\":\"1\"}"));
+    ck_assert_int_eq(b->nevents, 1);
+    ck_field(&b->events[0], "event_id", "a604a6ef2014b27889a88f35ea698ca9");
+    ck_field(&b->events[0], "raw", "{\"b\":2,\"a\":\"1\"}");
+
+    /* a name given twice: one field, the last value; raw keeps both */
+    b = normalize_str(ENVELOPE("{\"a\":\"1\",\"a\":\"2\"}"));
+    ck_field(&b->events[0], "a", "2");
+    ck_field(&b->events[0], "raw", "{\"a\":\"1\",\"a\":\"2\"}");
+
+    n = 0;
+    for (i = 0; i < (int) b->events[0].nfields; i++) {
+        n += strcmp(b->events[0].fields[i].name, "a") == 0;
+    }
+
+    ck_assert_int_eq(n, 1);
+
+    /* numbers: past int64, real, negative */
+    b = normalize_str(ENVELOPE("{\"u\":18446744073709551615,\"r\":1.50,"
+                               "\"i\":-7}"));
+    ck_assert_ptr_null(b->error);
+    ck_field(&b->events[0], "u", "18446744073709551615");
+    ck_field(&b->events[0], "r", "1.5");
+    ck_field(&b->events[0], "i", "-7");
+
+    /* invalid UTF-8 in a string: not JSON, kept whole, and where */
+    b = normalize_str(ENVELOPE("{\"a\":\"\xff\"}"));
+    ck_assert_int_eq(b->nevents, 1);
+    ck_field(&b->events[0], "kind", "unparsed");
+    ck_assert_ptr_nonnull(strstr(b->error, "invalid JSON at byte"));
+
+    /* deeper than simdjson's 1024 levels (jansson took 2048): unparsed,
+     * with simdjson's reason */
+    body = malloc(8192);
+    p = body + sprintf(body, "{\"object\":\"whatsapp_business_account\","
+                       "\"entry\":[{\"id\":\"1\",\"changes\":[{\"field\":"
+                       "\"x\",\"value\":{\"a\":");
+    for (i = 0; i < 1500; i++) {
+        *p++ = '[';
+    }
+    for (i = 0; i < 1500; i++) {
+        *p++ = ']';
+    }
+    strcpy(p, "}}]}]}");
+
+    b = normalize_str(body);
+    ck_field(&b->events[0], "kind", "unparsed");
+    ck_assert_ptr_nonnull(strstr(b->error, "invalid JSON: "));
+    free(body);
+
+    /* after a body past the parser's 1 MB, a small one is read right (the
+     * parser is renewed; ASan sees any use of the old one) */
+    body = malloc(1200 * 1024);
+    p = body + sprintf(body, "{\"object\":\"whatsapp_business_account\","
+                       "\"entry\":[{\"id\":\"1\",\"changes\":[{\"field\":"
+                       "\"x\",\"value\":{\"pad\":\"");
+    memset(p, 'a', 1100 * 1024);
+    strcpy(p + 1100 * 1024, "\"}}]}]}");
+
+    b = normalize_str(body);
+    ck_assert_int_eq(wa_event_field(&b->events[0], "pad")->len, 1100 * 1024);
+    free(body);
+
+    b = normalize_str(vector_body);
+    ck_field(&b->events[0], "text", "caf\xc3\xa9 / ok");
 }
 END_TEST
 
@@ -444,6 +540,7 @@ normalize_suite(void)
     tcase_add_test(tc, unparsed_bodies);
     tcase_add_test(tc, bad_pieces_are_kept_beside_good_ones);
     tcase_add_test(tc, large_batch);
+    tcase_add_test(tc, parser_edges);
     tcase_add_test(tc, every_fixture);
     suite_add_tcase(s, tc);
 

@@ -1,0 +1,287 @@
+/*
+ * wa-relay: simdjson's document as a C tree (see wa_json.h).
+ *
+ * The only C++ of the project.  No exception leaves this file: simdjson is
+ * used through its error codes, and std::bad_alloc from the few containers
+ * here is turned into WA_JSON_NOMEM.
+ */
+
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "wa_json.h"
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+
+/*
+ * simdjson keeps its buffers sized for the largest body parsed so far; after
+ * a body larger than this, the parser is started afresh so that one large
+ * body does not hold its memory for good.
+ */
+#define WA_JSON_KEEP  (1024 * 1024)
+
+
+struct wa_json_parser_s {
+    simdjson::dom::parser  parser;
+    std::vector<element>   handles;     /* wa_json_t.handle indexes it */
+};
+
+
+typedef struct {
+    wa_json_parser_t  *p;
+    wa_json_alloc_pt   alloc;
+    void              *data;
+} wa_json_build_t;
+
+
+static int wa_json_node(wa_json_build_t *b, element e, wa_json_t *n);
+
+
+static wa_json_t *
+wa_json_alloc_items(wa_json_build_t *b, wa_json_t *n, size_t count)
+{
+    n->len = count;
+
+    if (count == 0) {
+        return NULL;
+    }
+
+    n->items = static_cast<wa_json_t *>(b->alloc(b->data,
+                                                 count * sizeof(wa_json_t)));
+    return n->items;
+}
+
+
+static int
+wa_json_array(wa_json_build_t *b, simdjson::dom::array a, wa_json_t *n)
+{
+    size_t      count;
+    wa_json_t  *item;
+
+    count = 0;
+    for (element v : a) {
+        (void) v;
+        count++;
+    }
+
+    item = wa_json_alloc_items(b, n, count);
+    if (item == NULL) {
+        return count ? WA_JSON_NOMEM : WA_JSON_OK;
+    }
+
+    for (element v : a) {
+        if (wa_json_node(b, v, item++) != WA_JSON_OK) {
+            return WA_JSON_NOMEM;
+        }
+    }
+
+    return WA_JSON_OK;
+}
+
+
+static int
+wa_json_object(wa_json_build_t *b, simdjson::dom::object o, wa_json_t *n)
+{
+    size_t      count;
+    wa_json_t  *item;
+
+    count = 0;
+    for (simdjson::dom::key_value_pair kv : o) {
+        (void) kv;
+        count++;
+    }
+
+    item = wa_json_alloc_items(b, n, count);
+    if (item == NULL) {
+        return count ? WA_JSON_NOMEM : WA_JSON_OK;
+    }
+
+    for (simdjson::dom::key_value_pair kv : o) {
+        if (wa_json_node(b, kv.value, item) != WA_JSON_OK) {
+            return WA_JSON_NOMEM;
+        }
+
+        /* simdjson's strings end with a NUL */
+        item->key = kv.key.data();
+        item->key_len = kv.key.size();
+        item++;
+    }
+
+    return WA_JSON_OK;
+}
+
+
+static int
+wa_json_node(wa_json_build_t *b, element e, wa_json_t *n)
+{
+    std::string_view  s;
+
+    std::memset(n, 0, sizeof(wa_json_t));
+
+    n->handle = static_cast<uint32_t>(b->p->handles.size());
+    b->p->handles.push_back(e);
+
+    switch (e.type()) {
+
+    case element_type::OBJECT:
+        n->type = WA_JSON_OBJECT;
+        return wa_json_object(b, simdjson::dom::object(e), n);
+
+    case element_type::ARRAY:
+        n->type = WA_JSON_ARRAY;
+        return wa_json_array(b, simdjson::dom::array(e), n);
+
+    case element_type::STRING:
+        s = e.get_string().value_unsafe();
+        n->type = WA_JSON_STRING;
+        n->str = s.data();
+        n->len = s.size();
+        break;
+
+    case element_type::INT64:
+        n->type = WA_JSON_INTEGER;
+        n->integer = e.get_int64().value_unsafe();
+        break;
+
+    case element_type::UINT64:
+    case element_type::DOUBLE:
+        n->type = WA_JSON_NUMBER;
+        break;
+
+    case element_type::BOOL:
+        n->type = e.get_bool().value_unsafe() ? WA_JSON_TRUE : WA_JSON_FALSE;
+        break;
+
+    case element_type::NULL_VALUE:
+        n->type = WA_JSON_NULL;
+        break;
+    }
+
+    return WA_JSON_OK;
+}
+
+
+extern "C" wa_json_parser_t *
+wa_json_parser_create(void)
+{
+    return new (std::nothrow) wa_json_parser_t;
+}
+
+
+extern "C" void
+wa_json_parser_destroy(wa_json_parser_t *p)
+{
+    delete p;
+}
+
+
+extern "C" int
+wa_json_parse(wa_json_parser_t *p, const char *buf, size_t len,
+    wa_json_alloc_pt alloc, void *alloc_data, wa_json_t **root,
+    const char **error)
+{
+    element          e;
+    wa_json_t       *n;
+    wa_json_build_t  b;
+
+    try {
+        if (p->parser.capacity() > WA_JSON_KEEP && len <= WA_JSON_KEEP) {
+            p->parser = simdjson::dom::parser();
+            p->handles = std::vector<element>();
+        }
+
+        p->handles.clear();
+
+        /*
+         * The parser copies buf into its own padded buffer; an empty body
+         * may come as a null pointer, which memcpy() must not be given.
+         */
+        simdjson::error_code  rc = p->parser.parse(len ? buf : "", len)
+                                            .get(e);
+
+        if (rc == simdjson::MEMALLOC) {
+            return WA_JSON_NOMEM;
+        }
+
+        if (rc != simdjson::SUCCESS) {
+            *error = simdjson::error_message(rc);
+            return WA_JSON_INVALID;
+        }
+
+        n = static_cast<wa_json_t *>(alloc(alloc_data, sizeof(wa_json_t)));
+        if (n == NULL) {
+            return WA_JSON_NOMEM;
+        }
+
+        b.p = p;
+        b.alloc = alloc;
+        b.data = alloc_data;
+
+        if (wa_json_node(&b, e, n) != WA_JSON_OK) {
+            return WA_JSON_NOMEM;
+        }
+
+    } catch (const std::bad_alloc &) {
+        return WA_JSON_NOMEM;
+    }
+
+    *root = n;
+
+    return WA_JSON_OK;
+}
+
+
+extern "C" long
+wa_json_dump(wa_json_parser_t *p, const wa_json_t *v, char *buf, size_t size)
+{
+    try {
+        std::string  s = simdjson::to_string(p->handles[v->handle]);
+
+        if (s.size() <= size) {
+            std::memcpy(buf, s.data(), s.size());
+        }
+
+        return static_cast<long>(s.size());
+
+    } catch (const std::bad_alloc &) {
+        return -1;
+    }
+}
+
+
+extern "C" const wa_json_t *
+wa_json_get(const wa_json_t *obj, const char *key)
+{
+    size_t            len;
+    const wa_json_t  *v;
+
+    if (obj == NULL || obj->type != WA_JSON_OBJECT) {
+        return NULL;
+    }
+
+    len = std::strlen(key);
+
+    /* from the end: a repeated name means its last value, as in jansson */
+    for (v = obj->items + obj->len; v != obj->items; ) {
+        v--;
+
+        if (v->key_len == len && std::memcmp(v->key, key, len) == 0) {
+            return v;
+        }
+    }
+
+    return NULL;
+}
+
+
+extern "C" const char *
+wa_json_string(const wa_json_t *v)
+{
+    return (v != NULL && v->type == WA_JSON_STRING) ? v->str : NULL;
+}

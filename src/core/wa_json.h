@@ -1,0 +1,92 @@
+/*
+ * wa-relay: a webhook body parsed by simdjson, as a plain C tree.
+ *
+ * simdjson parses and validates the whole body (grammar and UTF-8) in one
+ * pass, several times faster than a tree-building parser; wa_json.cpp turns
+ * its document into wa_json_t nodes so that the normalizer stays C.  Every
+ * string a node points to (keys and values, unescaped, NUL-terminated) lives
+ * in the parser and stays valid until that parser's next parse.  Nodes come
+ * from the caller's allocator.
+ */
+
+#ifndef WA_JSON_H
+#define WA_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+typedef enum {
+    WA_JSON_NULL = 0,
+    WA_JSON_TRUE,
+    WA_JSON_FALSE,
+    WA_JSON_INTEGER,         /* fits int64_t: in .integer */
+    WA_JSON_NUMBER,          /* any other number: its text from wa_json_dump */
+    WA_JSON_STRING,
+    WA_JSON_ARRAY,
+    WA_JSON_OBJECT
+} wa_json_type_t;
+
+
+typedef struct wa_json_s  wa_json_t;
+
+struct wa_json_s {
+    wa_json_type_t   type;
+    uint32_t         handle;     /* the parser's own value, for dumps */
+    const char      *key;        /* a member of an object: its name */
+    size_t           key_len;
+    const char      *str;        /* STRING */
+    size_t           len;        /* STRING: bytes; ARRAY, OBJECT: items */
+    wa_json_t       *items;      /* ARRAY, OBJECT: in the body's order */
+    int64_t          integer;    /* INTEGER */
+};
+
+
+typedef struct wa_json_parser_s  wa_json_parser_t;
+
+typedef void *(*wa_json_alloc_pt)(void *data, size_t size);
+
+
+#define WA_JSON_OK       0
+#define WA_JSON_INVALID  -1
+#define WA_JSON_NOMEM    -2
+
+
+/* one per thread, reused for every body: its buffers stay warm */
+wa_json_parser_t *wa_json_parser_create(void);
+void wa_json_parser_destroy(wa_json_parser_t *p);
+
+/*
+ * Parses buf.  Returns WA_JSON_OK with *root set, WA_JSON_INVALID with
+ * *error set to the parser's reason (a static string), or WA_JSON_NOMEM.
+ */
+int wa_json_parse(wa_json_parser_t *p, const char *buf, size_t len,
+    wa_json_alloc_pt alloc, void *alloc_data, wa_json_t **root,
+    const char **error);
+
+/*
+ * Writes v as compact JSON (UTF-8, minimal escapes) into buf.  Returns its
+ * length: when that is more than size, buf holds nothing useful and the
+ * call is to be repeated with room enough.  Returns -1 when out of memory.
+ */
+long wa_json_dump(wa_json_parser_t *p, const wa_json_t *v, char *buf,
+    size_t size);
+
+
+/* the member of an object named key (the last one, if repeated), or NULL */
+const wa_json_t *wa_json_get(const wa_json_t *obj, const char *key);
+
+/* the text of a string, or NULL (also for NULL) */
+const char *wa_json_string(const wa_json_t *v);
+
+#define wa_json_is(v, t)  ((v) != NULL && (v)->type == (t))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WA_JSON_H */
