@@ -87,26 +87,24 @@ static int
 wa_dump(wa_batch_t *b, const wa_json_t *v, const char **out, size_t *len)
 {
     long   n;
-    char  *p;
+    char  *p, buf[1024];
 
-    /* room for most items at once: a dump that does not fit is done twice */
-    p = wa_alloc(b, 1024);
+    /* most items fit the stack: one that does not is written twice */
+    n = wa_json_dump(b->parser, v, buf, sizeof(buf));
+    if (n < 0) {
+        b->error = "out of memory";
+        return -1;
+    }
+
+    p = wa_alloc(b, (size_t) n);
     if (p == NULL) {
         return -1;
     }
 
-    n = wa_json_dump(b->parser, v, p, 1024);
+    if ((size_t) n <= sizeof(buf)) {
+        memcpy(p, buf, (size_t) n);
 
-    if (n > 1024) {
-        p = wa_alloc(b, (size_t) n);
-        if (p == NULL) {
-            return -1;
-        }
-
-        n = wa_json_dump(b->parser, v, p, (size_t) n);
-    }
-
-    if (n < 0) {
+    } else if (wa_json_dump(b->parser, v, p, (size_t) n) != n) {
         b->error = "out of memory";
         return -1;
     }
@@ -115,25 +113,6 @@ wa_dump(wa_batch_t *b, const wa_json_t *v, const char **out, size_t *len)
     *len = (size_t) n;
 
     return 0;
-}
-
-
-/* v (or null) as a jansson value, for the few uses that need one */
-static json_t *
-wa_jansson(wa_batch_t *b, const wa_json_t *v)
-{
-    size_t       len;
-    const char  *s;
-
-    if (v == NULL) {
-        return json_null();
-    }
-
-    if (wa_dump(b, v, &s, &len) != 0) {
-        return NULL;
-    }
-
-    return json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 }
 
 
@@ -210,59 +189,71 @@ wa_dump_jansson(wa_batch_t *b, json_t *json, size_t flags, const char **out,
 
 
 /*
+ * v as digests see it: jansson's compact form with the keys sorted, or
+ * simdjson's when jansson cannot hold it (an integer past int64); null for
+ * nothing.
+ */
+static int
+wa_canonical(wa_batch_t *b, const wa_json_t *v, const char **out,
+    size_t *len)
+{
+    int      rc;
+    json_t  *j;
+
+    if (v == NULL) {
+        *out = "null";
+        *len = 4;
+        return 0;
+    }
+
+    if (wa_dump(b, v, out, len) != 0) {
+        return -1;
+    }
+
+    j = json_loadb(*out, *len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (j == NULL) {
+        return 0;
+    }
+
+    rc = wa_dump_jansson(b, j, JSON_COMPACT | JSON_ENCODE_ANY
+                               | JSON_SORT_KEYS, out, len);
+    json_decref(j);
+
+    return rc;
+}
+
+
+/*
  * A digest that names an item without an id of its own: the field, the
- * WABA, the entry's time and the item with its keys sorted, so that a
- * redelivery with another key order gets the same id.  jansson writes the
- * sorted form; a value it cannot hold (an integer past int64) is digested
- * as simdjson wrote it.
+ * WABA and the entry's time as the array [id,time], and the item with its
+ * keys sorted, so that a redelivery with another key order gets the same
+ * id.
  */
 static const char *
 wa_digest_id(wa_builder_t *bd, const wa_json_t *item)
 {
-    int          rc;
-    json_t      *prefix, *j;
-    const char  *piece[3];
-    size_t       len[3];
+    const char  *piece[7];
+    size_t       len[7];
 
     piece[0] = bd->field ? bd->field : "";
     len[0] = strlen(piece[0]) + 1;
+    piece[1] = "[";
+    len[1] = 1;
+    piece[3] = ",";
+    len[3] = 1;
+    piece[5] = "]";
+    len[5] = 1;
 
-    prefix = json_array();
-    if (prefix == NULL) {
-        bd->batch->error = "out of memory";
+    if (wa_canonical(bd->batch, wa_json_get(bd->entry, "id"), &piece[2],
+                     &len[2]) != 0
+        || wa_canonical(bd->batch, wa_json_get(bd->entry, "time"),
+                        &piece[4], &len[4]) != 0
+        || wa_canonical(bd->batch, item, &piece[6], &len[6]) != 0)
+    {
         return NULL;
     }
 
-    json_array_append_new(prefix,
-                          wa_jansson(bd->batch, wa_json_get(bd->entry, "id")));
-    json_array_append_new(prefix,
-                          wa_jansson(bd->batch,
-                                     wa_json_get(bd->entry, "time")));
-
-    rc = wa_dump_jansson(bd->batch, prefix, JSON_COMPACT, &piece[1], &len[1]);
-    json_decref(prefix);
-
-    if (rc != 0) {
-        return NULL;
-    }
-
-    j = wa_jansson(bd->batch, item);
-
-    if (j == NULL) {
-        rc = wa_dump(bd->batch, item, &piece[2], &len[2]);
-
-    } else {
-        rc = wa_dump_jansson(bd->batch, j,
-                             JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS,
-                             &piece[2], &len[2]);
-        json_decref(j);
-    }
-
-    if (rc != 0) {
-        return NULL;
-    }
-
-    return wa_digest_hex(bd->batch, piece, len, 3);
+    return wa_digest_hex(bd->batch, piece, len, 7);
 }
 
 
