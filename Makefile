@@ -32,8 +32,9 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 # Debian packages: to build, to run, to test
 PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
-              libsimdjson-dev g++ redis-server libcurl4-openssl-dev check pkg-config perl \
-              curl wrk clang libclang-rt-14-dev gcc make procps
+              libsimdjson-dev g++ redis-server libcurl4-openssl-dev check \
+              pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
+              procps
 
 PROVE_ARGS ?= -r
 

@@ -43,74 +43,66 @@ typedef struct {
 static int wa_json_node(wa_json_build_t *b, element e, wa_json_t *n);
 
 
-static wa_json_t *
-wa_json_alloc_items(wa_json_build_t *b, wa_json_t *n, size_t count)
+/* an item of an array, or a member of an object with its name */
+static int
+wa_json_item(wa_json_build_t *b, element v, wa_json_t *n)
 {
-    n->len = count;
-
-    if (count == 0) {
-        return NULL;
-    }
-
-    n->items = static_cast<wa_json_t *>(b->alloc(b->data,
-                                                 count * sizeof(wa_json_t)));
-    return n->items;
+    return wa_json_node(b, v, n);
 }
 
 
 static int
-wa_json_array(wa_json_build_t *b, simdjson::dom::array a, wa_json_t *n)
+wa_json_item(wa_json_build_t *b, simdjson::dom::key_value_pair kv,
+    wa_json_t *n)
 {
-    size_t      count;
-    wa_json_t  *item;
-
-    count = 0;
-    for (element v : a) {
-        (void) v;
-        count++;
+    if (wa_json_node(b, kv.value, n) != WA_JSON_OK) {
+        return WA_JSON_NOMEM;
     }
 
-    item = wa_json_alloc_items(b, n, count);
-    if (item == NULL) {
-        return count ? WA_JSON_NOMEM : WA_JSON_OK;
-    }
-
-    for (element v : a) {
-        if (wa_json_node(b, v, item++) != WA_JSON_OK) {
-            return WA_JSON_NOMEM;
-        }
-    }
+    /* simdjson's strings end with a NUL */
+    n->key = kv.key.data();
+    n->key_len = kv.key.size();
 
     return WA_JSON_OK;
 }
 
 
+/* the items of an array or an object (C is simdjson's dom::array/object) */
+template <class C>
 static int
-wa_json_object(wa_json_build_t *b, simdjson::dom::object o, wa_json_t *n)
+wa_json_items(wa_json_build_t *b, C c, wa_json_t *n)
 {
     size_t      count;
     wa_json_t  *item;
 
-    count = 0;
-    for (simdjson::dom::key_value_pair kv : o) {
-        (void) kv;
-        count++;
+    /* the tape knows the count, up to 0xFFFFFF: past that, count them */
+    count = c.size();
+
+    if (count >= 0xFFFFFF) {
+        count = 0;
+        for (auto it = c.begin(); it != c.end(); ++it) {
+            count++;
+        }
     }
 
-    item = wa_json_alloc_items(b, n, count);
+    n->len = count;
+
+    if (count == 0) {
+        return WA_JSON_OK;
+    }
+
+    item = static_cast<wa_json_t *>(b->alloc(b->data,
+                                             count * sizeof(wa_json_t)));
     if (item == NULL) {
-        return count ? WA_JSON_NOMEM : WA_JSON_OK;
+        return WA_JSON_NOMEM;
     }
 
-    for (simdjson::dom::key_value_pair kv : o) {
-        if (wa_json_node(b, kv.value, item) != WA_JSON_OK) {
+    n->items = item;
+
+    for (auto v : c) {
+        if (wa_json_item(b, v, item++) != WA_JSON_OK) {
             return WA_JSON_NOMEM;
         }
-
-        /* simdjson's strings end with a NUL */
-        item->key = kv.key.data();
-        item->key_len = kv.key.size();
-        item++;
     }
 
     return WA_JSON_OK;
@@ -131,11 +123,11 @@ wa_json_node(wa_json_build_t *b, element e, wa_json_t *n)
 
     case element_type::OBJECT:
         n->type = WA_JSON_OBJECT;
-        return wa_json_object(b, simdjson::dom::object(e), n);
+        return wa_json_items(b, simdjson::dom::object(e), n);
 
     case element_type::ARRAY:
         n->type = WA_JSON_ARRAY;
-        return wa_json_array(b, simdjson::dom::array(e), n);
+        return wa_json_items(b, simdjson::dom::array(e), n);
 
     case element_type::STRING:
         s = e.get_string().value_unsafe();
@@ -198,12 +190,8 @@ wa_json_parse(wa_json_parser_t *p, const char *buf, size_t len,
 
         p->handles.clear();
 
-        /*
-         * The parser copies buf into its own padded buffer; an empty body
-         * may come as a null pointer, which memcpy() must not be given.
-         */
-        simdjson::error_code  rc = p->parser.parse(len ? buf : "", len)
-                                            .get(e);
+        /* the parser copies buf into its own padded buffer */
+        simdjson::error_code  rc = p->parser.parse(buf, len).get(e);
 
         if (rc == simdjson::MEMALLOC) {
             return WA_JSON_NOMEM;

@@ -61,7 +61,7 @@ wa_json_parser_t *wa_json_parser_create(void);
 void wa_json_parser_destroy(wa_json_parser_t *p);
 
 /*
- * Parses buf.  Returns WA_JSON_OK with *root set, WA_JSON_INVALID with
+ * Parses buf (never NULL, even when len is 0: it is copied).  Returns WA_JSON_OK with *root set, WA_JSON_INVALID with
  * *error set to the parser's reason (a static string), or WA_JSON_NOMEM.
  */
 int wa_json_parse(wa_json_parser_t *p, const char *buf, size_t len,

@@ -1167,7 +1167,10 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
     b->nalloc = 0;
     b->error = NULL;
 
-    /* nginx gives an empty body no buffer: raw must still point somewhere */
+    /*
+     * nginx gives an empty body no buffer: the parser copies the body and
+     * raw must point somewhere
+     */
     if (body == NULL) {
         body = "";
     }
