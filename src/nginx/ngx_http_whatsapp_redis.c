@@ -13,12 +13,20 @@
  * every ready event of the turn.  Only when the socket is full does epoll
  * watch it for writability.  Requests are thus pipelined without batching
  * of our own, without an epoll_ctl() pair per write, and without waiting
- * for one more turn.  While there is no connection, callers are told at
- * once (they answer 503), and a cancelable timer reconnects with
- * exponential backoff.
+ * for one more turn.  A turn that brings many requests does not hold them
+ * all, though: once NGX_HTTP_WHATSAPP_REDIS_FLUSH bytes wait, they are
+ * written before the next command is queued, so that Redis, on the other
+ * core, works on them while this worker parses the rest (measured: 4% more
+ * requests per second, docs/benchmarks.md).  While there is no connection,
+ * callers are told at once (they answer 503), and a cancelable timer
+ * reconnects with exponential backoff.
  */
 
 #include "ngx_http_whatsapp_module.h"
+
+#ifndef WA_FLUSH
+#define WA_FLUSH 65536
+#endif
 
 
 typedef struct {
@@ -34,6 +42,7 @@ typedef struct {
 
 
 #define NGX_HTTP_WHATSAPP_BACKOFF_MIN  100
+#define NGX_HTTP_WHATSAPP_REDIS_FLUSH  8192
 
 
 static void ngx_http_whatsapp_redis_connect(void);
@@ -427,9 +436,30 @@ ngx_http_whatsapp_redis_command(int argc, const char **argv,
     const size_t *argvlen, redisCallbackFn *fn, void *data,
     ngx_uint_t *generation)
 {
+    ngx_connection_t   *c;
     redisAsyncContext  *ac;
 
     ac = ngx_http_whatsapp_redis.ac;
+
+    /*
+     * Written before this command is queued, so that a failed write, which
+     * answers every queued command with a NULL reply, never calls back into
+     * the request that is calling us.
+     */
+
+    if (ac && sdslen(ac->c.obuf) >= NGX_HTTP_WHATSAPP_REDIS_FLUSH) {
+        c = ac->ev.data;
+
+        if (c->write->posted) {
+            ngx_log_debug1(NGX_LOG_DEBUG_EVENT, c->log, 0,
+                           "whatsapp redis: writing %uz bytes before the "
+                           "next command", sdslen(ac->c.obuf));
+
+            ngx_delete_posted_event(c->write);
+            ngx_http_whatsapp_redis_write_handler(c->write);
+            ac = ngx_http_whatsapp_redis.ac;
+        }
+    }
 
     if (ac == NULL || (ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))) {
         return NGX_DECLINED;
