@@ -24,10 +24,6 @@
 
 #include "ngx_http_whatsapp_module.h"
 
-#ifndef WA_FLUSH
-#define WA_FLUSH 65536
-#endif
-
 
 typedef struct {
     redisAsyncContext              *ac;
