@@ -1052,7 +1052,10 @@ sender_main(void *arg)
             if (collect(s) != 0) {
                 goto lost;
             }
+        }
 
+        /* the last transfer done: the outbox, not curl, is what to wait on */
+        if (s->inflight) {
             curl_multi_poll(s->multi, NULL, 0, s->nready ? 1 : 20, NULL);
             curl_multi_perform(s->multi, &still);
 

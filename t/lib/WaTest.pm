@@ -306,15 +306,36 @@ sub start_worker {
     return $name;
 }
 
-# append to a stream: fields as a list of pairs; the message may be a ref
+# append to the outbox: fields as a list of pairs; the message may be a ref
 sub outbox {
     my ($self, @kv) = @_;
+    return ($self->outbox_batch(\@kv))[0];
+}
+
+# many entries in one call (one redis-cli): they arrive together, as fast as
+# a service would add them, not at the pace of a process per entry
+sub outbox_batch {
+    my ($self, @entries) = @_;
     my @args;
-    while (my ($k, $v) = splice @kv, 0, 2) {
-        $v = JSON::PP->new->canonical->encode($v) if ref $v;
-        push @args, $k, $v;
+    for my $e (@entries) {
+        my @kv = @$e;
+        my @fields;
+        while (my ($k, $v) = splice @kv, 0, 2) {
+            $v = JSON::PP->new->canonical->encode($v) if ref $v;
+            push @fields, $k, $v;
+        }
+        push @args, scalar @fields, @fields;
     }
-    return $self->redis('XADD', 'wa:outbox', '*', @args);
+    my $ids = $self->redis('EVAL', <<'LUA', 1, 'wa:outbox', @args);
+local ids, i = {}, 1
+while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+end
+return ids
+LUA
+    return ref $ids eq 'ARRAY' ? @$ids : ();
 }
 
 sub worker_log {
