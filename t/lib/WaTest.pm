@@ -330,7 +330,8 @@ sub outbox_batch {
 local ids, i = {}, 1
 while i <= #ARGV do
     local n = tonumber(ARGV[i])
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*',
+                               unpack(ARGV, i + 1, i + n))
     i = i + n + 1
 end
 return ids
