@@ -225,20 +225,27 @@ wa_json_parse(wa_json_parser_t *p, const char *buf, size_t len,
 }
 
 
-extern "C" long
-wa_json_dump(wa_json_parser_t *p, const wa_json_t *v, char *buf, size_t size)
+extern "C" const char *
+wa_json_dump(wa_json_parser_t *p, const wa_json_t *v, wa_json_alloc_pt alloc,
+    void *alloc_data, size_t *len)
 {
+    char  *out;
+
     try {
         std::string  s = simdjson::to_string(p->handles[v->handle]);
 
-        if (s.size() <= size) {
-            std::memcpy(buf, s.data(), s.size());
+        out = static_cast<char *>(alloc(alloc_data, s.size() ? s.size() : 1));
+        if (out == NULL) {
+            return NULL;
         }
 
-        return static_cast<long>(s.size());
+        std::memcpy(out, s.data(), s.size());
+        *len = s.size();
+
+        return out;
 
     } catch (const std::bad_alloc &) {
-        return -1;
+        return NULL;
     }
 }
 

@@ -69,12 +69,11 @@ int wa_json_parse(wa_json_parser_t *p, const char *buf, size_t len,
     const char **error);
 
 /*
- * Writes v as compact JSON (UTF-8, minimal escapes) into buf.  Returns its
- * length: when that is more than size, buf holds nothing useful and the
- * call is to be repeated with room enough.  Returns -1 when out of memory.
+ * v as compact JSON (UTF-8, minimal escapes), in memory from alloc, not
+ * NUL-terminated; its length in *len.  NULL when out of memory.
  */
-long wa_json_dump(wa_json_parser_t *p, const wa_json_t *v, char *buf,
-    size_t size);
+const char *wa_json_dump(wa_json_parser_t *p, const wa_json_t *v,
+    wa_json_alloc_pt alloc, void *alloc_data, size_t *len);
 
 
 /* the member of an object named key (the last one, if repeated), or NULL */

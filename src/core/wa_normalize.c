@@ -86,31 +86,12 @@ wa_strndup(wa_batch_t *b, const char *s, size_t len)
 static int
 wa_dump(wa_batch_t *b, const wa_json_t *v, const char **out, size_t *len)
 {
-    long   n;
-    char  *p, buf[1024];
+    *out = wa_json_dump(b->parser, v, b->alloc, b->alloc_data, len);
 
-    /* most items fit the stack: one that does not is written twice */
-    n = wa_json_dump(b->parser, v, buf, sizeof(buf));
-    if (n < 0) {
+    if (*out == NULL) {
         b->error = "out of memory";
         return -1;
     }
-
-    p = wa_alloc(b, (size_t) n);
-    if (p == NULL) {
-        return -1;
-    }
-
-    if ((size_t) n <= sizeof(buf)) {
-        memcpy(p, buf, (size_t) n);
-
-    } else if (wa_json_dump(b->parser, v, p, (size_t) n) != n) {
-        b->error = "out of memory";
-        return -1;
-    }
-
-    *out = p;
-    *len = (size_t) n;
 
     return 0;
 }
