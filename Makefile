@@ -62,8 +62,17 @@ define ngx_configure
 	    { tail -20 $(1).configure.log; exit 1; }
 endef
 
+# the packaged nginx's compiler and linker options, as `nginx -V` prints
+# them: the module is compiled as Debian compiled nginx, -O2 included
+# (nginx's configure alone would use -O)
+NGX_CC_OPT ?= $(shell $(NGINX_BIN) -V 2>&1 | \
+                sed -n "s/.*--with-cc-opt='\([^']*\)'.*/\1/p")
+NGX_LD_OPT ?= $(shell $(NGINX_BIN) -V 2>&1 | \
+                sed -n "s/.*--with-ld-opt='\([^']*\)'.*/\1/p")
+
 $(NGX_BUILD)/objs/Makefile: config redis/wa_ingest.lua tools/lua2c
-	$(call ngx_configure,$(NGX_BUILD),)
+	$(call ngx_configure,$(NGX_BUILD),--with-cc-opt="$(NGX_CC_OPT)" \
+	    --with-ld-opt="$(NGX_LD_OPT)")
 
 module: $(NGX_BUILD)/objs/Makefile
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules

@@ -21,27 +21,42 @@ under a running nginx.  The module loads it (FUNCTION LOAD REPLACE) on every
 connection; see docs/redis.md.
 ]]
 
+-- Numbers arrive as decimal strings, as the module formats them ("0" for
+-- off).  The window and the cap go on to SET and XADD as those strings:
+-- a Lua number would be formatted again with %.17g and parsed back by
+-- Redis.  Counts and stream indexes are read through a table of small
+-- integers rather than tonumber(), which is strtod(): together 5% of
+-- Redis's time per request (docs/benchmarks.md).
+local int = {}
+for i = 0, 255 do
+    int['' .. i] = i
+end
+
+local function count(s)
+    return int[s] or tonumber(s)
+end
+
 local function ingest(keys, args)
-    local ttl = tonumber(args[1])
-    local cap = tonumber(args[2])
-    local n = tonumber(args[3])
+    local ttl = args[1]
+    local cap = args[2]
+    local n = count(args[3])
     local pos = 4
     local appended, duplicates = 0, 0
 
     for i = 1, n do
-        local stream = keys[tonumber(args[pos])]
-        local nfields = tonumber(args[pos + 1])
+        local stream = keys[int[args[pos]]]
+        local nfields = count(args[pos + 1])
         local first = pos + 2
         local last = first + 2 * nfields - 1
         pos = last + 1
 
         local fresh = true
-        if ttl > 0 then
+        if ttl ~= '0' then
             fresh = redis.call('SET', keys[3 + i], '1', 'NX', 'EX', ttl)
         end
 
         if fresh then
-            if cap > 0 then
+            if cap ~= '0' then
                 redis.call('XADD', stream, 'MAXLEN', '~', cap, '*',
                            unpack(args, first, last))
             else

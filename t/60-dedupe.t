@@ -27,6 +27,12 @@ $t->start_nginx(server => <<EOF);
             whatsapp_dedupe off;
             whatsapp_stream_prefix capped;
         }
+        location = /uncapped {
+            whatsapp_webhook;
+            whatsapp_stream_maxlen off;
+            whatsapp_dedupe off;
+            whatsapp_stream_prefix uncapped;
+        }
 EOF
 
 my $body = messages_body(messages => [ text_message('wamid.D1', 'hi') ],
@@ -80,5 +86,12 @@ for my $round (0 .. 4) {
 }
 my $len = $t->xlen('capped:messages');
 ok $len >= 100 && $len < 1000, "1000 appends under maxlen 100: $len kept";
+
+# no cap: every entry stays
+for my $round (0 .. 4) {
+    my @m = map { text_message("wamid.U$round.$_", 'x') } 1 .. 200;
+    $t->post(messages_body(messages => \@m), path => '/uncapped');
+}
+is $t->xlen('uncapped:messages'), 1000, 'maxlen off: all 1000 kept';
 
 done_testing;

@@ -65,20 +65,40 @@ wa_alloc(wa_batch_t *b, size_t size)
 }
 
 
-static char *
-wa_strndup(wa_batch_t *b, const char *s, size_t len)
+/*
+ * v in decimal, in memory from the caller's allocator: every event has one
+ * or two integers, and snprintf() cost as much as the rest of the event's
+ * fields
+ */
+static const char *
+wa_decimal(wa_batch_t *b, long long v, size_t *len)
 {
-    char  *p;
+    char                buf[24], *p, *out;
+    unsigned long long  u;
 
-    p = wa_alloc(b, len + 1);
-    if (p == NULL) {
+    p = buf + sizeof(buf);
+    u = v < 0 ? 0ULL - (unsigned long long) v : (unsigned long long) v;
+
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+
+    if (v < 0) {
+        *--p = '-';
+    }
+
+    *len = (size_t) (buf + sizeof(buf) - p);
+
+    out = wa_alloc(b, *len + 1);
+    if (out == NULL) {
         return NULL;
     }
 
-    memcpy(p, s, len);
-    p[len] = '\0';
+    memcpy(out, p, *len);
+    out[*len] = '\0';
 
-    return p;
+    return out;
 }
 
 
@@ -272,8 +292,6 @@ static int
 wa_add_json(wa_builder_t *bd, const char *name, size_t name_len,
     const wa_json_t *v)
 {
-    int          n;
-    char         buf[24];
     size_t       len;
     const char  *p;
 
@@ -288,14 +306,12 @@ wa_add_json(wa_builder_t *bd, const char *name, size_t name_len,
         return 0;
 
     case WA_JSON_INTEGER:
-        n = snprintf(buf, sizeof(buf), "%lld", (long long) v->integer);
-
-        p = wa_strndup(bd->batch, buf, (size_t) n);
+        p = wa_decimal(bd->batch, (long long) v->integer, &len);
         if (p == NULL) {
             return -1;
         }
 
-        wa_add(bd, name, name_len, p, (size_t) n);
+        wa_add(bd, name, name_len, p, len);
         return 0;
 
     case WA_JSON_NUMBER:
@@ -1137,7 +1153,6 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
 {
     int               rc;
     size_t            i, j;
-    char              received[24];
     wa_json_t        *root;
     const char       *object, *why;
     wa_builder_t      bd;
@@ -1158,9 +1173,7 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
 
     memset(&bd, 0, sizeof(wa_builder_t));
     bd.batch = b;
-    bd.received_len = (size_t) snprintf(received, sizeof(received), "%lld",
-                                        (long long) received_ms);
-    bd.received = wa_strndup(b, received, bd.received_len);
+    bd.received = wa_decimal(b, (long long) received_ms, &bd.received_len);
     if (bd.received == NULL) {
         return -1;
     }

@@ -363,13 +363,17 @@ START_TEST(parser_edges)
 
     ck_assert_int_eq(n, 1);
 
-    /* numbers: past int64, real, negative */
+    /* numbers: past int64, real, negative, int64's ends, zero */
     b = normalize_str(ENVELOPE("{\"u\":18446744073709551615,\"r\":1.50,"
-                               "\"i\":-7}"));
+                               "\"i\":-7,\"min\":-9223372036854775808,"
+                               "\"max\":9223372036854775807,\"z\":0}"));
     ck_assert_ptr_null(b->error);
     ck_field(&b->events[0], "u", "18446744073709551615");
     ck_field(&b->events[0], "r", "1.5");
     ck_field(&b->events[0], "i", "-7");
+    ck_field(&b->events[0], "min", "-9223372036854775808");
+    ck_field(&b->events[0], "max", "9223372036854775807");
+    ck_field(&b->events[0], "z", "0");
 
     /* invalid UTF-8 in a string: not JSON, kept whole, and where */
     b = normalize_str(ENVELOPE("{\"a\":\"\xff\"}"));
