@@ -1,19 +1,25 @@
-#!lua name=wa_ingest_1
+#!lua name=wa_ingest_2
 
 --[[
 wa-relay: the ingest function the nginx module calls once per webhook.
 
-FCALL wa_ingest_1 numkeys  <messages> <statuses> <account> [dedupe keys]
+FCALL wa_ingest_2 numkeys  [dedupe keys] <streams the events go to>
       <dedupe seconds, 0 = off> <stream cap, 0 = none> <event count>
-      then, per event: <stream 1..3> <field count> <field> <value> ...
+      then, per event: <its stream's index in KEYS> <field count>
+                       <field> <value> ...
 
-The dedupe key of event i is KEYS[3 + i].  Each event is appended unless
-its dedupe key already exists; the key is then set with the window as TTL.
-Because a function runs atomically, the check and the append can never be
-split: a redelivery inside the window adds nothing, and a request that
-fails adds nothing either.
+With a dedupe window, the dedupe key of event i is KEYS[i]; the streams
+follow.  Each event is appended unless its dedupe key already exists; the
+key is then set with the window as TTL.  Because a function runs
+atomically, the check and the append can never be split: a redelivery
+inside the window adds nothing, and a request that fails adds nothing
+either.
 
-Returns { appended, duplicates }.
+Returns how many events were appended: the others were duplicates.
+
+Only the streams a request uses are keys, and the reply is one integer:
+two stream names less and no reply table cost Redis 13% less per call
+(docs/benchmarks.md).
 
 The library name carries a version: a module of another version loads its
 own library beside this one, so a rolling upgrade never swaps the code
@@ -24,9 +30,9 @@ connection; see docs/redis.md.
 -- Numbers arrive as decimal strings, as the module formats them ("0" for
 -- off).  The window and the cap go on to SET and XADD as those strings:
 -- a Lua number would be formatted again with %.17g and parsed back by
--- Redis.  Counts and stream indexes are read through a table of small
--- integers rather than tonumber(), which is strtod(): together 5% of
--- Redis's time per request (docs/benchmarks.md).
+-- Redis.  Counts and indexes are read through a table of small integers
+-- rather than tonumber(), which is strtod(): together 5% of Redis's time
+-- per request (docs/benchmarks.md).
 local int = {}
 for i = 0, 255 do
     int['' .. i] = i
@@ -41,10 +47,10 @@ local function ingest(keys, args)
     local cap = args[2]
     local n = count(args[3])
     local pos = 4
-    local appended, duplicates = 0, 0
+    local appended = 0
 
     for i = 1, n do
-        local stream = keys[int[args[pos]]]
+        local stream = keys[count(args[pos])]
         local nfields = count(args[pos + 1])
         local first = pos + 2
         local last = first + 2 * nfields - 1
@@ -52,7 +58,7 @@ local function ingest(keys, args)
 
         local fresh = true
         if ttl ~= '0' then
-            fresh = redis.call('SET', keys[3 + i], '1', 'NX', 'EX', ttl)
+            fresh = redis.call('SET', keys[i], '1', 'NX', 'EX', ttl)
         end
 
         if fresh then
@@ -63,12 +69,10 @@ local function ingest(keys, args)
                 redis.call('XADD', stream, '*', unpack(args, first, last))
             end
             appended = appended + 1
-        else
-            duplicates = duplicates + 1
         end
     end
 
-    return { appended, duplicates }
+    return appended
 end
 
-redis.register_function('wa_ingest_1', ingest)
+redis.register_function('wa_ingest_2', ingest)

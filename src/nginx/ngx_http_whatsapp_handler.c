@@ -18,13 +18,14 @@
 #include <jansson.h>
 
 
-#define NGX_HTTP_WHATSAPP_FUNCTION   "wa_ingest_1"
+#define NGX_HTTP_WHATSAPP_FUNCTION   "wa_ingest_2"
 #define NGX_HTTP_WHATSAPP_RETRY      "5"
 #define NGX_HTTP_WHATSAPP_TOKEN_MAX  1024
 
 
 typedef struct {
     ngx_http_request_t           *request;   /* NULL once it is gone */
+    ngx_uint_t                    events;    /* in the FCALL */
 } ngx_http_whatsapp_pending_t;
 
 
@@ -545,10 +546,11 @@ ngx_http_whatsapp_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
 
 /*
- * One FCALL for the whole body:
+ * One FCALL for the whole body (redis/wa_ingest.lua):
  *
- *   FCALL wa_ingest_1 <3 + dedupe keys> <streams...> <dedupe keys...>
- *         <dedupe seconds> <cap> <events> { <stream> <n> <fields...> }...
+ *   FCALL wa_ingest_2 <dedupe keys + streams used> [<dedupe keys...>]
+ *         <streams used...> <dedupe seconds> <cap> <events>
+ *         { <stream's index in KEYS> <n> <fields...> }...
  */
 static ngx_int_t
 ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
@@ -557,7 +559,8 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     int                             argc;
     u_char                         *num, *p;
     size_t                         *lens, n;
-    ngx_uint_t                      i, j, k, nkeys;
+    ngx_str_t                       index[WA_STREAM_COUNT];
+    ngx_uint_t                      i, j, k, nkeys, ndedupe, nstreams;
     ngx_pool_t                     *pool;
     wa_event_t                     *ev;
     const char                    **argv;
@@ -565,12 +568,25 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     ngx_http_whatsapp_loc_conf_t   *wlcf;
     ngx_http_whatsapp_main_conf_t  *wmcf;
 
-    static char  *stream_index[] = { "1", "2", "3" };
-
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module);
 
-    nkeys = WA_STREAM_COUNT + (wlcf->dedupe ? batch->nevents : 0);
+    /* the streams the events go to, each with its index in KEYS */
+
+    ngx_memzero(index, sizeof(index));
+
+    for (i = 0; i < batch->nevents; i++) {
+        index[batch->events[i].stream].len = 1;     /* used, for now */
+    }
+
+    ndedupe = wlcf->dedupe ? batch->nevents : 0;
+    nstreams = 0;
+
+    for (i = 0; i < WA_STREAM_COUNT; i++) {
+        nstreams += index[i].len;
+    }
+
+    nkeys = ndedupe + nstreams;
 
     argc = 3 + nkeys + 3;
     for (i = 0; i < batch->nevents; i++) {
@@ -582,7 +598,8 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
 
     argv = ngx_palloc(pool, argc * sizeof(char *));
     lens = ngx_palloc(pool, argc * sizeof(size_t));
-    num = ngx_pnalloc(pool, (batch->nevents + 2) * NGX_INT_T_LEN);
+    num = ngx_pnalloc(pool, (batch->nevents + WA_STREAM_COUNT + 2)
+                            * NGX_INT_T_LEN);
 
     if (argv == NULL || lens == NULL || num == NULL) {
         return NGX_ERROR;
@@ -603,30 +620,34 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
                           sizeof(NGX_HTTP_WHATSAPP_FUNCTION) - 1);
     ngx_http_whatsapp_num(nkeys);
 
-    for (i = 0; i < WA_STREAM_COUNT; i++) {
-        ngx_http_whatsapp_arg(wlcf->streams[i].data, wlcf->streams[i].len);
+    for (i = 0; i < ndedupe; i++) {
+        ev = &batch->events[i];
+
+        n = wlcf->dedupe_prefix.len + ev->kind_len + 1 + ev->event_id_len;
+
+        p = ngx_pnalloc(pool, n);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_whatsapp_arg(p, n);
+
+        p = ngx_cpymem(p, wlcf->dedupe_prefix.data, wlcf->dedupe_prefix.len);
+        p = ngx_cpymem(p, ev->kind, ev->kind_len);
+        *p++ = ':';
+        ngx_memcpy(p, ev->event_id, ev->event_id_len);
     }
 
-    if (wlcf->dedupe) {
-        for (i = 0; i < batch->nevents; i++) {
-            ev = &batch->events[i];
-
-            n = wlcf->dedupe_prefix.len + ev->kind_len + 1
-                + ev->event_id_len;
-
-            p = ngx_pnalloc(pool, n);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_http_whatsapp_arg(p, n);
-
-            p = ngx_cpymem(p, wlcf->dedupe_prefix.data,
-                           wlcf->dedupe_prefix.len);
-            p = ngx_cpymem(p, ev->kind, ev->kind_len);
-            *p++ = ':';
-            ngx_memcpy(p, ev->event_id, ev->event_id_len);
+    for (i = 0; i < WA_STREAM_COUNT; i++) {
+        if (index[i].len == 0) {
+            continue;
         }
+
+        index[i].data = num;
+        index[i].len = ngx_sprintf(num, "%ui", k - 2) - num;
+        num += index[i].len;
+
+        ngx_http_whatsapp_arg(wlcf->streams[i].data, wlcf->streams[i].len);
     }
 
     ngx_http_whatsapp_arg(wlcf->dedupe_text.data, wlcf->dedupe_text.len);
@@ -636,7 +657,7 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     for (i = 0; i < batch->nevents; i++) {
         ev = &batch->events[i];
 
-        ngx_http_whatsapp_arg(stream_index[ev->stream], 1);
+        ngx_http_whatsapp_arg(index[ev->stream].data, index[ev->stream].len);
         ngx_http_whatsapp_num(ev->nfields);
 
         for (j = 0; j < ev->nfields; j++) {
@@ -655,6 +676,7 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     }
 
     pending->request = r;
+    pending->events = batch->nevents;
 
     /* hiredis copies the arguments: they may go before the reply */
 
@@ -695,12 +717,13 @@ ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply, void *data)
 {
     ngx_http_whatsapp_pending_t *pending = data;
 
-    ngx_uint_t                status;
+    ngx_uint_t                status, events;
     redisReply               *rr;
     ngx_http_request_t       *r;
     ngx_http_whatsapp_ctx_t  *ctx;
 
     r = pending->request;
+    events = pending->events;
     ngx_free(pending);
 
     if (r == NULL) {
@@ -736,26 +759,28 @@ ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply, void *data)
             ngx_http_whatsapp_redis_load_functions();
         }
 
-    } else if (rr->type == REDIS_REPLY_ARRAY && rr->elements == 2
-               && rr->element[0]->type == REDIS_REPLY_INTEGER
-               && rr->element[1]->type == REDIS_REPLY_INTEGER)
+    } else if (rr->type == REDIS_REPLY_INTEGER && rr->integer >= 0
+               && (ngx_uint_t) rr->integer <= events)
     {
+        /* the events appended; the others were duplicates */
+
         status = NGX_HTTP_OK;
 
         ngx_http_whatsapp_inc(accepted);
-        ngx_http_whatsapp_add(events_appended, rr->element[0]->integer);
-        ngx_http_whatsapp_add(events_duplicate, rr->element[1]->integer);
+        ngx_http_whatsapp_add(events_appended, rr->integer);
+        ngx_http_whatsapp_add(events_duplicate, events - rr->integer);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "whatsapp webhook: %L appended, %L duplicates",
-                       rr->element[0]->integer, rr->element[1]->integer);
+                       rr->integer, (long long) events - rr->integer);
 
     } else {
         ngx_http_whatsapp_inc(redis_errors);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "whatsapp webhook: unexpected reply type %d from "
-                      "redis, answering 503", rr->type);
+                      "whatsapp webhook: unexpected reply (type %d) from "
+                      "redis to %ui events, answering 503", rr->type,
+                      events);
     }
 
     ngx_http_whatsapp_finish(r, status);
