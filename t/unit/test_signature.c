@@ -114,6 +114,19 @@ START_TEST(header_parsing)
                        "f4aafe37dc2a28804134");
     BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
                        "f4aafe37dc2a2880413g");
+    /* the bytes either side of each range of digits, and one above 127 */
+    BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
+                       "f4aafe37dc2a2880413/");
+    BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
+                       "f4aafe37dc2a2880413:");
+    BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
+                       "f4aafe37dc2a2880413@");
+    BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
+                       "f4aafe37dc2a2880413G");
+    BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
+                       "f4aafe37dc2a2880413`");
+    BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
+                       "f4aafe37dc2a2880413\xe1");
     BAD(WA_SIG_SHA256, "sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd834"
                        "f4aafe37dc2a28804134 ");
     BAD(WA_SIG_SHA256, " sha256=10e70590cb5fc195dd4fd20731c943470910b2bbd83"
