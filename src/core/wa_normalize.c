@@ -46,7 +46,7 @@ typedef struct {
     const wa_json_t  *value;
     const char       *received;
     size_t            received_len;
-    wa_field_t        f[WA_EVENT_MAX_FIELDS];
+    wa_field_t        f[WA_EVENT_MAX_FIELDS + 1];   /* and raw */
     size_t            n;
 } wa_builder_t;
 
@@ -457,7 +457,7 @@ wa_commit(wa_builder_t *bd, wa_stream_t stream, const char *kind,
         b->nalloc = nalloc;
     }
 
-    /* raw always fits: it is kept out of the field limit */
+    /* raw always fits: f has a place for it past the field limit */
     bd->f[bd->n].name = "raw";
     bd->f[bd->n].name_len = 3;
     bd->f[bd->n].data = raw;

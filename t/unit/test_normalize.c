@@ -337,6 +337,37 @@ END_TEST
     "\"time\":5,\"changes\":[{\"field\":\"x\",\"value\":" value "}]}]}"
 
 
+/* a value with more scalars than an event holds: the first ones, then raw */
+START_TEST(field_limit)
+{
+    int                i;
+    char               body[4096], *p;
+    wa_batch_t        *b;
+    const wa_field_t  *raw;
+
+    p = body + sprintf(body, "{\"object\":\"whatsapp_business_account\","
+                       "\"entry\":[{\"id\":\"1\",\"time\":5,"
+                       "\"changes\":[{\"field\":\"x\",\"value\":{");
+    for (i = 0; i < 2 * WA_EVENT_MAX_FIELDS; i++) {
+        p += sprintf(p, "%s\"f%d\":\"v%d\"", i ? "," : "", i, i);
+    }
+    strcpy(p, "}}]}]}");
+
+    b = normalize_str(body);
+    ck_assert_int_eq(b->nevents, 1);
+    ck_assert_int_eq(b->events[0].nfields, WA_EVENT_MAX_FIELDS + 1);
+    ck_assert_str_eq(b->events[0].fields[WA_EVENT_MAX_FIELDS].name, "raw");
+    ck_field(&b->events[0], "f0", "v0");
+
+    raw = wa_event_field(&b->events[0], "raw");
+    ck_assert_ptr_nonnull(raw);
+    ck_assert_int_gt(raw->len, 12);
+    ck_assert_int_eq(memcmp(raw->data + raw->len - 12,
+                            "\"f95\":\"v95\"}", 12), 0);
+}
+END_TEST
+
+
 /* what the switch of parser (jansson to simdjson) must not change */
 START_TEST(parser_edges)
 {
@@ -544,6 +575,7 @@ normalize_suite(void)
     tcase_add_test(tc, unparsed_bodies);
     tcase_add_test(tc, bad_pieces_are_kept_beside_good_ones);
     tcase_add_test(tc, large_batch);
+    tcase_add_test(tc, field_limit);
     tcase_add_test(tc, parser_edges);
     tcase_add_test(tc, every_fixture);
     suite_add_tcase(s, tc);
