@@ -14,7 +14,9 @@ acknowledged without being applied again, so counters never count twice.
         [<entry id> <nfields> <field> <value> ...] x n
   -> { applied, duplicates, skipped, dead }
 
-The worker leaves out the "raw" field: the rules never read it.
+The worker leaves out the fields the rules never read: "raw", "field" and
+"received_at" (src/worker/consume.c, left_out).  A rule that needs one must
+be given it there.
 
 <options> is a JSON object of the automatic replies (docs/outbox.md):
 optout_reply, optin_reply, away_reply with hours {from, to, days, utc_offset

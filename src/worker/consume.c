@@ -116,6 +116,23 @@ valid_entry(redisReply *e)
  * The FCALL wa_apply_1 of entries of stream s, formatted: it holds copies
  * of the values, so the reply they came in can be freed at once.
  */
+/* a field the state functions never read (redis/wa_state.lua) */
+static int
+left_out(redisReply *name)
+{
+    static const char  *names[] = { "raw", "field", "received_at", NULL };
+    const char        **n;
+
+    for (n = names; *n; n++) {
+        if (name->len == strlen(*n) && memcmp(name->str, *n, name->len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static void
 prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
 {
@@ -173,14 +190,14 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
         pairs = k++;
 
         /*
-         * Values are binary-safe: lengths come from the reply.  "raw" stays
-         * behind: the rules never read it, it is most of an entry's bytes,
-         * and the function reads it from the stream if the entry goes dead.
+         * Values are binary-safe: lengths come from the reply.  The fields
+         * the rules never read stay behind (left_out): every argument costs
+         * Redis a string in the function's Lua, and "raw" is most of an
+         * entry's bytes; the function reads it from the stream if the entry
+         * goes dead.
          */
         for (m = 0; m + 1 < f->elements; m += 2) {
-            if (f->element[m]->len == 3
-                && memcmp(f->element[m]->str, "raw", 3) == 0)
-            {
+            if (left_out(f->element[m])) {
                 continue;
             }
 
