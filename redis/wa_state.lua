@@ -100,6 +100,7 @@ local function civil(ts)
 end
 
 local DATES = {}                    -- of this call, by day
+local SEEN = {}                     -- seen-set keys of this call, by kind, day
 
 local function ymd(ts)
     local day = math.floor(ts / DAY)
@@ -114,8 +115,12 @@ end
 local HOURS = {}
 for h = 0, 23 do HOURS[h] = (h < 10 and '0' or '') .. h end
 
-local function hour(ts)
-    return HOURS[math.floor((ts % DAY) / 3600)]
+-- '<dir>_hour_<hh>' for the daily counters, made once rather than
+-- concatenated for every event
+local HOUR_FIELDS = { ['in'] = {}, out = {} }
+for h = 0, 23 do
+    HOUR_FIELDS['in'][h] = 'in_hour_' .. HOURS[h]
+    HOUR_FIELDS.out[h] = 'out_hour_' .. HOURS[h]
 end
 
 local function hget(k, f)
@@ -174,7 +179,7 @@ end
 local function daily(pn, ts, dir, n)
     local k = key('daily', pn, ymd(ts))
     count(k, dir, n)
-    count(k, dir .. '_hour_' .. hour(ts), n)
+    count(k, HOUR_FIELDS[dir][math.floor((ts % DAY) / 3600)], n)
     if not EXPIRING[k] then
         redis.call('EXPIRE', k, I(DAILY_TTL))
         EXPIRING[k] = true
@@ -308,7 +313,8 @@ local function inbound(e)
 
     if e.profile_name then put('profile_name', e.profile_name) end
     if e.from_user_id then put('user_id', e.from_user_id) end
-    if not num(c[1]) or ts > num(c[1]) then put('last_inbound_at', e.ts) end
+    local last = num(c[1])
+    if not last or ts > last then put('last_inbound_at', e.ts) end
 
     local opened = c[8]
     if not NOT_WINDOW[e.type or ''] then
@@ -709,7 +715,17 @@ end
 -- fifth of the worker's throughput.
 local function first_time(group, e, ttl, now)
     local day = math.floor((num(e.ts) or now) / DAY)
-    local k = key('seen', group, e.kind, I(day))
+    -- the set's key, made once per kind and day in a call
+    local kinds = SEEN[e.kind]
+    if not kinds then
+        kinds = {}
+        SEEN[e.kind] = kinds
+    end
+    local k = kinds[day]
+    if not k then
+        k = key('seen', group, e.kind, I(day))
+        kinds[day] = k
+    end
     if redis.call('SADD', k, e.event_id) == 0 then return false end
     if not EXPIRING[k] then
         redis.call('EXPIREAT', k, I(math.max((day + 1) * DAY, now) + ttl))
@@ -724,6 +740,7 @@ local function apply(keys, args)
     local ttl = tonumber(args[3])
     P = args[1]
     MAPPED, EXPIRING, COUNTS, COUNTED, DATES = {}, {}, {}, {}, {}
+    SEEN = {}
     OPT = args[4] ~= '' and cjson.decode(args[4]) or {}
     if OPT.away_reply == '' then OPT.away_reply = nil end
     local n = tonumber(args[5])
