@@ -559,6 +559,7 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     int                             argc;
     u_char                         *num, *p;
     size_t                         *lens, n;
+    u_char                          used[WA_STREAM_COUNT];
     ngx_str_t                       index[WA_STREAM_COUNT];
     ngx_uint_t                      i, j, k, nkeys, ndedupe, nstreams;
     ngx_pool_t                     *pool;
@@ -571,21 +572,19 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module);
 
-    /* the streams the events go to, each with its index in KEYS */
+    /* only the streams the events go to are keys */
 
-    ngx_memzero(index, sizeof(index));
+    ngx_memzero(used, sizeof(used));
+    nstreams = 0;
 
     for (i = 0; i < batch->nevents; i++) {
-        index[batch->events[i].stream].len = 1;     /* used, for now */
+        if (!used[batch->events[i].stream]) {
+            used[batch->events[i].stream] = 1;
+            nstreams++;
+        }
     }
 
     ndedupe = wlcf->dedupe ? batch->nevents : 0;
-    nstreams = 0;
-
-    for (i = 0; i < WA_STREAM_COUNT; i++) {
-        nstreams += index[i].len;
-    }
-
     nkeys = ndedupe + nstreams;
 
     argc = 3 + nkeys + 3;
@@ -638,8 +637,10 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
         ngx_memcpy(p, ev->event_id, ev->event_id_len);
     }
 
+    /* each stream used, with its index in KEYS for the events to name */
+
     for (i = 0; i < WA_STREAM_COUNT; i++) {
-        if (index[i].len == 0) {
+        if (!used[i]) {
             continue;
         }
 

@@ -112,10 +112,6 @@ valid_entry(redisReply *e)
 }
 
 
-/*
- * The FCALL wa_apply_1 of entries of stream s, formatted: it holds copies
- * of the values, so the reply they came in can be freed at once.
- */
 /* a field the state functions never read (redis/wa_state.lua) */
 static int
 left_out(redisReply *name)
@@ -133,6 +129,10 @@ left_out(redisReply *name)
 }
 
 
+/*
+ * The FCALL wa_apply_1 of entries of stream s, formatted: it holds copies
+ * of the values, so the reply they came in can be freed at once.
+ */
 static void
 prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
 {
