@@ -75,6 +75,11 @@ local function num(v)
     return tonumber(v)
 end
 
+-- '0' to '64' to numbers without strtod (tonumber runs it twice): the
+-- field counts of stream entries
+local SMALL = {}
+for k = 0, 64 do SMALL['' .. k] = k end
+
 -- a number as Redis wants it: Lua would format it with %.14g, which is
 -- slow; the worker's state is whole seconds and counts
 local function I(v)
@@ -203,6 +208,16 @@ local function phone_map(pn, e)
     end
 end
 
+-- the field-value pairs of one HSET, in a table kept from event to event:
+-- a new one grew five times for every message
+local SET, NSET = {}, 0
+
+local function put(f, v)
+    SET[NSET + 1] = f
+    SET[NSET + 2] = v
+    NSET = NSET + 2
+end
+
 local function contact_key(pn, user)
     if not pn or not user then return nil end
     return key('contact', pn, user)
@@ -289,13 +304,11 @@ local function in_hours(ts)
 end
 
 
-local function inbound(e)
+local function inbound(e, ts)
     local pn = e.phone_number_id
     local user = e.from or e.from_user_id
     local ck = contact_key(pn, user)
-    if not ck then return 'skipped' end
-    local ts = num(e.ts)
-    if not ts then return 'skipped' end
+    if not ck or not ts then return 'skipped' end
 
     phone_map(pn, e)
 
@@ -305,12 +318,7 @@ local function inbound(e)
                          'tpl_delivered_at', 'tpl_replied',
                          'window_opened_at', 'away_sent_window',
                          'messages_in')
-    local set = {}
-    local function put(f, v)
-        set[#set + 1] = f
-        set[#set + 1] = v
-    end
-
+    NSET = 0
     if e.profile_name then put('profile_name', e.profile_name) end
     if e.from_user_id then put('user_id', e.from_user_id) end
     local last = num(c[1])
@@ -365,7 +373,7 @@ local function inbound(e)
     end
 
     put('messages_in', I((num(c[10]) or 0) + 1))
-    redis.call('HSET', ck, unpack(set))
+    redis.call('HSET', ck, unpack(SET, 1, NSET))
     daily(pn, ts, 'in')
 
     if e.keyword == 'optout' then
@@ -385,11 +393,10 @@ local function inbound(e)
 end
 
 
-local function echo(e)
+local function echo(e, ts)
     if e.type == 'revoke' or e.type == 'edit' or not e.msg_id then
         return 'skipped'
     end
-    local ts = num(e.ts)
     if not ts then return 'skipped' end
     local mk = key('msg', e.msg_id)
     local new = redis.call('EXISTS', mk) == 0
@@ -403,8 +410,8 @@ local function echo(e)
 end
 
 
-local function status(e)
-    local wamid, st, ts = e.msg_id, e.status, num(e.ts)
+local function status(e, ts)
+    local wamid, st = e.msg_id, e.status
     if not wamid or not st or not ts then return 'skipped' end
     local mk = key('msg', wamid)
     local new = redis.call('EXISTS', mk) == 0
@@ -478,9 +485,9 @@ local function template_label(e)
                          e.message_template_language or '-')
 end
 
-local function template_status(e)
+local function template_status(e, ts)
     local tk = template_key(e)
-    local ts = num(e.ts) or 0
+    ts = ts or 0
     if not tk or not e.event then return 'skipped' end
 
     redis.call('HSET', tk, 'template_id', e.message_template_id or '',
@@ -548,11 +555,11 @@ local function template_category(e)
 end
 
 
-local function number_quality(e)
+local function number_quality(e, ts)
     local num_id = e.display_phone_number or e.phone_number_id
     if not num_id or not e.event then return 'skipped' end
     local nk = key('number', num_id)
-    local ts = num(e.ts) or 0
+    ts = ts or 0
     local ev = e.event
     local label = 'number ' .. num_id
 
@@ -667,10 +674,10 @@ local function account_alert(e)
 end
 
 
-local function preference(e)
+local function preference(e, ts)
     local ck = contact_key(e.phone_number_id, e.wa_id)
     if not ck or not e.value then return 'skipped' end
-    local ts = num(e.ts) or 0
+    ts = ts or 0
     if not hmax(ck, 'marketing_at', ts) then
         return 'applied'              -- an older change than the one we have
     end
@@ -713,8 +720,8 @@ end
 -- expiring ttl seconds after that day ends, or after now for an older day:
 -- a member costs far less than a key with its own TTL, which showed as a
 -- fifth of the worker's throughput.
-local function first_time(group, e, ttl, now)
-    local day = math.floor((num(e.ts) or now) / DAY)
+local function first_time(group, e, ts, ttl, now)
+    local day = math.floor((ts or now) / DAY)
     -- the set's key, made once per kind and day in a call
     local kinds = SEEN[e.kind]
     if not kinds then
@@ -732,6 +739,18 @@ local function first_time(group, e, ttl, now)
         EXPIRING[k] = true
     end
     return true
+end
+
+
+-- An empty event with room for the fields of a message or a status: filled
+-- from {}, its table was rehashed five times.  Lua keeps a place for each
+-- name set to nil in a constructor.
+local function new_event()
+    return { kind = nil, event_id = nil, waba_id = nil, phone_number_id = nil,
+             display_phone_number = nil, ts = nil, msg_id = nil, from = nil,
+             type = nil, text = nil, profile_name = nil, status = nil,
+             recipient_id = nil, pricing_category = nil, pricing_type = nil,
+             billable = nil }
 end
 
 
@@ -757,7 +776,8 @@ local function apply(keys, args)
         local ids = {}
         for k = 1, n do
             ids[k] = args[i]
-            i = i + 2 + 2 * tonumber(args[i + 1])
+            local nf = SMALL[args[i + 1]] or tonumber(args[i + 1])
+            i = i + 2 + 2 * nf
         end
         for from = 1, n, 1000 do        -- unpack has a limit
             redis.call('XACK', stream, group,
@@ -767,21 +787,21 @@ local function apply(keys, args)
     end
 
     for _ = 1, n do
-        local id, nf = args[i], tonumber(args[i + 1])
-        local e = {}
+        local id, nf = args[i], SMALL[args[i + 1]] or tonumber(args[i + 1])
+        local e = new_event()
         for j = i + 2, i + 1 + 2 * nf, 2 do
             e[args[j]] = args[j + 1]
         end
         i = i + 2 + 2 * nf
 
         if ttl > 0 or redis.call('XACK', stream, group, id) == 1 then
-            local f = APPLY[e.kind or '']
+            local f, ts = APPLY[e.kind or ''], num(e.ts)
             if not f or not e.event_id then
                 skipped = skipped + 1
-            elseif ttl > 0 and not first_time(group, e, ttl, now) then
+            elseif ttl > 0 and not first_time(group, e, ts, ttl, now) then
                 dups = dups + 1
             else
-                local ok, res = pcall(f, e)
+                local ok, res = pcall(f, e, ts)
                 if ok then
                     if res == 'skipped' then skipped = skipped + 1
                     else applied = applied + 1 end
