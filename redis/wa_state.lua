@@ -410,6 +410,11 @@ local function echo(e, ts)
 end
 
 
+-- the fields of a status kept in its message's hash as they come
+local STATUS_KEPT = { 'recipient_id', 'phone_number_id', 'pricing_category',
+                      'pricing_type', 'billable', 'conversation_id',
+                      'biz_opaque_callback_data' }
+
 local function status(e, ts)
     local wamid, st = e.msg_id, e.status
     if not wamid or not st or not ts then return 'skipped' end
@@ -420,16 +425,11 @@ local function status(e, ts)
 
     phone_map(pn, e)
 
-    local set = {}
-    for _, f in ipairs({ 'recipient_id', 'phone_number_id',
-                         'pricing_category', 'pricing_type', 'billable',
-                         'conversation_id', 'biz_opaque_callback_data' }) do
-        if e[f] then
-            set[#set + 1] = f
-            set[#set + 1] = e[f]
-        end
+    NSET = 0
+    for _, f in ipairs(STATUS_KEPT) do
+        if e[f] then put(f, e[f]) end
     end
-    if #set > 0 then redis.call('HSET', mk, unpack(set)) end
+    if NSET > 0 then redis.call('HSET', mk, unpack(SET, 1, NSET)) end
 
     local r = redis.call('HMGET', mk, 'status', 'template', 'variant')
     local cur, template, variant = r[1] or nil, r[2] or nil, r[3] or nil
