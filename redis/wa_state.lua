@@ -75,10 +75,14 @@ local function num(v)
     return tonumber(v)
 end
 
--- '0' to '64' to numbers without strtod (tonumber runs it twice): the
--- field counts of stream entries
+-- the field count of a stream entry: '0' to '64' through a table, without
+-- strtod (tonumber runs it twice)
 local SMALL = {}
 for k = 0, 64 do SMALL['' .. k] = k end
+
+local function count_of(v)
+    return SMALL[v] or tonumber(v)
+end
 
 -- a number as Redis wants it: Lua would format it with %.14g, which is
 -- slow; the worker's state is whole seconds and counts
@@ -776,8 +780,7 @@ local function apply(keys, args)
         local ids = {}
         for k = 1, n do
             ids[k] = args[i]
-            local nf = SMALL[args[i + 1]] or tonumber(args[i + 1])
-            i = i + 2 + 2 * nf
+            i = i + 2 + 2 * count_of(args[i + 1])
         end
         for from = 1, n, 1000 do        -- unpack has a limit
             redis.call('XACK', stream, group,
@@ -787,7 +790,7 @@ local function apply(keys, args)
     end
 
     for _ = 1, n do
-        local id, nf = args[i], SMALL[args[i + 1]] or tonumber(args[i + 1])
+        local id, nf = args[i], count_of(args[i + 1])
         local e = new_event()
         for j = i + 2, i + 1 + 2 * nf, 2 do
             e[args[j]] = args[j + 1]
