@@ -116,11 +116,21 @@ valid_entry(redisReply *e)
 static int
 left_out(redisReply *name)
 {
-    static const char  *names[] = { "raw", "field", "received_at", NULL };
-    const char        **n;
+    static const struct {
+        const char  *str;
+        size_t       len;
+    } names[] = {
+        { "raw", sizeof("raw") - 1 },
+        { "field", sizeof("field") - 1 },
+        { "received_at", sizeof("received_at") - 1 },
+    };
 
-    for (n = names; *n; n++) {
-        if (name->len == strlen(*n) && memcmp(name->str, *n, name->len) == 0) {
+    size_t  i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (name->len == names[i].len
+            && memcmp(name->str, names[i].str, name->len) == 0)
+        {
             return 1;
         }
     }
