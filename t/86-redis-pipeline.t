@@ -1,8 +1,9 @@
-# Many requests in one turn of nginx's loop: their commands do not all wait
-# for the end of the turn; once 8 KB are queued they are written before the
-# next command (src/nginx/ngx_http_whatsapp_redis.c).  Every request still
-# gets its own answer, and when that early write finds Redis gone, every
-# request of the turn answers 503 and the worker lives on.
+# Many requests in one turn of nginx's loop share FCALLs: a call takes the
+# requests of the turn until it holds 8 KB; the next request sends it and
+# has it written at once, before joining a new call
+# (src/nginx/ngx_http_whatsapp_call.c).  Every request still gets its own
+# answer, and when that early write finds Redis gone, every request of the
+# turn answers 503 and the worker lives on.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -14,7 +15,13 @@ use WaBody qw(text_message messages_body);
 
 my $t = WaTest->new;
 $t->start_redis;
-$t->start_nginx(main => 'error_log ' . $t->dir . '/debug.log debug;');
+$t->start_nginx(main => 'error_log ' . $t->dir . '/debug.log debug;',
+                server => <<EOF);
+        location = /other {
+            whatsapp_webhook;
+            whatsapp_stream_prefix ot;
+        }
+EOF
 
 is $t->post(messages_body(messages => [ text_message('wamid.PL0', 'x') ]))
     ->{status}, 200, 'warm-up body: 200';
@@ -32,7 +39,9 @@ sub debug_log {
 # (accepted and idle) before the worker is frozen, the requests are written
 # while it is, and its next epoll_wait() returns them all
 sub one_turn {
-    my ($tag, $n, $between) = @_;
+    my ($tag, $n, %opt) = @_;
+    my $path = $opt{path} // sub { '/webhook' };
+    my $id = $opt{id} // sub { $_[0] };
     my @socks = map {
         IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port)
             or die "connect: $!"
@@ -41,14 +50,15 @@ sub one_turn {
     kill 'STOP', $worker;
     for my $i (0 .. $#socks) {
         my $body = messages_body(messages => [
-            text_message("wamid.$tag.$i", "$tag $i " . ('y' x 1500)) ]);
+            text_message('wamid.' . $tag . '.' . $id->($i),
+                         "$tag $i " . ('y' x 1500)) ]);
         my $sig = WaTest::sign($t->{secret}, $body);
-        print { $socks[$i] } "POST /webhook HTTP/1.1\r\nHost: t\r\n"
+        print { $socks[$i] } 'POST ' . $path->($i) . " HTTP/1.1\r\nHost: t\r\n"
             . "Content-Type: application/json\r\n"
             . "X-Hub-Signature-256: $sig\r\nConnection: close\r\n"
             . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
     }
-    $between->() if $between;
+    $opt{between}->() if $opt{between};
     kill 'CONT', $worker;
     my %status;
     for my $s (@socks) {
@@ -60,23 +70,61 @@ sub one_turn {
     return \%status;
 }
 
-my $before = () = debug_log() =~ /writing \d+ bytes before the next command/g;
+my $before = () = debug_log() =~ /writing \d+ bytes now/g;
+my $calls_before = () = debug_log() =~ /events of \d+ requests sent to redis/g;
 my $st = one_turn('PL', 16);
 is_deeply $st, { 200 => 16 }, 'one turn of 16 requests: 16 answered 200';
-my @early = debug_log() =~ /writing (\d+) bytes before the next command/g;
+my @early = debug_log() =~ /writing (\d+) bytes now/g;
 splice @early, 0, $before;
-cmp_ok scalar @early, '>=', 2, 'their commands left in ' . (@early + 1)
+cmp_ok scalar @early, '>=', 2, 'their calls left in ' . (@early + 1)
     . ' writes, not one at the end of the turn';
 ok !(grep { $_ < 8192 } @early), 'each early write carries 8 KB or more';
+my @calls = debug_log() =~ /(\d+) events of (\d+) requests sent to redis/g;
+splice @calls, 0, 2 * $calls_before;
+my @sizes = map { $calls[2 * $_ + 1] } 0 .. $#calls / 2;
+my $total = 0;
+$total += $_ for @sizes;
+is $total, 16, 'the calls carry the 16 requests, each once';
+cmp_ok scalar @sizes, '<', 16, scalar(@sizes) . ' calls for 16 requests ('
+    . join(' ', @sizes) . ')';
+ok !(grep { $_ > 3 } @sizes),
+    'no call takes a request once it holds 8 KB (3 of these 3.5 KB bodies)';
 
 my %seen = map { $_->{msg_id} => 1 } $t->stream_events('wa:messages');
 is scalar(grep { $seen{"wamid.PL.$_"} } 0 .. 15), 16,
     'every message of the turn is in the stream';
 is $t->xlen('wa:messages'), 17, 'and nothing else';
 
+# two locations in one turn: a call never mixes them, each request's events
+# go to its own location's streams
+my $calls_mx = () = debug_log() =~ /requests sent to redis/g;
+$st = one_turn('MX', 8, path => sub { $_[0] % 2 ? '/other' : '/webhook' });
+is_deeply $st, { 200 => 8 }, 'a turn of two locations: 8 answered 200';
+is((() = debug_log() =~ /requests sent to redis/g) - $calls_mx, 8,
+   'in 8 calls, one per change of location');
+is_deeply [ sort map { $_->{msg_id} } $t->stream_events('ot:messages') ],
+    [ map { "wamid.MX.$_" } 1, 3, 5, 7 ], 'the odd ones in ot:messages';
+is scalar(grep { $_->{msg_id} =~ /^wamid\.MX\.[0246]$/ }
+          $t->stream_events('wa:messages')), 4,
+    'the even ones in wa:messages';
+
 # Redis killed while the worker is frozen: the turn's first write may still
 # reach the socket, a later one fails; either way every request is told
-$st = one_turn('GONE', 16, sub { $t->stop('redis', 'KILL') });
+# the same message twice in one call: appended once, both answered 200,
+# and the second counted a duplicate
+my $c0 = $t->status_counters;
+$st = one_turn('DUP', 2, id => sub { 0 });
+is_deeply $st, { 200 => 2 }, 'a redelivery in the same turn: both 200';
+is((debug_log() =~ /(\d+) events of (\d+) requests sent to redis/g)[-1], 2,
+   'in one call');
+my $c1 = $t->status_counters;
+is $c1->{events_appended} - $c0->{events_appended}, 1, 'appended once';
+is $c1->{events_duplicate} - $c0->{events_duplicate}, 1,
+    'the other counted a duplicate';
+is scalar(grep { $_->{msg_id} eq 'wamid.DUP.0' }
+          $t->stream_events('wa:messages')), 1, 'one entry in the stream';
+
+$st = one_turn('GONE', 16, between => sub { $t->stop('redis', 'KILL') });
 is_deeply $st, { 503 => 16 }, 'Redis gone during the turn: 16 answered 503';
 ok kill(0, $worker), 'the worker lives on';
 # hiredis answers the commands before it reports the loss: wait for the line

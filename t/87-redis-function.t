@@ -1,6 +1,6 @@
 # The ingest function: what the module sends it and what it answers.  The
-# streams a request's events go to are its only stream keys; the reply is
-# the count appended.  A function gone (FUNCTION FLUSH) is loaded again; a
+# streams a call's events go to are its only stream keys; the reply is the
+# count appended for each request of the call.  A function gone (FUNCTION FLUSH) is loaded again; a
 # reply the module cannot account for is a 503, never a 200.
 use strict;
 use warnings;
@@ -57,17 +57,21 @@ ok $t->wait_for(sub { $t->post($body)->{status} == 200 }, 5),
 is $t->xlen('wa:messages'), 2, 'the event appended once';
 
 # an impostor under the function's name: replies that do not count the
-# events sent are refused
-for my $case ([ 'return 7', 'an integer above the events sent' ],
-              [ 'return -1', 'a negative integer' ],
-              [ "return { 1, 0 }", 'an array' ],
-              [ "return 'ok'", 'a string' ])
+# events of each request sent are refused (each post here is a call alone)
+my $n = 0;
+for my $case ([ 'return { 7 }', 'a count above the events sent' ],
+              [ 'return { -1 }', 'a negative count' ],
+              [ 'return 1', 'a count, but not one per request' ],
+              [ 'return { 1, 0 }', 'counts for more requests than sent' ],
+              [ "return { 'ok' }", 'a string' ],
+              [ "return 'ok'", 'a string for the call' ])
 {
     my ($ret, $what) = @$case;
-    $t->redis('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=wa_ingest_2\n"
-        . "redis.register_function('wa_ingest_2', function() $ret end)");
+    $t->redis('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=wa_ingest_3\n"
+        . "redis.register_function('wa_ingest_3', function() $ret end)");
     my $c0 = $t->status_counters;
-    my $b = messages_body(messages => [ text_message("wamid.I$ret", 'x') ]);
+    $n++;
+    my $b = messages_body(messages => [ text_message("wamid.I$n", 'x') ]);
     is $t->post($b)->{status}, 503, "$what: 503";
     is $t->status_counters->{redis_errors} - $c0->{redis_errors}, 1,
         "$what: counted as a Redis error";
@@ -76,7 +80,7 @@ ok $t->wait_log(qr/unexpected reply \(type \d+\) from redis to 1 events/),
     'the log names the reply type and the events sent';
 
 # gone again: the module's own function comes back
-$t->redis('FUNCTION', 'DELETE', 'wa_ingest_2');
+$t->redis('FUNCTION', 'DELETE', 'wa_ingest_3');
 $t->post($body);
 ok $t->wait_for(sub {
         $t->post(messages_body(messages => [ text_message('wamid.F2', 'y') ]))

@@ -3,13 +3,13 @@
  *
  * GET answers Meta's verification challenge.  POST reads the whole body,
  * checks its signature against every configured App Secret, splits it into
- * events and hands them to Redis in one FCALL; the answer is 200 only once
- * Redis has acknowledged that call, 503 (with Retry-After) otherwise, so
- * that Meta retries and nothing is lost.
+ * events and hands them to the FCALL of this turn (ngx_http_whatsapp_call.c);
+ * the answer is 200 only once Redis has counted every one of its events,
+ * 503 (with Retry-After) otherwise, so that Meta retries and nothing is lost.
  *
  * A request may be finalized while Redis still owes it a reply (timeout,
- * shutdown): the reply callback then gets a small heap object whose request
- * pointer the request's pool cleanup has cleared, never the request itself.
+ * shutdown): the reply then finds its place in the call with the request
+ * pointer cleared by the request's pool cleanup, never the request itself.
  */
 
 #include "ngx_http_whatsapp_module.h"
@@ -18,21 +18,13 @@
 #include <jansson.h>
 
 
-#define NGX_HTTP_WHATSAPP_FUNCTION   "wa_ingest_2"
 #define NGX_HTTP_WHATSAPP_RETRY      "5"
 #define NGX_HTTP_WHATSAPP_TOKEN_MAX  1024
 
 
 typedef struct {
-    ngx_http_request_t           *request;   /* NULL once it is gone */
-    ngx_uint_t                    events;    /* in the FCALL */
-} ngx_http_whatsapp_pending_t;
-
-
-typedef struct {
     ngx_http_whatsapp_pending_t  *pending;
     ngx_event_t                   timer;
-    ngx_uint_t                    generation;
     wa_sig_alg_t                  alg;
     u_char                        sig[WA_SIG_MAX];
 } ngx_http_whatsapp_ctx_t;
@@ -47,8 +39,6 @@ static ngx_int_t ngx_http_whatsapp_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_whatsapp_submit(ngx_http_request_t *r,
     ngx_http_whatsapp_ctx_t *ctx, wa_batch_t *batch);
-static void ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply,
-    void *data);
 static void ngx_http_whatsapp_timeout(ngx_event_t *ev);
 static void ngx_http_whatsapp_cleanup(void *data);
 static ngx_int_t ngx_http_whatsapp_send(ngx_http_request_t *r,
@@ -545,158 +535,30 @@ ngx_http_whatsapp_read_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-/*
- * One FCALL for the whole body (redis/wa_ingest.lua):
- *
- *   FCALL wa_ingest_2 <dedupe keys + streams used> [<dedupe keys...>]
- *         <streams used...> <dedupe seconds> <cap> <events>
- *         { <stream's index in KEYS> <n> <fields...> }...
- */
 static ngx_int_t
 ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     wa_batch_t *batch)
 {
-    int                             argc;
-    u_char                         *num, *p;
-    size_t                         *lens, n;
-    u_char                          used[WA_STREAM_COUNT];
-    ngx_str_t                       index[WA_STREAM_COUNT];
-    ngx_uint_t                      i, j, k, nkeys, ndedupe, nstreams;
-    ngx_pool_t                     *pool;
-    wa_event_t                     *ev;
-    const char                    **argv;
-    ngx_http_whatsapp_pending_t    *pending;
+    ngx_int_t                       rc;
     ngx_http_whatsapp_loc_conf_t   *wlcf;
     ngx_http_whatsapp_main_conf_t  *wmcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module);
 
-    /* only the streams the events go to are keys */
+    rc = ngx_http_whatsapp_call_add(r, wlcf, batch, &ctx->pending);
 
-    ngx_memzero(used, sizeof(used));
-    nstreams = 0;
-
-    for (i = 0; i < batch->nevents; i++) {
-        if (!used[batch->events[i].stream]) {
-            used[batch->events[i].stream] = 1;
-            nstreams++;
-        }
-    }
-
-    ndedupe = wlcf->dedupe ? batch->nevents : 0;
-    nkeys = ndedupe + nstreams;
-
-    argc = 3 + nkeys + 3;
-    for (i = 0; i < batch->nevents; i++) {
-        argc += 2 + 2 * batch->events[i].nfields;
-    }
-
-    /* the arguments live as long as the events: until hiredis copies them */
-    pool = batch->alloc_data;
-
-    argv = ngx_palloc(pool, argc * sizeof(char *));
-    lens = ngx_palloc(pool, argc * sizeof(size_t));
-    num = ngx_pnalloc(pool, (batch->nevents + WA_STREAM_COUNT + 2)
-                            * NGX_INT_T_LEN);
-
-    if (argv == NULL || lens == NULL || num == NULL) {
-        return NGX_ERROR;
-    }
-
-#define ngx_http_whatsapp_arg(s, l)                                           \
-    argv[k] = (const char *) (s); lens[k] = (l); k++
-
-#define ngx_http_whatsapp_num(v)                                              \
-    p = ngx_sprintf(num, "%ui", (ngx_uint_t) (v));                            \
-    ngx_http_whatsapp_arg(num, p - num);                                      \
-    num = p
-
-    k = 0;
-
-    ngx_http_whatsapp_arg("FCALL", 5);
-    ngx_http_whatsapp_arg(NGX_HTTP_WHATSAPP_FUNCTION,
-                          sizeof(NGX_HTTP_WHATSAPP_FUNCTION) - 1);
-    ngx_http_whatsapp_num(nkeys);
-
-    for (i = 0; i < ndedupe; i++) {
-        ev = &batch->events[i];
-
-        n = wlcf->dedupe_prefix.len + ev->kind_len + 1 + ev->event_id_len;
-
-        p = ngx_pnalloc(pool, n);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_http_whatsapp_arg(p, n);
-
-        p = ngx_cpymem(p, wlcf->dedupe_prefix.data, wlcf->dedupe_prefix.len);
-        p = ngx_cpymem(p, ev->kind, ev->kind_len);
-        *p++ = ':';
-        ngx_memcpy(p, ev->event_id, ev->event_id_len);
-    }
-
-    /* each stream used, with its index in KEYS for the events to name */
-
-    for (i = 0; i < WA_STREAM_COUNT; i++) {
-        if (!used[i]) {
-            continue;
-        }
-
-        index[i].data = num;
-        index[i].len = ngx_sprintf(num, "%ui", k - 2) - num;
-        num += index[i].len;
-
-        ngx_http_whatsapp_arg(wlcf->streams[i].data, wlcf->streams[i].len);
-    }
-
-    ngx_http_whatsapp_arg(wlcf->dedupe_text.data, wlcf->dedupe_text.len);
-    ngx_http_whatsapp_arg(wlcf->maxlen_text.data, wlcf->maxlen_text.len);
-    ngx_http_whatsapp_num(batch->nevents);
-
-    for (i = 0; i < batch->nevents; i++) {
-        ev = &batch->events[i];
-
-        ngx_http_whatsapp_arg(index[ev->stream].data, index[ev->stream].len);
-        ngx_http_whatsapp_num(ev->nfields);
-
-        for (j = 0; j < ev->nfields; j++) {
-            ngx_http_whatsapp_arg(ev->fields[j].name, ev->fields[j].name_len);
-            ngx_http_whatsapp_arg(ev->fields[j].data, ev->fields[j].len);
-        }
-    }
-
-#undef ngx_http_whatsapp_num
-#undef ngx_http_whatsapp_arg
-
-    pending = ngx_alloc(sizeof(ngx_http_whatsapp_pending_t),
-                        r->connection->log);
-    if (pending == NULL) {
-        return NGX_ERROR;
-    }
-
-    pending->request = r;
-    pending->events = batch->nevents;
-
-    /* hiredis copies the arguments: they may go before the reply */
-
-    if (ngx_http_whatsapp_redis_command(argc, argv, lens,
-                                        ngx_http_whatsapp_reply, pending,
-                                        &ctx->generation)
-        != NGX_OK)
-    {
-        ngx_free(pending);
-
+    if (rc == NGX_DECLINED) {
         ngx_http_whatsapp_inc(redis_unavailable);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: redis is not connected, "
                       "answering 503 so that Meta retries");
-        return NGX_ERROR;
     }
 
-    ctx->pending = pending;
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ctx->timer.handler = ngx_http_whatsapp_timeout;
     ctx->timer.data = r;
@@ -706,31 +568,34 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     ngx_add_timer(&ctx->timer, wmcf->timeout);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "whatsapp webhook: %uz events sent to redis",
+                   "whatsapp webhook: %uz events for redis",
                    batch->nevents);
 
     return NGX_OK;
 }
 
 
-static void
-ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply, void *data)
+/*
+ * The call's reply (NULL: none), and in it the request's own count, if the
+ * reply counts each request of the call.
+ */
+void
+ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
+    redisReply *count)
 {
-    ngx_http_whatsapp_pending_t *pending = data;
-
-    ngx_uint_t                status, events;
-    redisReply               *rr;
+    ngx_uint_t                status, events, generation;
     ngx_http_request_t       *r;
     ngx_http_whatsapp_ctx_t  *ctx;
 
-    r = pending->request;
-    events = pending->events;
-    ngx_free(pending);
+    r = p->request;
+    events = p->nevents;
 
     if (r == NULL) {
         /* answered already (timeout) or gone: nothing left to tell */
         return;
     }
+
+    p->request = NULL;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
     ctx->pending = NULL;
@@ -739,15 +604,23 @@ ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply, void *data)
         ngx_del_timer(&ctx->timer);
     }
 
-    rr = reply;
     status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
     if (rr == NULL) {
-        ngx_http_whatsapp_inc(redis_errors);
+        if (ngx_http_whatsapp_call_sent(p, &generation)) {
+            ngx_http_whatsapp_inc(redis_errors);
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "whatsapp webhook: redis connection lost before "
-                      "the reply, answering 503");
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "whatsapp webhook: redis connection lost before "
+                          "the reply, answering 503");
+
+        } else {
+            ngx_http_whatsapp_inc(redis_unavailable);
+
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "whatsapp webhook: redis is not connected, "
+                          "answering 503 so that Meta retries");
+        }
 
     } else if (rr->type == REDIS_REPLY_ERROR) {
         ngx_http_whatsapp_inc(redis_errors);
@@ -756,32 +629,29 @@ ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply, void *data)
                       "whatsapp webhook: redis answered \"%*s\", "
                       "answering 503", rr->len, rr->str);
 
-        if (ngx_strncmp(rr->str, "ERR Function not found", 22) == 0) {
-            ngx_http_whatsapp_redis_load_functions();
-        }
-
-    } else if (rr->type == REDIS_REPLY_INTEGER && rr->integer >= 0
-               && (ngx_uint_t) rr->integer <= events)
+    } else if (count && count->type == REDIS_REPLY_INTEGER
+               && count->integer >= 0
+               && (ngx_uint_t) count->integer <= events)
     {
         /* the events appended; the others were duplicates */
 
         status = NGX_HTTP_OK;
 
         ngx_http_whatsapp_inc(accepted);
-        ngx_http_whatsapp_add(events_appended, rr->integer);
-        ngx_http_whatsapp_add(events_duplicate, events - rr->integer);
+        ngx_http_whatsapp_add(events_appended, count->integer);
+        ngx_http_whatsapp_add(events_duplicate, events - count->integer);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "whatsapp webhook: %L appended, %L duplicates",
-                       rr->integer, (long long) events - rr->integer);
+                       count->integer, (long long) events - count->integer);
 
     } else {
         ngx_http_whatsapp_inc(redis_errors);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: unexpected reply (type %d) from "
-                      "redis to %ui events, answering 503", rr->type,
-                      events);
+                      "redis to %ui events, answering 503",
+                      count ? count->type : rr->type, events);
     }
 
     ngx_http_whatsapp_finish(r, status);
@@ -791,13 +661,18 @@ ngx_http_whatsapp_reply(redisAsyncContext *ac, void *reply, void *data)
 static void
 ngx_http_whatsapp_timeout(ngx_event_t *ev)
 {
+    ngx_uint_t                sent, generation;
     ngx_http_request_t       *r;
     ngx_http_whatsapp_ctx_t  *ctx;
 
     r = ev->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
 
+    sent = 0;
+    generation = 0;
+
     if (ctx->pending) {
+        sent = ngx_http_whatsapp_call_sent(ctx->pending, &generation);
         ctx->pending->request = NULL;
         ctx->pending = NULL;
     }
@@ -808,9 +683,11 @@ ngx_http_whatsapp_timeout(ngx_event_t *ev)
                   "whatsapp webhook: redis did not answer within "
                   "whatsapp_redis_timeout, answering 503");
 
-    ngx_http_whatsapp_redis_reset(ctx->generation,
-                                  "a reply took longer than "
-                                  "whatsapp_redis_timeout");
+    if (sent) {
+        ngx_http_whatsapp_redis_reset(generation,
+                                      "a reply took longer than "
+                                      "whatsapp_redis_timeout");
+    }
 
     ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
 }

@@ -371,6 +371,7 @@ ngx_http_whatsapp_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_whatsapp_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_whatsapp_call_exit();
     ngx_http_whatsapp_redis_exit();
     ngx_http_whatsapp_json_exit();
 }

@@ -3,6 +3,7 @@
  *
  *   ngx_http_whatsapp_module.c   directives, configuration, process hooks
  *   ngx_http_whatsapp_handler.c  the webhook location: GET and POST
+ *   ngx_http_whatsapp_call.c     one FCALL for the requests of a turn
  *   ngx_http_whatsapp_redis.c    hiredis on nginx's event loop
  *   ngx_http_whatsapp_status.c   counters in shared memory and their page
  */
@@ -81,19 +82,44 @@ typedef struct {
 } ngx_http_whatsapp_counters_t;
 
 
+typedef struct ngx_http_whatsapp_call_s     ngx_http_whatsapp_call_t;
+typedef struct ngx_http_whatsapp_pending_s  ngx_http_whatsapp_pending_t;
+
+/* a request in a call; it lives in the call's pool, until the reply */
+struct ngx_http_whatsapp_pending_s {
+    ngx_http_request_t           *request;   /* NULL once it is gone */
+    ngx_http_whatsapp_call_t     *call;
+    ngx_http_whatsapp_pending_t  *next;
+    wa_event_t                   *events;    /* copies */
+    ngx_str_t                    *keys;      /* their dedupe keys */
+    ngx_uint_t                    nevents;
+};
+
+
 extern ngx_module_t  ngx_http_whatsapp_module;
 
 
 ngx_int_t ngx_http_whatsapp_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_whatsapp_json_init(ngx_cycle_t *cycle);
 void ngx_http_whatsapp_json_exit(void);
+void ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p,
+    redisReply *rr, redisReply *count);
+
+ngx_int_t ngx_http_whatsapp_call_add(ngx_http_request_t *r,
+    ngx_http_whatsapp_loc_conf_t *wlcf, wa_batch_t *batch,
+    ngx_http_whatsapp_pending_t **pending);
+ngx_uint_t ngx_http_whatsapp_call_sent(ngx_http_whatsapp_pending_t *p,
+    ngx_uint_t *generation);
+void ngx_http_whatsapp_call_exit(void);
 
 ngx_int_t ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
     ngx_http_whatsapp_main_conf_t *wmcf);
 void ngx_http_whatsapp_redis_exit(void);
+ngx_uint_t ngx_http_whatsapp_redis_ready(void);
 ngx_int_t ngx_http_whatsapp_redis_command(int argc, const char **argv,
     const size_t *argvlen, redisCallbackFn *fn, void *data,
     ngx_uint_t *generation);
+void ngx_http_whatsapp_redis_write(void);
 void ngx_http_whatsapp_redis_reset(ngx_uint_t generation,
     const char *reason);
 void ngx_http_whatsapp_redis_load_functions(void);

@@ -11,15 +11,12 @@
  * the end of that turn: hiredis's request for a write event is answered by
  * posting the write handler to ngx_posted_events, which nginx runs after
  * every ready event of the turn.  Only when the socket is full does epoll
- * watch it for writability.  Requests are thus pipelined without batching
- * of our own, without an epoll_ctl() pair per write, and without waiting
- * for one more turn.  A turn that brings many requests does not hold them
- * all, though: once NGX_HTTP_WHATSAPP_REDIS_FLUSH bytes wait, they are
- * written before the next command is queued, so that Redis, on the other
- * core, works on them while this worker parses the rest (measured: 4% more
- * requests per second, docs/benchmarks.md).  While there is no connection,
- * callers are told at once (they answer 503), and a cancelable timer
- * reconnects with exponential backoff.
+ * watch it for writability.  Commands are thus pipelined without an
+ * epoll_ctl() pair per write and without waiting for one more turn; a
+ * caller that wants Redis to start on what waits before the turn ends
+ * writes it at once (ngx_http_whatsapp_redis_write).  While there is no
+ * connection, callers are told at once (they answer 503), and a cancelable
+ * timer reconnects with exponential backoff.
  */
 
 #include "ngx_http_whatsapp_module.h"
@@ -38,7 +35,6 @@ typedef struct {
 
 
 #define NGX_HTTP_WHATSAPP_BACKOFF_MIN  100
-#define NGX_HTTP_WHATSAPP_REDIS_FLUSH  8192
 
 
 static void ngx_http_whatsapp_redis_connect(void);
@@ -427,41 +423,28 @@ ngx_http_whatsapp_redis_exit(void)
 }
 
 
+ngx_uint_t
+ngx_http_whatsapp_redis_ready(void)
+{
+    redisAsyncContext  *ac;
+
+    ac = ngx_http_whatsapp_redis.ac;
+
+    return ac && !(ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING));
+}
+
+
 ngx_int_t
 ngx_http_whatsapp_redis_command(int argc, const char **argv,
     const size_t *argvlen, redisCallbackFn *fn, void *data,
     ngx_uint_t *generation)
 {
-    ngx_connection_t   *c;
-    redisAsyncContext  *ac;
-
-    ac = ngx_http_whatsapp_redis.ac;
-
-    /*
-     * Written before this command is queued, so that a failed write, which
-     * answers every queued command with a NULL reply, never calls back into
-     * the request that is calling us.
-     */
-
-    if (ac && sdslen(ac->c.obuf) >= NGX_HTTP_WHATSAPP_REDIS_FLUSH) {
-        c = ac->ev.data;
-
-        if (c->write->posted) {
-            ngx_log_debug1(NGX_LOG_DEBUG_EVENT, c->log, 0,
-                           "whatsapp redis: writing %uz bytes before the "
-                           "next command", sdslen(ac->c.obuf));
-
-            ngx_delete_posted_event(c->write);
-            ngx_http_whatsapp_redis_write_handler(c->write);
-            ac = ngx_http_whatsapp_redis.ac;
-        }
-    }
-
-    if (ac == NULL || (ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))) {
+    if (!ngx_http_whatsapp_redis_ready()) {
         return NGX_DECLINED;
     }
 
-    if (redisAsyncCommandArgv(ac, fn, data, argc, argv, argvlen)
+    if (redisAsyncCommandArgv(ngx_http_whatsapp_redis.ac, fn, data, argc,
+                              argv, argvlen)
         != REDIS_OK)
     {
         return NGX_ERROR;
@@ -470,6 +453,36 @@ ngx_http_whatsapp_redis_command(int argc, const char **argv,
     *generation = ngx_http_whatsapp_redis.generation;
 
     return NGX_OK;
+}
+
+
+/*
+ * What waits is written now rather than at the end of the turn.  A failed
+ * write answers every command queued with a NULL reply: callers write
+ * before they queue a command of their own, never after.
+ */
+void
+ngx_http_whatsapp_redis_write(void)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac;
+
+    ac = ngx_http_whatsapp_redis.ac;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    c = ac->ev.data;
+
+    if (c->write->posted) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, c->log, 0,
+                       "whatsapp redis: writing %uz bytes now",
+                       sdslen(ac->c.obuf));
+
+        ngx_delete_posted_event(c->write);
+        ngx_http_whatsapp_redis_write_handler(c->write);
+    }
 }
 
 

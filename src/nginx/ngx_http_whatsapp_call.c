@@ -1,0 +1,471 @@
+/*
+ * wa-relay: one FCALL for the requests of one turn of the event loop.
+ *
+ * Every body whose events are ready in the same turn joins the open call;
+ * at the end of the turn hiredis formats it, and the write that follows
+ * (ngx_http_whatsapp_redis.c) takes it to Redis.  Most of what Redis spends
+ * on a call is the call itself: parsing it, the function's KEYS and ARGV
+ * tables, its reply.  Five requests in one call cost Redis 28% less each
+ * than five calls (docs/benchmarks.md).
+ *
+ * The events are copied into the call's own pool: the parser that made
+ * them is reused by the next body.  Once a call holds
+ * NGX_HTTP_WHATSAPP_CALL_FULL bytes, the next request sends it and has it
+ * written before joining a new one, so that Redis, on the other core, works
+ * on it while this worker parses the rest; a request is thus never answered
+ * from inside its own handler.  Requests of different locations (streams,
+ * dedupe window, cap) never share a call.
+ *
+ * The reply counts what each request appended, in order.  A call fails as
+ * a whole: no connection, an error or a reply that does not count its
+ * requests answers each of them 503.  The pool goes with the reply, which
+ * hiredis always delivers, NULL if the connection is lost first.
+ */
+
+#include "ngx_http_whatsapp_module.h"
+
+
+#define NGX_HTTP_WHATSAPP_FUNCTION   "wa_ingest_3"
+#define NGX_HTTP_WHATSAPP_CALL_FULL  8192
+#define NGX_HTTP_WHATSAPP_CALL_POOL  16384
+
+
+struct ngx_http_whatsapp_call_s {
+    ngx_pool_t                    *pool;
+    ngx_http_whatsapp_loc_conf_t  *wlcf;
+    ngx_http_whatsapp_pending_t   *first;
+    ngx_http_whatsapp_pending_t  **last;
+    ngx_uint_t                     requests;
+    ngx_uint_t                     events;
+    ngx_uint_t                     fields;
+    size_t                         size;
+    u_char                         used[WA_STREAM_COUNT];
+    ngx_uint_t                     generation;
+    unsigned                       sent:1;
+};
+
+
+static ngx_http_whatsapp_call_t *ngx_http_whatsapp_call_open(
+    ngx_http_whatsapp_loc_conf_t *wlcf, ngx_log_t *log);
+static ngx_int_t ngx_http_whatsapp_call_copy(ngx_http_whatsapp_call_t *call,
+    ngx_http_whatsapp_pending_t *p, wa_batch_t *batch);
+static void ngx_http_whatsapp_call_flush(ngx_event_t *ev);
+static void ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call);
+static ngx_int_t ngx_http_whatsapp_call_format(ngx_http_whatsapp_call_t *call,
+    int *argc, const char ***argv, size_t **lens);
+static void ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply,
+    void *data);
+static void ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call,
+    redisReply *rr);
+
+
+static ngx_http_whatsapp_call_t  *ngx_http_whatsapp_call;
+static ngx_event_t                ngx_http_whatsapp_call_event;
+
+
+ngx_int_t
+ngx_http_whatsapp_call_add(ngx_http_request_t *r,
+    ngx_http_whatsapp_loc_conf_t *wlcf, wa_batch_t *batch,
+    ngx_http_whatsapp_pending_t **pending)
+{
+    ngx_uint_t                    full;
+    ngx_http_whatsapp_call_t     *call;
+    ngx_http_whatsapp_pending_t  *p;
+
+    call = ngx_http_whatsapp_call;
+
+    if (call) {
+        full = (call->size >= NGX_HTTP_WHATSAPP_CALL_FULL);
+
+        if (full || call->wlcf != wlcf) {
+            ngx_http_whatsapp_call = NULL;
+            ngx_http_whatsapp_call_send(call);
+        }
+
+        if (full) {
+            ngx_http_whatsapp_redis_write();
+        }
+    }
+
+    if (!ngx_http_whatsapp_redis_ready()) {
+        return NGX_DECLINED;
+    }
+
+    call = ngx_http_whatsapp_call;
+
+    if (call == NULL) {
+        call = ngx_http_whatsapp_call_open(wlcf, r->connection->log);
+        if (call == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    p = ngx_pcalloc(call->pool, sizeof(ngx_http_whatsapp_pending_t));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_whatsapp_call_copy(call, p, batch) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p->request = r;
+    p->call = call;
+
+    *call->last = p;
+    call->last = &p->next;
+    call->requests++;
+
+    *pending = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_whatsapp_call_t *
+ngx_http_whatsapp_call_open(ngx_http_whatsapp_loc_conf_t *wlcf,
+    ngx_log_t *log)
+{
+    ngx_pool_t                *pool;
+    ngx_event_t               *ev;
+    ngx_http_whatsapp_call_t  *call;
+
+    pool = ngx_create_pool(NGX_HTTP_WHATSAPP_CALL_POOL, ngx_cycle->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    call = ngx_pcalloc(pool, sizeof(ngx_http_whatsapp_call_t));
+    if (call == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    call->pool = pool;
+    call->wlcf = wlcf;
+    call->last = &call->first;
+
+    ngx_http_whatsapp_call = call;
+
+    /* sent once every ready event of this turn has been handled */
+
+    ev = &ngx_http_whatsapp_call_event;
+
+    if (!ev->posted) {
+        ev->handler = ngx_http_whatsapp_call_flush;
+        ev->log = ngx_cycle->log;
+        ngx_post_event(ev, &ngx_posted_events);
+    }
+
+    return call;
+}
+
+
+/* the events, their fields and dedupe keys, into the call's pool */
+static ngx_int_t
+ngx_http_whatsapp_call_copy(ngx_http_whatsapp_call_t *call,
+    ngx_http_whatsapp_pending_t *p, wa_batch_t *batch)
+{
+    u_char                        *s;
+    size_t                         size;
+    ngx_str_t                     *key;
+    ngx_uint_t                     i, j, nfields;
+    wa_field_t                    *f;
+    wa_event_t                    *ev, *src;
+    ngx_http_whatsapp_loc_conf_t  *wlcf;
+
+    wlcf = call->wlcf;
+
+    size = 0;
+    nfields = 0;
+
+    for (i = 0; i < batch->nevents; i++) {
+        src = &batch->events[i];
+
+        if (wlcf->dedupe) {
+            size += wlcf->dedupe_prefix.len + src->kind_len + 1
+                    + src->event_id_len;
+        }
+
+        for (j = 0; j < src->nfields; j++) {
+            size += src->fields[j].name_len + src->fields[j].len;
+        }
+
+        nfields += src->nfields;
+    }
+
+    ev = ngx_palloc(call->pool, batch->nevents * sizeof(wa_event_t));
+    key = ngx_palloc(call->pool, batch->nevents * sizeof(ngx_str_t));
+    f = ngx_palloc(call->pool, nfields * sizeof(wa_field_t));
+    s = ngx_pnalloc(call->pool, size);
+
+    if (ev == NULL || key == NULL || f == NULL || s == NULL) {
+        return NGX_ERROR;
+    }
+
+    p->events = ev;
+    p->keys = key;
+    p->nevents = batch->nevents;
+
+    for (i = 0; i < batch->nevents; i++, ev++, key++) {
+        src = &batch->events[i];
+
+        /* kind and event_id are needed only in the dedupe key */
+
+        ngx_memzero(ev, sizeof(wa_event_t));
+        ev->stream = src->stream;
+        ev->fields = f;
+        ev->nfields = src->nfields;
+
+        key->data = s;
+
+        if (wlcf->dedupe) {
+            s = ngx_cpymem(s, wlcf->dedupe_prefix.data,
+                           wlcf->dedupe_prefix.len);
+            s = ngx_cpymem(s, src->kind, src->kind_len);
+            *s++ = ':';
+            s = ngx_cpymem(s, src->event_id, src->event_id_len);
+        }
+
+        key->len = s - key->data;
+
+        for (j = 0; j < src->nfields; j++, f++) {
+            f->name = (char *) s;
+            f->name_len = src->fields[j].name_len;
+            s = ngx_cpymem(s, src->fields[j].name, f->name_len);
+
+            f->data = (char *) s;
+            f->len = src->fields[j].len;
+            s = ngx_cpymem(s, src->fields[j].data, f->len);
+        }
+
+        call->used[ev->stream] = 1;
+    }
+
+    call->events += batch->nevents;
+    call->fields += nfields;
+
+    /* about what the call will take in the protocol */
+    call->size += size + (2 * nfields + 2 * batch->nevents) * 8;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_whatsapp_call_flush(ngx_event_t *ev)
+{
+    ngx_http_whatsapp_call_t  *call;
+
+    call = ngx_http_whatsapp_call;
+    ngx_http_whatsapp_call = NULL;
+
+    if (call) {
+        ngx_http_whatsapp_call_send(call);
+    }
+}
+
+
+static void
+ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
+{
+    int           argc;
+    size_t       *lens;
+    const char  **argv;
+
+    if (ngx_http_whatsapp_call_format(call, &argc, &argv, &lens) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "whatsapp webhook: no memory for a call of %ui "
+                      "requests", call->requests);
+        ngx_http_whatsapp_call_done(call, NULL);
+        return;
+    }
+
+    /* hiredis copies the arguments: the pool stays for the requests */
+
+    if (ngx_http_whatsapp_redis_command(argc, argv, lens,
+                                        ngx_http_whatsapp_call_reply, call,
+                                        &call->generation)
+        != NGX_OK)
+    {
+        ngx_http_whatsapp_call_done(call, NULL);
+        return;
+    }
+
+    call->sent = 1;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "whatsapp webhook: %ui events of %ui requests sent to "
+                   "redis in %d arguments", call->events, call->requests,
+                   argc);
+}
+
+
+/*
+ * FCALL wa_ingest_3 (redis/wa_ingest.lua):
+ *
+ *   FCALL wa_ingest_3 <dedupe keys + streams used> [<dedupe keys...>]
+ *         <streams used...> <dedupe seconds> <cap> <requests>
+ *         { <events> { <stream's index in KEYS> <n> <fields...> }... }...
+ */
+static ngx_int_t
+ngx_http_whatsapp_call_format(ngx_http_whatsapp_call_t *call, int *argcp,
+    const char ***argvp, size_t **lensp)
+{
+    u_char                        *num, *p;
+    size_t                        *lens;
+    ngx_uint_t                     i, j, k, argc, nkeys, nstreams;
+    ngx_str_t                      index[WA_STREAM_COUNT];
+    wa_event_t                    *ev;
+    const char                   **argv;
+    ngx_http_whatsapp_pending_t   *pending;
+    ngx_http_whatsapp_loc_conf_t  *wlcf;
+
+    wlcf = call->wlcf;
+
+    nstreams = 0;
+    for (i = 0; i < WA_STREAM_COUNT; i++) {
+        nstreams += call->used[i];
+    }
+
+    nkeys = (wlcf->dedupe ? call->events : 0) + nstreams;
+
+    argc = 3 + nkeys + 3 + call->requests + 2 * call->events
+           + 2 * call->fields;
+
+    argv = ngx_palloc(call->pool, argc * sizeof(char *));
+    lens = ngx_palloc(call->pool, argc * sizeof(size_t));
+    num = ngx_pnalloc(call->pool, (call->requests + 2 * call->events
+                                   + WA_STREAM_COUNT + 2)
+                                  * NGX_INT_T_LEN);
+
+    if (argv == NULL || lens == NULL || num == NULL) {
+        return NGX_ERROR;
+    }
+
+#define ngx_http_whatsapp_arg(s, l)                                           \
+    argv[k] = (const char *) (s); lens[k] = (l); k++
+
+#define ngx_http_whatsapp_num(v)                                              \
+    p = ngx_sprintf(num, "%ui", (ngx_uint_t) (v));                            \
+    ngx_http_whatsapp_arg(num, p - num);                                      \
+    num = p
+
+    k = 0;
+
+    ngx_http_whatsapp_arg("FCALL", 5);
+    ngx_http_whatsapp_arg(NGX_HTTP_WHATSAPP_FUNCTION,
+                          sizeof(NGX_HTTP_WHATSAPP_FUNCTION) - 1);
+    ngx_http_whatsapp_num(nkeys);
+
+    if (wlcf->dedupe) {
+        for (pending = call->first; pending; pending = pending->next) {
+            for (i = 0; i < pending->nevents; i++) {
+                ngx_http_whatsapp_arg(pending->keys[i].data,
+                                      pending->keys[i].len);
+            }
+        }
+    }
+
+    /* each stream used, with its index in KEYS for the events to name */
+
+    for (i = 0; i < WA_STREAM_COUNT; i++) {
+        if (!call->used[i]) {
+            continue;
+        }
+
+        index[i].data = num;
+        index[i].len = ngx_sprintf(num, "%ui", k - 2) - num;
+        num += index[i].len;
+
+        ngx_http_whatsapp_arg(wlcf->streams[i].data, wlcf->streams[i].len);
+    }
+
+    ngx_http_whatsapp_arg(wlcf->dedupe_text.data, wlcf->dedupe_text.len);
+    ngx_http_whatsapp_arg(wlcf->maxlen_text.data, wlcf->maxlen_text.len);
+    ngx_http_whatsapp_num(call->requests);
+
+    for (pending = call->first; pending; pending = pending->next) {
+        ngx_http_whatsapp_num(pending->nevents);
+
+        for (i = 0; i < pending->nevents; i++) {
+            ev = &pending->events[i];
+
+            ngx_http_whatsapp_arg(index[ev->stream].data,
+                                  index[ev->stream].len);
+            ngx_http_whatsapp_num(ev->nfields);
+
+            for (j = 0; j < ev->nfields; j++) {
+                ngx_http_whatsapp_arg(ev->fields[j].name,
+                                      ev->fields[j].name_len);
+                ngx_http_whatsapp_arg(ev->fields[j].data, ev->fields[j].len);
+            }
+        }
+    }
+
+#undef ngx_http_whatsapp_num
+#undef ngx_http_whatsapp_arg
+
+    *argcp = (int) argc;
+    *argvp = argv;
+    *lensp = lens;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply, void *data)
+{
+    ngx_http_whatsapp_call_t  *call = data;
+
+    redisReply  *rr = reply;
+
+    if (rr && rr->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(rr->str, "ERR Function not found", 22) == 0)
+    {
+        ngx_http_whatsapp_redis_load_functions();
+    }
+
+    ngx_http_whatsapp_call_done(call, rr);
+}
+
+
+/* each request gets the call's reply and its own count in it, if any */
+static void
+ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
+{
+    ngx_uint_t                    i, each;
+    ngx_http_whatsapp_pending_t  *p;
+
+    each = (rr && rr->type == REDIS_REPLY_ARRAY
+            && rr->elements == call->requests);
+
+    for (p = call->first, i = 0; p; p = p->next, i++) {
+        ngx_http_whatsapp_answer(p, rr, each ? rr->element[i] : NULL);
+    }
+
+    ngx_destroy_pool(call->pool);
+}
+
+
+ngx_uint_t
+ngx_http_whatsapp_call_sent(ngx_http_whatsapp_pending_t *p,
+    ngx_uint_t *generation)
+{
+    *generation = p->call->generation;
+
+    return p->call->sent;
+}
+
+
+void
+ngx_http_whatsapp_call_exit(void)
+{
+    if (ngx_http_whatsapp_call_event.posted) {
+        ngx_delete_posted_event(&ngx_http_whatsapp_call_event);
+    }
+
+    /* the requests of an unsent call are dropped with the worker */
+    ngx_http_whatsapp_call = NULL;
+}
