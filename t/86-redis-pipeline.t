@@ -1,5 +1,5 @@
 # Many requests in one turn of nginx's loop share FCALLs: a call takes the
-# requests of the turn until it holds 8 KB; the next request sends it and
+# requests of the turn until it holds 32 KB; the next request sends it and
 # has it written at once, before joining a new call
 # (src/nginx/ngx_http_whatsapp_call.c).  Every request still gets its own
 # answer, and when that early write finds Redis gone, every request of the
@@ -51,7 +51,7 @@ sub one_turn {
     for my $i (0 .. $#socks) {
         my $body = messages_body(messages => [
             text_message('wamid.' . $tag . '.' . $id->($i),
-                         "$tag $i " . ('y' x 1500)) ]);
+                         "$tag $i " . ('y' x 3000)) ]);
         my $sig = WaTest::sign($t->{secret}, $body);
         print { $socks[$i] } 'POST ' . $path->($i) . " HTTP/1.1\r\nHost: t\r\n"
             . "Content-Type: application/json\r\n"
@@ -78,7 +78,7 @@ my @early = debug_log() =~ /writing (\d+) bytes now/g;
 splice @early, 0, $before;
 cmp_ok scalar @early, '>=', 2, 'their calls left in ' . (@early + 1)
     . ' writes, not one at the end of the turn';
-ok !(grep { $_ < 8192 } @early), 'each early write carries 8 KB or more';
+ok !(grep { $_ < 32768 } @early), 'each early write carries 32 KB or more';
 my @calls = debug_log() =~ /(\d+) events of (\d+) requests sent to redis/g;
 splice @calls, 0, 2 * $calls_before;
 my @sizes = map { $calls[2 * $_ + 1] } 0 .. $#calls / 2;
@@ -87,8 +87,8 @@ $total += $_ for @sizes;
 is $total, 16, 'the calls carry the 16 requests, each once';
 cmp_ok scalar @sizes, '<', 16, scalar(@sizes) . ' calls for 16 requests ('
     . join(' ', @sizes) . ')';
-ok !(grep { $_ > 3 } @sizes),
-    'no call takes a request once it holds 8 KB (3 of these 3.5 KB bodies)';
+ok !(grep { $_ > 5 } @sizes),
+    'no call takes a request once it holds 32 KB (5 of these 6.5 KB bodies)';
 
 my %seen = map { $_->{msg_id} => 1 } $t->stream_events('wa:messages');
 is scalar(grep { $seen{"wamid.PL.$_"} } 0 .. 15), 16,
