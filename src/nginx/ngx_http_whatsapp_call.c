@@ -4,19 +4,19 @@
  * Every body whose events are ready in the same turn joins the open call;
  * at the end of the turn hiredis formats it, and the write that follows
  * (ngx_http_whatsapp_redis.c) takes it to Redis.  Much of what Redis spends
- * on a call is the call itself (its lookup, the function's tables and
- * error handler, the reply), and much of what hiredis spends on a reply
- * is the reply: under make bench's load a call carries 16 to 28 requests,
- * and each costs Redis 28% and this worker 10% less than a call of its own
- * (docs/benchmarks.md).
+ * on a call is the call itself: its lookup, the function's KEYS and ARGV
+ * tables and error handler, the reply; this worker, too, then reads one
+ * reply instead of many.  Under make bench's load a call carries 16 to 28
+ * requests, and each costs Redis 28% and this worker 10% less than a call
+ * of its own (docs/benchmarks.md).
  *
  * The events are copied into the call's own pool: the parser that made
  * them is reused by the next body.  Once a call holds
  * NGX_HTTP_WHATSAPP_CALL_FULL bytes (32 KB: 8 and 16 KB were slower, 64
  * and 128 KB no faster), the next request sends it and has it written
- * before joining a new one, so that Redis, on the other core, works
- * on it while this worker parses the rest; a request is thus never answered
- * from inside its own handler.  Requests of different locations (streams,
+ * before joining a new one, so that Redis, on the other core, works on it
+ * while this worker parses the rest; a request is thus never answered from
+ * inside its own handler.  Requests of different locations (streams,
  * dedupe window, cap) never share a call.
  *
  * The reply counts what each request appended, in order.  A call fails as
