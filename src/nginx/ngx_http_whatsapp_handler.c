@@ -266,11 +266,11 @@ ngx_http_whatsapp_palloc(void *pool, size_t size)
 
 /*
  * A body is split in a pool of the worker's own: the parsed tree, the
- * events, the command's arguments and the few values jansson makes for
- * digests.  Once hiredis has copied the command the pool is emptied, its
- * blocks kept warm for the next body rather than allocated and freed with
- * each request; one that an unusually large body made grow past
- * SCRATCH_KEEP blocks is given back whole.  jansson allocates from it only
+ * events and the few values jansson makes for digests.  Once the events
+ * are copied into the turn's call the pool is emptied, its blocks kept
+ * warm for the next body rather than allocated and freed with each
+ * request; one that an unusually large body made grow past SCRATCH_KEEP
+ * blocks is given back whole.  jansson allocates from it only
  * while a body is split (there is no other jansson use in nginx):
  * otherwise, malloc and free.  The worker's JSON parser is reused the same
  * way: the events' strings live in it until the next body is split.
