@@ -2,8 +2,10 @@
 # requests of the turn until it holds 32 KB; the next request sends it and
 # has it written at once, before joining a new call
 # (src/nginx/ngx_http_whatsapp_call.c).  Every request still gets its own
-# answer, and when that early write finds Redis gone, every request of the
-# turn answers 503 and the worker lives on.
+# answer, and its own count of duplicates; calls never mix locations; an
+# error reply answers each request of the call 503; and when an early write
+# finds Redis gone, every request of the turn answers 503 and the worker
+# lives on.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -123,6 +125,22 @@ is $c1->{events_duplicate} - $c0->{events_duplicate}, 1,
     'the other counted a duplicate';
 is scalar(grep { $_->{msg_id} eq 'wamid.DUP.0' }
           $t->stream_events('wa:messages')), 1, 'one entry in the stream';
+
+# an error for a call: each of its requests answered 503, each logged
+$t->redis('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=wa_ingest_3\n"
+    . "redis.register_function('wa_ingest_3', function() "
+    . "return redis.error_reply('ERR refused by the test') end)");
+my $errs = () = $t->error_log =~ /redis answered "ERR refused by the test"/g;
+$st = one_turn('ERR', 4);
+is_deeply $st, { 503 => 4 }, 'an error reply to the calls: 4 answered 503';
+is((() = $t->error_log =~ /redis answered "ERR refused by the test"/g)
+   - $errs, 4, 'one log line per request');
+is scalar(grep { $_->{msg_id} =~ /^wamid\.ERR\./ }
+          $t->stream_events('wa:messages')), 0, 'nothing appended';
+$t->redis('FUNCTION', 'DELETE', 'wa_ingest_3');
+ok $t->wait_for(sub { $t->post(messages_body(messages => [
+        text_message('wamid.ERR.back', 'x') ]))->{status} == 200 }, 5),
+    'the module loads its own function again';
 
 $st = one_turn('GONE', 16, between => sub { $t->stop('redis', 'KILL') });
 is_deeply $st, { 503 => 16 }, 'Redis gone during the turn: 16 answered 503';
