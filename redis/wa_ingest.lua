@@ -22,9 +22,9 @@ were duplicates.
 
 One call carries several requests because much of what Redis spends on a
 call is the call itself: with 16 to 28 requests in a call, each costs
-Redis 28% less (docs/benchmarks.md).  Only the streams used are keys, and the reply
-holds only counts: two stream names less and no table of entry ids cost
-Redis 13% less per call.
+Redis 28% less (docs/benchmarks.md).  Only the streams used are keys, and
+the reply holds only counts: two stream names less and no table of entry
+ids cost Redis 13% less per call.
 
 The library name carries a version: a module of another version loads its
 own library beside this one, so a rolling upgrade never swaps the code

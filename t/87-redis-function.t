@@ -1,7 +1,8 @@
 # The ingest function: what the module sends it and what it answers.  The
 # streams a call's events go to are its only stream keys; the reply is the
-# count appended for each request of the call.  A function gone (FUNCTION FLUSH) is loaded again; a
-# reply the module cannot account for is a 503, never a 200.
+# count appended for each request of the call.  A function gone (FUNCTION
+# FLUSH) is loaded again; a reply the module cannot account for is a 503,
+# never a 200.
 use strict;
 use warnings;
 use lib 't/lib';

@@ -49,7 +49,7 @@ struct ngx_http_whatsapp_call_s {
 
 
 static ngx_http_whatsapp_call_t *ngx_http_whatsapp_call_open(
-    ngx_http_whatsapp_loc_conf_t *wlcf, ngx_log_t *log);
+    ngx_http_whatsapp_loc_conf_t *wlcf);
 static ngx_int_t ngx_http_whatsapp_call_copy(ngx_http_whatsapp_call_t *call,
     ngx_http_whatsapp_pending_t *p, wa_batch_t *batch);
 static void ngx_http_whatsapp_call_flush(ngx_event_t *ev);
@@ -97,7 +97,7 @@ ngx_http_whatsapp_call_add(ngx_http_request_t *r,
     call = ngx_http_whatsapp_call;
 
     if (call == NULL) {
-        call = ngx_http_whatsapp_call_open(wlcf, r->connection->log);
+        call = ngx_http_whatsapp_call_open(wlcf);
         if (call == NULL) {
             return NGX_ERROR;
         }
@@ -125,9 +125,9 @@ ngx_http_whatsapp_call_add(ngx_http_request_t *r,
 }
 
 
+/* the call and its pool belong to no request: they log to the cycle */
 static ngx_http_whatsapp_call_t *
-ngx_http_whatsapp_call_open(ngx_http_whatsapp_loc_conf_t *wlcf,
-    ngx_log_t *log)
+ngx_http_whatsapp_call_open(ngx_http_whatsapp_loc_conf_t *wlcf)
 {
     ngx_pool_t                *pool;
     ngx_event_t               *ev;
@@ -275,6 +275,12 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
     int           argc;
     size_t       *lens;
     const char  **argv;
+
+    if (call->requests == 0) {
+        /* opened by a request that then found no memory for its events */
+        ngx_destroy_pool(call->pool);
+        return;
+    }
 
     if (ngx_http_whatsapp_call_format(call, &argc, &argv, &lens) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,

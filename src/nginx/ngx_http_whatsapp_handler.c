@@ -554,9 +554,13 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: redis is not connected, "
                       "answering 503 so that Meta retries");
+        return NGX_ERROR;
     }
 
     if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "whatsapp webhook: no memory for %uz events in a "
+                      "call, answering 503", batch->nevents);
         return NGX_ERROR;
     }
 
