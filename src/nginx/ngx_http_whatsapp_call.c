@@ -44,7 +44,7 @@ struct ngx_http_whatsapp_call_s {
     size_t                         size;
     u_char                         used[WA_STREAM_COUNT];
     ngx_uint_t                     generation;
-    unsigned                       sent:1;
+    ngx_int_t                      state;      /* see call_state() */
 };
 
 
@@ -147,6 +147,7 @@ ngx_http_whatsapp_call_open(ngx_http_whatsapp_loc_conf_t *wlcf)
     call->pool = pool;
     call->wlcf = wlcf;
     call->last = &call->first;
+    call->state = NGX_AGAIN;
 
     ngx_http_whatsapp_call = call;
 
@@ -275,6 +276,7 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
     int           argc;
     size_t       *lens;
     const char  **argv;
+    ngx_int_t     rc;
 
     if (call->requests == 0) {
         /* opened by a request that then found no memory for its events */
@@ -282,26 +284,28 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
         return;
     }
 
-    if (ngx_http_whatsapp_call_format(call, &argc, &argv, &lens) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "whatsapp webhook: no memory for a call of %ui "
-                      "requests", call->requests);
-        ngx_http_whatsapp_call_done(call, NULL);
-        return;
-    }
+    rc = ngx_http_whatsapp_call_format(call, &argc, &argv, &lens);
 
     /* hiredis copies the arguments: the pool stays for the requests */
 
-    if (ngx_http_whatsapp_redis_command(argc, argv, lens,
-                                        ngx_http_whatsapp_call_reply, call,
-                                        &call->generation)
-        != NGX_OK)
-    {
+    if (rc == NGX_OK) {
+        rc = ngx_http_whatsapp_redis_command(argc, argv, lens,
+                                             ngx_http_whatsapp_call_reply,
+                                             call, &call->generation);
+    }
+
+    call->state = rc;
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "whatsapp webhook: no memory for a call of %ui "
+                          "requests", call->requests);
+        }
+
         ngx_http_whatsapp_call_done(call, NULL);
         return;
     }
-
-    call->sent = 1;
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "whatsapp webhook: %ui events of %ui requests sent to "
@@ -458,13 +462,18 @@ ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
 }
 
 
-ngx_uint_t
-ngx_http_whatsapp_call_sent(ngx_http_whatsapp_pending_t *p,
+/*
+ * NGX_OK: the call was sent, on the connection of that generation;
+ * NGX_AGAIN: it waits for the end of the turn; NGX_DECLINED: it was not
+ * sent, Redis not being connected; NGX_ERROR: not sent for lack of memory.
+ */
+ngx_int_t
+ngx_http_whatsapp_call_state(ngx_http_whatsapp_pending_t *p,
     ngx_uint_t *generation)
 {
     *generation = p->call->generation;
 
-    return p->call->sent;
+    return p->call->state;
 }
 
 

@@ -587,6 +587,7 @@ void
 ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
     redisReply *count)
 {
+    ngx_int_t                 state;
     ngx_uint_t                status, events, generation;
     ngx_http_request_t       *r;
     ngx_http_whatsapp_ctx_t  *ctx;
@@ -611,19 +612,23 @@ ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
     status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
     if (rr == NULL) {
-        if (ngx_http_whatsapp_call_sent(p, &generation)) {
-            ngx_http_whatsapp_inc(redis_errors);
+        state = ngx_http_whatsapp_call_state(p, &generation);
 
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "whatsapp webhook: redis connection lost before "
-                          "the reply, answering 503");
-
-        } else {
+        if (state == NGX_DECLINED) {
             ngx_http_whatsapp_inc(redis_unavailable);
 
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "whatsapp webhook: redis is not connected, "
                           "answering 503 so that Meta retries");
+
+        } else {
+            ngx_http_whatsapp_inc(redis_errors);
+
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "whatsapp webhook: %s, answering 503",
+                          state == NGX_OK ? "redis connection lost before "
+                                            "the reply"
+                                          : "the call was not sent");
         }
 
     } else if (rr->type == REDIS_REPLY_ERROR) {
@@ -676,7 +681,8 @@ ngx_http_whatsapp_timeout(ngx_event_t *ev)
     generation = 0;
 
     if (ctx->pending) {
-        sent = ngx_http_whatsapp_call_sent(ctx->pending, &generation);
+        sent = (ngx_http_whatsapp_call_state(ctx->pending, &generation)
+                == NGX_OK);
         ctx->pending->request = NULL;
         ctx->pending = NULL;
     }

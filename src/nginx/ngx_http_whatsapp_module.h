@@ -108,7 +108,7 @@ void ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p,
 ngx_int_t ngx_http_whatsapp_call_add(ngx_http_request_t *r,
     ngx_http_whatsapp_loc_conf_t *wlcf, wa_batch_t *batch,
     ngx_http_whatsapp_pending_t **pending);
-ngx_uint_t ngx_http_whatsapp_call_sent(ngx_http_whatsapp_pending_t *p,
+ngx_int_t ngx_http_whatsapp_call_state(ngx_http_whatsapp_pending_t *p,
     ngx_uint_t *generation);
 void ngx_http_whatsapp_call_exit(void);
 
