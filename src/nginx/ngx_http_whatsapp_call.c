@@ -463,15 +463,18 @@ ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
 
 
 /*
- * NGX_OK: the call was sent, on the connection of that generation;
- * NGX_AGAIN: it waits for the end of the turn; NGX_DECLINED: it was not
- * sent, Redis not being connected; NGX_ERROR: not sent for lack of memory.
+ * NGX_OK: the call was sent, on the connection of that generation (if
+ * asked for); NGX_AGAIN: it waits for the end of the turn; NGX_DECLINED: it
+ * was not sent, Redis not being connected; NGX_ERROR: not sent for lack of
+ * memory.
  */
 ngx_int_t
 ngx_http_whatsapp_call_state(ngx_http_whatsapp_pending_t *p,
     ngx_uint_t *generation)
 {
-    *generation = p->call->generation;
+    if (generation) {
+        *generation = p->call->generation;
+    }
 
     return p->call->state;
 }

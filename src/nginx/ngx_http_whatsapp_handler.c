@@ -588,7 +588,7 @@ ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
     redisReply *count)
 {
     ngx_int_t                 state;
-    ngx_uint_t                status, events, generation;
+    ngx_uint_t                status, events;
     ngx_http_request_t       *r;
     ngx_http_whatsapp_ctx_t  *ctx;
 
@@ -612,7 +612,7 @@ ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
     status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
     if (rr == NULL) {
-        state = ngx_http_whatsapp_call_state(p, &generation);
+        state = ngx_http_whatsapp_call_state(p, NULL);
 
         if (state == NGX_DECLINED) {
             ngx_http_whatsapp_inc(redis_unavailable);
