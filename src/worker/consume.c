@@ -424,14 +424,53 @@ nogroup(redisReply *r)
 
 
 /*
+ * Waits until Redis has written the whole reply of the XREADGROUP sent
+ * before a PING, without parsing it: its bytes end with the PING's reply.
+ * An entry's value can end the same way at the end of one read; the calls
+ * then go out a little early, which costs time, not order.
+ */
+static int
+read_written(worker_t *w)
+{
+    int           done;
+    redisReader  *rd;
+
+    do {
+        if (redisBufferWrite(w->c, &done) != REDIS_OK) {
+            return -1;
+        }
+    } while (!done);
+
+    rd = w->c->reader;
+
+    while (rd->len - rd->pos < 7
+           || memcmp(rd->buf + rd->len - 7, "+PONG\r\n", 7) != 0)
+    {
+        if (redisBufferRead(w->c) != REDIS_OK) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
  * XREADGROUP on every stream: from ">" (new entries), or from "0" (the
  * entries this consumer was given before and has not acknowledged: what a
  * previous run under the same name held when it died).  *r is NULL when
  * there is nothing to apply; -1 if the connection is gone.
+ *
+ * With a batch in hand (b), its calls go out once Redis has written the
+ * reply, and hiredis makes that reply's objects (0.9 ms for 512 entries)
+ * while Redis applies them: sent with the XREADGROUP, they would run
+ * before the reply had left (Redis writes 64 KB of a reply per turn).
  */
 static int
-read_group(worker_t *w, const char *from, long block_ms, redisReply **r)
+read_group(worker_t *w, const char *from, long block_ms, batch_t *b,
+    redisReply **r)
 {
+    redisReply  *pong;
     int          k, argc;
     const char  *argv[9 + 2 * NSTREAMS];
     char         count[32], block[32];
@@ -461,10 +500,36 @@ read_group(worker_t *w, const char *from, long block_ms, redisReply **r)
 
     argc += 2 * NSTREAMS;
 
-    *r = redisCommandArgv(w->c, argc, argv, NULL);
-    if (*r == NULL) {
+    *r = NULL;
+    pong = NULL;
+
+    if (redisAppendCommandArgv(w->c, argc, argv, NULL) != REDIS_OK
+        || (b && redisAppendCommand(w->c, "PING") != REDIS_OK)
+        || (b && read_written(w) != 0))
+    {
         log_msg(LOG_ERROR, "Redis XREADGROUP: %s", w->c->errstr);
         return -1;
+    }
+
+    if (b && send_calls(w, b) != 0) {
+        return -1;
+    }
+
+    if (redisGetReply(w->c, (void **) r) != REDIS_OK
+        || (b && redisGetReply(w->c, (void **) &pong) != REDIS_OK))
+    {
+        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", w->c->errstr);
+
+        if (*r) {
+            freeReplyObject(*r);
+            *r = NULL;
+        }
+
+        return -1;
+    }
+
+    if (pong) {
+        freeReplyObject(pong);
     }
 
     if (nogroup(*r)) {
@@ -524,11 +589,11 @@ prepare_reply(worker_t *w, redisReply *r, batch_t *b)
 
 
 /*
- * New entries, pipelined: the next batch is read before the batch in hand
- * goes out, and is formatted while Redis applies the one in hand, so that
- * the worker's work and Redis's overlap.  The batch read last is held until
- * the next call (consume_drain applies it when stopping); a worker killed
- * meanwhile leaves it pending, for consume_own_pending.
+ * New entries, pipelined: Redis writes the next batch before the batch in
+ * hand goes out, and the worker parses and formats it while Redis applies
+ * the one in hand, so that their work overlaps.  The batch read last is
+ * held until the next call (consume_drain applies it when stopping); a
+ * worker killed meanwhile leaves it pending, for consume_own_pending.
  */
 int
 consume_read(worker_t *w)
@@ -537,16 +602,15 @@ consume_read(worker_t *w)
     batch_t      next;
     redisReply  *r;
 
-    /* with a batch in hand, no waiting for more */
-    if (read_group(w, ">", w->held.ncalls ? 0 : w->o->block_ms, &r) != 0) {
-        return -1;
+    /* with a batch in hand, no waiting for more: it goes out meanwhile */
+    if (w->held.ncalls) {
+        rc = read_group(w, ">", 0, &w->held, &r);
+
+    } else {
+        rc = read_group(w, ">", w->o->block_ms, NULL, &r);
     }
 
-    if (send_calls(w, &w->held) != 0) {
-        if (r) {
-            freeReplyObject(r);
-        }
-
+    if (rc != 0) {
         return -1;
     }
 
@@ -592,7 +656,7 @@ consume_own_pending(worker_t *w)
     redisReply  *r;
 
     for (rounds = 0; rounds < 1000; rounds++) {
-        if (read_group(w, "0", 0, &r) != 0) {
+        if (read_group(w, "0", 0, NULL, &r) != 0) {
             return -1;
         }
 
