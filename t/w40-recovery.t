@@ -91,6 +91,29 @@ like $t->worker_log . $t->worker_log('w2'), qr/NOGROUP.*creating the groups agai
     'logged';
 $t->stop('worker-w2');
 
+# --- the group is lost while a batch is in hand: that batch's call went out
+# before the XREADGROUP's NOGROUP came back, and is answered first --------
+$t->stop('worker-w1');
+fill(50, 100);
+my $healed = () = $t->worker_log =~ /creating the groups again/g;
+my $failed = () = $t->worker_log =~ /applying .* failed/g;
+$t->start_worker(batch => 1);
+ok $t->wait_for(sub { messages_in() >= 19110 }, 20), 'busy again';
+# stopped while it holds a batch, it reads NOGROUP with that batch sent
+kill 'STOP', $t->{pids}{'worker-w1'};
+my $left = 24010 - messages_in();
+$t->redis('XGROUP', 'DESTROY', 'wa:messages', 'wa-relayd');
+kill 'CONT', $t->{pids}{'worker-w1'};
+ok $left > 0, "the group lost with $left events to go";
+ok $t->wait_for(sub { $t->drained }, 60), 'NOGROUP mid-stream healed';
+is messages_in(), 24010, 'every event applied exactly once';
+my $now = () = $t->worker_log =~ /creating the groups again/g;
+ok $now > $healed, 'logged';
+# the replies of the batch in hand are read before the group is made
+my $now_failed = () = $t->worker_log =~ /applying .* failed/g;
+is $now_failed, $failed, 'no reply taken for another'
+    or diag $t->worker_log;
+
 # --- a poison entry: a key of the wrong type -----------------------------
 $t->redis('SET', "wa:contact:$PN:5511999999999", 'not a hash');
 my $b = messages_body(from => '5511999999999',
@@ -171,7 +194,7 @@ my ($grp) = grep { $_->{name} eq 'wa-relayd' }
 is $grp->{pending}, 0, 'nothing left pending: the batch in hand was acked';
 $t->start_worker;
 ok $t->wait_for(sub { $t->drained }, 30), 'the rest after a restart';
-is messages_in(), 19010 + 1 + 4000,
+is messages_in(), 24010 + 1 + 4000,
     'all applied once (the counted one too, the buried one not)';
 
 # --- FUNCTION FLUSH under a running worker: loaded again, nothing lost -----

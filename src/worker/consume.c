@@ -535,6 +535,12 @@ read_group(worker_t *w, const char *from, long block_ms, batch_t *b,
     if (nogroup(*r)) {
         freeReplyObject(*r);
         *r = NULL;
+
+        /* the calls sent meanwhile are answered before the groups are */
+        if (b && finish_calls(w, b) != 0) {
+            return -1;
+        }
+
         return consume_groups(w);
     }
 
