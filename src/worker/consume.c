@@ -254,11 +254,27 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
 }
 
 
+/* what hiredis holds for Redis is written, no reply read: -1 on error */
+static int
+write_out(worker_t *w)
+{
+    int  done;
+
+    do {
+        if (redisBufferWrite(w->c, &done) != REDIS_OK) {
+            return -1;
+        }
+    } while (!done);
+
+    return 0;
+}
+
+
 /* the calls go out, their replies are not waited for: -1 if the link broke */
 static int
 send_calls(worker_t *w, batch_t *b)
 {
-    int  i, done;
+    int  i;
 
     for (i = 0; i < b->ncalls; i++) {
         if (redisAppendFormattedCommand(w->c, b->call[i].cmd, b->call[i].len)
@@ -269,12 +285,10 @@ send_calls(worker_t *w, batch_t *b)
         }
     }
 
-    do {
-        if (redisBufferWrite(w->c, &done) != REDIS_OK) {
-            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
-            return -1;
-        }
-    } while (!done);
+    if (write_out(w) != 0) {
+        log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
+        return -1;
+    }
 
     return 0;
 }
@@ -432,14 +446,11 @@ nogroup(redisReply *r)
 static int
 read_written(worker_t *w)
 {
-    int           done;
     redisReader  *rd;
 
-    do {
-        if (redisBufferWrite(w->c, &done) != REDIS_OK) {
-            return -1;
-        }
-    } while (!done);
+    if (write_out(w) != 0) {
+        return -1;
+    }
 
     rd = w->c->reader;
 
