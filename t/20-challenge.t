@@ -16,6 +16,8 @@ my $r = $t->get("/webhook?hub.mode=subscribe&hub.verify_token=$tok"
 is $r->{status}, 200, 'right token: 200';
 is $r->{content}, '1158201444', 'body is the challenge';
 like $r->{headers}{'content-type'}, qr{^text/plain}, 'text/plain';
+is $r->{headers}{'x-content-type-options'}, 'nosniff',
+    'X-Content-Type-Options: nosniff: never read as HTML';
 
 $r = $t->get('/webhook?hub.challenge=42&hub.verify_token=tok+en%2f%2b%26%c3%a9'
              . '&hub.mode=subscribe');

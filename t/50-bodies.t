@@ -107,4 +107,21 @@ is $t->xlen('wa:account'), 2, 'the two bad pieces kept as unparsed';
 my $c = $t->status_counters;
 cmp_ok $c->{unparsed}, '>=', 6, 'unparsed counted';
 
+# names the normalizer sets itself cannot be injected from nested objects:
+# no entry holds a field name twice (read as pairs, not as a hash)
+$t->redis('FLUSHALL');
+$body = '{"object":"whatsapp_business_account","entry":[{"id":"9","time":7,'
+    . '"changes":[{"field":"x","value":{"event":{"id":"X"},"waba":{"id":"Y"},'
+    . '"phone":{"number_id":"Z"},"received":{"at":"1"},"kind":"K"}}]}]}';
+is $t->post($body)->{status}, 200, 'nested common names: 200';
+my $pairs = $t->redis('XRANGE', 'wa:account', '-', '+')->[0][1];
+my %seen;
+my @twice = grep { $seen{$_}++ } @{$pairs}[ grep { !($_ % 2) } 0 .. $#$pairs ];
+is_deeply \@twice, [], 'no field name twice in the entry';
+my %e = @$pairs;
+like $e{event_id}, qr/^[0-9a-f]{32}$/, 'event_id is the digest';
+is $e{waba_id}, '9', 'waba_id is the entry\'s';
+is "@e{qw(value_event_id value_waba_id value_phone_number_id value_received_at value_kind)}",
+    'X Y Z 1 K', 'the nested ones as value_<name>';
+
 done_testing;

@@ -264,14 +264,18 @@ wa_json_dump(wa_json_parser_t *p, const wa_json_t *v, wa_json_alloc_pt alloc,
 extern "C" const wa_json_t *
 wa_json_get(const wa_json_t *obj, const char *key)
 {
-    size_t            len;
+    return wa_json_getn(obj, key, std::strlen(key));
+}
+
+
+extern "C" const wa_json_t *
+wa_json_getn(const wa_json_t *obj, const char *key, size_t len)
+{
     const wa_json_t  *v;
 
     if (obj == NULL || obj->type != WA_JSON_OBJECT) {
         return NULL;
     }
-
-    len = std::strlen(key);
 
     /* from the end: a repeated name means its last value, as in jansson */
     for (v = obj->items + obj->len; v != obj->items; ) {
@@ -289,9 +293,3 @@ wa_json_get(const wa_json_t *obj, const char *key)
     return NULL;
 }
 
-
-extern "C" const char *
-wa_json_string(const wa_json_t *v)
-{
-    return (v != NULL && v->type == WA_JSON_STRING) ? v->str : NULL;
-}

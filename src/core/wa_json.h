@@ -76,11 +76,14 @@ const char *wa_json_dump(wa_json_parser_t *p, const wa_json_t *v,
     wa_json_alloc_pt alloc, void *alloc_data, size_t *len);
 
 
-/* the member of an object named key (the last one, if repeated), or NULL */
+/*
+ * The member of an object named key (the last one, if repeated), or NULL.
+ * wa_json_getn takes a name with its length: one from the body may hold a
+ * NUL.
+ */
 const wa_json_t *wa_json_get(const wa_json_t *obj, const char *key);
-
-/* the text of a string, or NULL (also for NULL) */
-const char *wa_json_string(const wa_json_t *v);
+const wa_json_t *wa_json_getn(const wa_json_t *obj, const char *key,
+    size_t len);
 
 #define wa_json_is(v, t)  ((v) != NULL && (v)->type == (t))
 

@@ -24,11 +24,40 @@ const char *wa_stream_names[WA_STREAM_COUNT] = {
 };
 
 
-/* fields the normalizer sets itself: a generic value never takes them */
-static const char *wa_reserved[] = {
-    "kind", "field", "event_id", "waba_id", "phone_number_id",
-    "display_phone_number", "ts", "received_at", "raw", "error", NULL
+/*
+ * A text taken from the body, or made here: always with its length, never
+ * measured with strlen(), since a string of the body may hold a NUL.
+ */
+typedef struct {
+    const char  *data;
+    size_t       len;
+} wa_text_t;
+
+#define WA_TEXT(lit)  { lit, sizeof(lit) - 1 }
+#define wa_text(lit)  ((wa_text_t) WA_TEXT(lit))
+#define wa_text_is(t, lit)                                                  \
+    ((t).len == sizeof(lit) - 1 && memcmp((t).data, lit, (t).len) == 0)
+
+
+/*
+ * fields the normalizer sets itself: a generated name never takes them,
+ * it becomes value_<name>
+ */
+static const wa_text_t  wa_reserved[] = {
+    WA_TEXT("kind"), WA_TEXT("field"), WA_TEXT("event_id"),
+    WA_TEXT("waba_id"), WA_TEXT("phone_number_id"),
+    WA_TEXT("display_phone_number"), WA_TEXT("ts"), WA_TEXT("received_at"),
+    WA_TEXT("raw"), WA_TEXT("error")
 };
+
+#define WA_RESERVED_N  (sizeof(wa_reserved) / sizeof(wa_reserved[0]))
+
+/*
+ * Up to this many members, an object's repeated names are found by
+ * comparing each name with those after it; past it, by sorting the names:
+ * the work stays n log n in the body whatever its shape.
+ */
+#define WA_FLATTEN_SCAN  16
 
 #define WA_DIGEST_HEX  32
 
@@ -41,7 +70,7 @@ static const char *wa_reserved[] = {
 
 typedef struct {
     wa_batch_t       *batch;
-    const char       *field;          /* the change's field name */
+    wa_text_t         field;          /* the change's field name */
     const wa_json_t  *entry;
     const wa_json_t  *value;
     const char       *received;
@@ -130,25 +159,29 @@ wa_hex(const unsigned char *in, size_t n, char *out)
 }
 
 
-/* the hex of the SHA-256 of the pieces, truncated to WA_DIGEST_HEX */
-static const char *
+/*
+ * The hex of the SHA-256 of the pieces, truncated to WA_DIGEST_HEX; data
+ * NULL when memory ran out.
+ */
+static wa_text_t
 wa_digest_hex(wa_batch_t *b, const char **piece, const size_t *len, int n)
 {
     int             i;
     char           *id;
     EVP_MD_CTX     *md;
+    wa_text_t       t = { NULL, 0 };
     unsigned char   d[EVP_MAX_MD_SIZE];
     unsigned int    dlen;
 
     id = wa_alloc(b, WA_DIGEST_HEX + 1);
     if (id == NULL) {
-        return NULL;
+        return t;
     }
 
     md = EVP_MD_CTX_new();
     if (md == NULL) {
         b->error = "out of memory";
-        return NULL;
+        return t;
     }
 
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
@@ -163,7 +196,10 @@ wa_digest_hex(wa_batch_t *b, const char **piece, const size_t *len, int n)
     wa_hex(d, WA_DIGEST_HEX / 2, id);
     id[WA_DIGEST_HEX] = '\0';
 
-    return id;
+    t.data = id;
+    t.len = WA_DIGEST_HEX;
+
+    return t;
 }
 
 
@@ -225,19 +261,22 @@ wa_canonical(wa_batch_t *b, const wa_json_t *v, const char **out,
 
 
 /*
- * A digest that names an item without an id of its own: the field, the
- * WABA and the entry's time as the array [id,time], and the item with its
- * keys sorted, so that a redelivery with another key order gets the same
- * id.
+ * A digest that names an item without an id of its own: the field and its
+ * terminating NUL, the WABA and the entry's time as the array [id,time],
+ * and the item with its keys sorted, so that a redelivery with another key
+ * order gets the same id.  The canonical JSON that follows the field never
+ * holds a NUL byte, so a field with a NUL inside cannot stand for another.
  */
-static const char *
+static wa_text_t
 wa_digest_id(wa_builder_t *bd, const wa_json_t *item)
 {
     const char  *piece[7];
     size_t       len[7];
+    wa_text_t    none = { NULL, 0 };
 
-    piece[0] = bd->field ? bd->field : "";
-    len[0] = strlen(piece[0]) + 1;
+    /* a field's text is NUL-terminated, as every string of the body */
+    piece[0] = bd->field.data ? bd->field.data : "";
+    len[0] = bd->field.len + 1;
     piece[1] = "[";
     len[1] = 1;
     piece[3] = ",";
@@ -251,7 +290,7 @@ wa_digest_id(wa_builder_t *bd, const wa_json_t *item)
                         &piece[4], &len[4]) != 0
         || wa_canonical(bd->batch, item, &piece[6], &len[6]) != 0)
     {
-        return NULL;
+        return none;
     }
 
     return wa_digest_hex(bd->batch, piece, len, 7);
@@ -275,11 +314,25 @@ wa_add(wa_builder_t *bd, const char *name, size_t name_len,
 
 
 static void
-wa_add_str(wa_builder_t *bd, const char *name, const char *data)
+wa_add_text(wa_builder_t *bd, const char *name, size_t name_len,
+    wa_text_t t)
 {
-    if (data != NULL) {
-        wa_add(bd, name, strlen(name), data, strlen(data));
+    wa_add(bd, name, name_len, t.data, t.len);
+}
+
+
+/* the text of a string of the body; data NULL for any other value */
+static wa_text_t
+wa_string(const wa_json_t *v)
+{
+    wa_text_t  t = { NULL, 0 };
+
+    if (WA_IS_STRING(v)) {
+        t.data = v->str;
+        t.len = v->len;
     }
+
+    return t;
 }
 
 
@@ -381,16 +434,16 @@ wa_first(const wa_json_t *array)
 
 /* the fields every event starts with */
 static int
-wa_begin(wa_builder_t *bd, const char *kind, const char *event_id,
+wa_begin(wa_builder_t *bd, wa_text_t kind, wa_text_t event_id,
     const wa_json_t *ts)
 {
     const wa_json_t  *v;
 
     bd->n = 0;
 
-    wa_add_str(bd, "kind", kind);
-    wa_add_str(bd, "field", bd->field);
-    wa_add_str(bd, "event_id", event_id);
+    wa_add_text(bd, "kind", 4, kind);
+    wa_add_text(bd, "field", 5, bd->field);
+    wa_add_text(bd, "event_id", 8, event_id);
 
     if (bd->entry != NULL
         && wa_add_path(bd, "waba_id", bd->entry, "id", NULL, NULL) != 0)
@@ -432,8 +485,8 @@ wa_begin(wa_builder_t *bd, const char *kind, const char *event_id,
 
 /* closes the event: adds "raw" and appends it to the batch */
 static int
-wa_commit(wa_builder_t *bd, wa_stream_t stream, const char *kind,
-    const char *event_id, const char *raw, size_t raw_len)
+wa_commit(wa_builder_t *bd, wa_stream_t stream, wa_text_t kind,
+    wa_text_t event_id, const char *raw, size_t raw_len)
 {
     size_t       nalloc;
     wa_batch_t  *b;
@@ -465,10 +518,10 @@ wa_commit(wa_builder_t *bd, wa_stream_t stream, const char *kind,
 
     ev = &b->events[b->nevents];
     ev->stream = stream;
-    ev->kind = kind;
-    ev->kind_len = strlen(kind);
-    ev->event_id = event_id;
-    ev->event_id_len = strlen(event_id);
+    ev->kind = kind.data;
+    ev->kind_len = kind.len;
+    ev->event_id = event_id.data;
+    ev->event_id_len = event_id.len;
     ev->nfields = bd->n + 1;
 
     ev->fields = wa_alloc(b, ev->nfields * sizeof(wa_field_t));
@@ -484,8 +537,8 @@ wa_commit(wa_builder_t *bd, wa_stream_t stream, const char *kind,
 
 
 static int
-wa_commit_json(wa_builder_t *bd, wa_stream_t stream, const char *kind,
-    const char *event_id, const wa_json_t *item)
+wa_commit_json(wa_builder_t *bd, wa_stream_t stream, wa_text_t kind,
+    wa_text_t event_id, const wa_json_t *item)
 {
     size_t       len;
     const char  *raw;
@@ -512,18 +565,20 @@ wa_set_error(wa_batch_t *b, const char *fmt, const char *arg)
 static int
 wa_unparsed(wa_builder_t *bd, const wa_json_t *item, const char *why)
 {
-    const char  *id;
+    wa_text_t  id;
 
     wa_set_error(bd->batch, "%s", why);
 
     id = wa_digest_id(bd, item);
-    if (id == NULL || wa_begin(bd, "unparsed", id, NULL) != 0) {
+    if (id.data == NULL || wa_begin(bd, wa_text("unparsed"), id, NULL) != 0)
+    {
         return -1;
     }
 
-    wa_add_str(bd, "error", why);
+    wa_add(bd, "error", 5, why, strlen(why));
 
-    return wa_commit_json(bd, WA_STREAM_ACCOUNT, "unparsed", id, item);
+    return wa_commit_json(bd, WA_STREAM_ACCOUNT, wa_text("unparsed"), id,
+                          item);
 }
 
 
@@ -571,38 +626,46 @@ wa_contact(const wa_json_t *value, const wa_json_t *wa_id)
 }
 
 
+/* the member of obj named by a string of the body, or NULL */
+static const wa_json_t *
+wa_member(const wa_json_t *obj, wa_text_t name)
+{
+    return name.data ? wa_json_getn(obj, name.data, name.len) : NULL;
+}
+
+
 /* the readable text of a message, whatever its type */
 static const wa_json_t *
 wa_message_text(const wa_json_t *m)
 {
-    const char  *type, *itype;
-    const wa_json_t      *obj, *v;
+    wa_text_t         type, itype;
+    const wa_json_t  *obj, *v;
 
-    type = wa_json_string(wa_json_get(m, "type"));
-    if (type == NULL) {
+    type = wa_string(wa_json_get(m, "type"));
+    if (type.data == NULL) {
         return NULL;
     }
 
-    if (strcmp(type, "edit") == 0) {
+    if (wa_text_is(type, "edit")) {
         return wa_message_text(wa_path(m, "edit", "message", NULL));
     }
 
-    obj = wa_json_get(m, type);
+    obj = wa_member(m, type);
     if (!WA_IS_OBJECT(obj)) {
         return NULL;
     }
 
-    if (strcmp(type, "interactive") == 0) {
-        itype = wa_json_string(wa_json_get(obj, "type"));
-        if (itype == NULL) {
+    if (wa_text_is(type, "interactive")) {
+        itype = wa_string(wa_json_get(obj, "type"));
+        if (itype.data == NULL) {
             return NULL;
         }
 
-        v = wa_path(obj, itype, "title", NULL);
-        return v ? v : wa_path(obj, itype, "body", NULL);
+        v = wa_json_get(wa_member(obj, itype), "title");
+        return v ? v : wa_json_get(wa_member(obj, itype), "body");
     }
 
-    if (strcmp(type, "reaction") == 0) {
+    if (wa_text_is(type, "reaction")) {
         return wa_json_get(obj, "emoji");
     }
 
@@ -619,14 +682,53 @@ wa_message_text(const wa_json_t *m)
 }
 
 
+/* the fields that depend on a message's type */
+static int
+wa_message_type_fields(wa_builder_t *bd, wa_text_t type, const wa_json_t *obj)
+{
+    wa_text_t         itype;
+    const wa_json_t  *v;
+
+    if (wa_text_is(type, "reaction")) {
+        return wa_add_path(bd, "reaction_to", obj, "message_id", NULL, NULL);
+    }
+
+    if (wa_text_is(type, "edit") || wa_text_is(type, "revoke")) {
+        return wa_add_path(bd, "original_msg_id", obj, "original_message_id",
+                           NULL, NULL);
+    }
+
+    if (wa_text_is(type, "button")) {
+        return wa_add_path(bd, "payload", obj, "payload", NULL, NULL);
+    }
+
+    if (wa_text_is(type, "system")) {
+        v = wa_json_get(obj, "wa_id");
+        return wa_add_json(bd, "new_wa_id", 9,
+                           v ? v : wa_json_get(obj, "new_wa_id"));
+    }
+
+    itype = wa_string(wa_json_get(obj, "type"));
+
+    if (wa_text_is(type, "interactive") && itype.data != NULL) {
+        wa_add_text(bd, "interactive_type", 16, itype);
+
+        return wa_add_json(bd, "reply_id", 8,
+                           wa_json_get(wa_member(obj, itype), "id"));
+    }
+
+    return 0;
+}
+
+
 /* the fields of a message, an echo or a history message */
 static int
 wa_message_fields(wa_builder_t *bd, const wa_json_t *m)
 {
-    const char  *type, *itype;
-    const wa_json_t      *contact, *v, *obj;
+    wa_text_t         type;
+    const wa_json_t  *contact, *v;
 
-    type = wa_json_string(wa_json_get(m, "type"));
+    type = wa_string(wa_json_get(m, "type"));
     contact = wa_contact(bd->value, wa_json_get(m, "from"));
 
     v = wa_json_get(m, "from_user_id");
@@ -636,13 +738,6 @@ wa_message_fields(wa_builder_t *bd, const wa_json_t *m)
     {
         v = wa_json_get(contact, "user_id");
     }
-
-    obj = NULL;
-    if (type != NULL) {
-        obj = wa_json_get(m, type);
-    }
-
-    itype = wa_json_string(wa_json_get(obj, "type"));
 
     if (wa_add_path(bd, "msg_id", m, "id", NULL, NULL) != 0
         || wa_add_path(bd, "from", m, "from", NULL, NULL) != 0
@@ -669,52 +764,27 @@ wa_message_fields(wa_builder_t *bd, const wa_json_t *m)
         return -1;
     }
 
-    if (type == NULL) {
+    if (type.data == NULL) {
         return 0;
     }
 
-    if (strcmp(type, "reaction") == 0) {
-        return wa_add_path(bd, "reaction_to", obj, "message_id", NULL, NULL);
-    }
-
-    if (strcmp(type, "edit") == 0 || strcmp(type, "revoke") == 0) {
-        return wa_add_path(bd, "original_msg_id", obj, "original_message_id",
-                           NULL, NULL);
-    }
-
-    if (strcmp(type, "button") == 0) {
-        return wa_add_path(bd, "payload", obj, "payload", NULL, NULL);
-    }
-
-    if (strcmp(type, "system") == 0) {
-        v = wa_json_get(obj, "wa_id");
-        return wa_add_json(bd, "new_wa_id", 9,
-                           v ? v : wa_json_get(obj, "new_wa_id"));
-    }
-
-    if (strcmp(type, "interactive") == 0 && itype != NULL) {
-        wa_add_str(bd, "interactive_type", itype);
-
-        return wa_add_path(bd, "reply_id", obj, itype, "id", NULL);
-    }
-
-    return 0;
+    return wa_message_type_fields(bd, type, wa_member(m, type));
 }
 
 
 static int
-wa_message(wa_builder_t *bd, const wa_json_t *m, const char *kind)
+wa_message(wa_builder_t *bd, const wa_json_t *m, wa_text_t kind)
 {
-    const char  *id;
+    wa_text_t  id;
 
     if (!WA_IS_OBJECT(m)) {
         return wa_unparsed(bd, m, "a message is not an object");
     }
 
-    id = wa_json_string(wa_json_get(m, "id"));
-    if (id == NULL || *id == '\0') {
+    id = wa_string(wa_json_get(m, "id"));
+    if (id.len == 0) {
         id = wa_digest_id(bd, m);
-        if (id == NULL) {
+        if (id.data == NULL) {
             return -1;
         }
     }
@@ -729,44 +799,54 @@ wa_message(wa_builder_t *bd, const wa_json_t *m, const char *kind)
 }
 
 
+/* a status's id: "<wamid>:<status>", or a digest without either */
+static wa_text_t
+wa_status_id(wa_builder_t *bd, const wa_json_t *s)
+{
+    char       *p;
+    wa_text_t   wamid, status, id;
+
+    wamid = wa_string(wa_json_get(s, "id"));
+    status = wa_string(wa_json_get(s, "status"));
+
+    if (wamid.data == NULL || status.data == NULL) {
+        return wa_digest_id(bd, s);
+    }
+
+    id.len = wamid.len + 1 + status.len;
+    p = wa_alloc(bd->batch, id.len + 1);
+    id.data = p;
+
+    if (p != NULL) {
+        memcpy(p, wamid.data, wamid.len);
+        p[wamid.len] = ':';
+        memcpy(p + wamid.len + 1, status.data, status.len);
+        p[id.len] = '\0';
+    }
+
+    return id;
+}
+
+
 static int
 wa_status(wa_builder_t *bd, const wa_json_t *s)
 {
-    char        *id;
-    size_t       len, slen;
-    const char  *wamid, *status;
-    const wa_json_t      *err;
+    wa_text_t         id;
+    const wa_json_t  *err;
 
     if (!WA_IS_OBJECT(s)) {
         return wa_unparsed(bd, s, "a status is not an object");
     }
 
-    wamid = wa_json_string(wa_json_get(s, "id"));
-    status = wa_json_string(wa_json_get(s, "status"));
-
-    if (wamid != NULL && status != NULL) {
-        len = strlen(wamid);
-        slen = strlen(status);
-
-        id = wa_alloc(bd->batch, len + 1 + slen + 1);
-        if (id == NULL) {
-            return -1;
-        }
-
-        memcpy(id, wamid, len);
-        id[len] = ':';
-        memcpy(id + len + 1, status, slen + 1);
-
-    } else {
-        id = (char *) wa_digest_id(bd, s);
-        if (id == NULL) {
-            return -1;
-        }
+    id = wa_status_id(bd, s);
+    if (id.data == NULL) {
+        return -1;
     }
 
     err = wa_first(wa_json_get(s, "errors"));
 
-    if (wa_begin(bd, "status", id, wa_json_get(s, "timestamp")) != 0
+    if (wa_begin(bd, wa_text("status"), id, wa_json_get(s, "timestamp"))
+           != 0
         || wa_add_path(bd, "msg_id", s, "id", NULL, NULL) != 0
         || wa_add_path(bd, "status", s, "status", NULL, NULL) != 0
         || wa_add_path(bd, "recipient_id", s, "recipient_id", NULL, NULL)
@@ -793,19 +873,19 @@ wa_status(wa_builder_t *bd, const wa_json_t *s)
         return -1;
     }
 
-    return wa_commit_json(bd, WA_STREAM_STATUSES, "status", id, s);
+    return wa_commit_json(bd, WA_STREAM_STATUSES, wa_text("status"), id, s);
 }
 
 
 static int
 wa_error(wa_builder_t *bd, const wa_json_t *e)
 {
-    const char  *id;
+    wa_text_t  id;
 
     id = wa_digest_id(bd, e);
 
-    if (id == NULL
-        || wa_begin(bd, "error", id, NULL) != 0
+    if (id.data == NULL
+        || wa_begin(bd, wa_text("error"), id, NULL) != 0
         || wa_add_path(bd, "error_code", e, "code", NULL, NULL) != 0
         || wa_add_path(bd, "error_title", e, "title", NULL, NULL) != 0
         || wa_add_path(bd, "error_message", e, "message", NULL, NULL) != 0
@@ -815,17 +895,19 @@ wa_error(wa_builder_t *bd, const wa_json_t *e)
         return -1;
     }
 
-    return wa_commit_json(bd, WA_STREAM_ACCOUNT, "error", id, e);
+    return wa_commit_json(bd, WA_STREAM_ACCOUNT, wa_text("error"), id, e);
 }
 
 
 static int
-wa_is_reserved(const char *name)
+wa_is_reserved(const char *name, size_t len)
 {
-    const char  **r;
+    size_t  i;
 
-    for (r = wa_reserved; *r; r++) {
-        if (strcmp(*r, name) == 0) {
+    for (i = 0; i < WA_RESERVED_N; i++) {
+        if (wa_reserved[i].len == len
+            && memcmp(wa_reserved[i].data, name, len) == 0)
+        {
             return 1;
         }
     }
@@ -834,40 +916,220 @@ wa_is_reserved(const char *name)
 }
 
 
+/* the event being built has a field of that name already */
+static int
+wa_has_field(wa_builder_t *bd, const char *name, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < bd->n; i++) {
+        if (bd->f[i].name_len == len
+            && memcmp(bd->f[i].name, name, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* names in order of length and bytes, then of place in the body */
+static int
+wa_name_order(const void *a, const void *b)
+{
+    int               c;
+    const wa_json_t  *x = *(const wa_json_t * const *) a;
+    const wa_json_t  *y = *(const wa_json_t * const *) b;
+
+    if (x->key_len != y->key_len) {
+        return x->key_len < y->key_len ? -1 : 1;
+    }
+
+    c = memcmp(x->key, y->key, x->key_len);
+    if (c != 0) {
+        return c;
+    }
+
+    return (x > y) - (x < y);
+}
+
+
+static int
+wa_same_name(const wa_json_t *a, const wa_json_t *b)
+{
+    return a->key_len == b->key_len
+           && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+
 /*
- * The scalars of an object as flat fields, and those of the objects inside
- * it as "outer_inner"; arrays stay in "raw" only.
+ * Marks, in *later, the members of obj whose name comes again further on:
+ * a name given twice counts once, with its last value.  *later is NULL when
+ * no name repeats.  A large object's names are sorted rather than hashed,
+ * so that no choice of names makes the work worse than n log n.  Returns
+ * -1 only when memory ran out.
  */
 static int
-wa_flatten(wa_builder_t *bd, const wa_json_t *obj, const char *outer)
+wa_repeated_names(wa_builder_t *bd, const wa_json_t *obj,
+    unsigned char **later)
 {
-    char             *name;
-    size_t            i, olen, klen;
-    const char       *key;
-    const wa_json_t  *v;
+    size_t            i, j;
+    unsigned char    *mark;
+    const wa_json_t **sorted;
 
-    olen = outer ? strlen(outer) : 0;
+    *later = NULL;
+
+    if (obj->len < 2) {
+        return 0;
+    }
+
+    mark = wa_alloc(bd->batch, obj->len);
+    if (mark == NULL) {
+        return -1;
+    }
+
+    memset(mark, 0, obj->len);
+
+    if (obj->len <= WA_FLATTEN_SCAN) {
+        for (i = 0; i < obj->len; i++) {
+            for (j = i + 1; j < obj->len; j++) {
+                if (wa_same_name(&obj->items[i], &obj->items[j])) {
+                    mark[i] = 1;
+                    *later = mark;
+                    break;
+                }
+            }
+        }
+
+        return 0;
+    }
+
+    sorted = wa_alloc(bd->batch, obj->len * sizeof(wa_json_t *));
+    if (sorted == NULL) {
+        return -1;
+    }
 
     for (i = 0; i < obj->len; i++) {
-        v = &obj->items[i];
-        key = v->key;
+        sorted[i] = &obj->items[i];
+    }
 
-        /* a name given twice counts once, with its last value */
-        if (wa_json_get(obj, key) != v) {
+    qsort(sorted, obj->len, sizeof(wa_json_t *), wa_name_order);
+
+    /* in a run of one name, every member but the last in the body */
+    for (i = 0; i + 1 < obj->len; i++) {
+        if (wa_same_name(sorted[i], sorted[i + 1])) {
+            mark[sorted[i] - obj->items] = 1;
+            *later = mark;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The field name of a member: "outer_inner" one level down, and
+ * value_<name> for a name the normalizer sets itself, at any level.
+ * name->data is NULL when the event has a field of that name already: the
+ * value stays in raw, and no event ever holds a name twice.
+ */
+static int
+wa_flat_name(wa_builder_t *bd, wa_text_t outer, const wa_json_t *v,
+    wa_text_t *name)
+{
+    char  *p;
+
+    name->data = v->key;
+    name->len = v->key_len;
+
+    if (outer.data != NULL) {
+        name->len = outer.len + 1 + v->key_len;
+
+        p = wa_alloc(bd->batch, name->len + 1);
+        if (p == NULL) {
+            return -1;
+        }
+
+        memcpy(p, outer.data, outer.len);
+        p[outer.len] = '_';
+        memcpy(p + outer.len + 1, v->key, v->key_len);
+        p[name->len] = '\0';
+        name->data = p;
+    }
+
+    if (wa_is_reserved(name->data, name->len)) {
+        p = wa_alloc(bd->batch, 6 + name->len + 1);
+        if (p == NULL) {
+            return -1;
+        }
+
+        memcpy(p, "value_", 6);
+        memcpy(p + 6, name->data, name->len);
+        p[6 + name->len] = '\0';
+        name->data = p;
+        name->len += 6;
+    }
+
+    if (wa_has_field(bd, name->data, name->len)) {
+        name->data = NULL;
+    }
+
+    return 0;
+}
+
+
+/* what the envelope says of every event: not flattened again */
+static int
+wa_envelope_member(const wa_json_t *v)
+{
+    wa_text_t  key;
+
+    key.data = v->key;
+    key.len = v->key_len;
+
+    return wa_text_is(key, "metadata")
+           || wa_text_is(key, "messaging_product")
+           || wa_text_is(key, "display_phone_number")
+           || wa_text_is(key, "phone_number_id");
+}
+
+
+/*
+ * The scalars of an object as flat fields, and those of the objects inside
+ * it as "outer_inner"; arrays stay in "raw" only.  Once the event holds
+ * WA_EVENT_MAX_FIELDS fields the rest is not even looked at: it stays in
+ * raw.
+ */
+static int
+wa_flatten(wa_builder_t *bd, const wa_json_t *obj, wa_text_t outer)
+{
+    size_t            i;
+    wa_text_t         name;
+    unsigned char    *later;
+    const wa_json_t  *v;
+
+    if (wa_repeated_names(bd, obj, &later) != 0) {
+        return -1;
+    }
+
+    for (i = 0; i < obj->len && bd->n < WA_EVENT_MAX_FIELDS; i++) {
+        v = &obj->items[i];
+
+        if (later != NULL && later[i]) {
             continue;
         }
 
-        if (outer == NULL) {
-            if (strcmp(key, "metadata") == 0
-                || strcmp(key, "messaging_product") == 0
-                || strcmp(key, "display_phone_number") == 0
-                || strcmp(key, "phone_number_id") == 0)
-            {
+        if (outer.data == NULL) {
+            if (wa_envelope_member(v)) {
                 continue;
             }
 
             if (WA_IS_OBJECT(v)) {
-                if (wa_flatten(bd, v, key) != 0) {
+                name.data = v->key;
+                name.len = v->key_len;
+
+                if (wa_flatten(bd, v, name) != 0) {
                     return -1;
                 }
 
@@ -877,39 +1139,18 @@ wa_flatten(wa_builder_t *bd, const wa_json_t *obj, const char *outer)
 
         /* an empty name is no field name: the value stays in raw */
         if (WA_IS_OBJECT(v) || WA_IS_ARRAY(v) || WA_IS_NULL(v)
-            || key[0] == '\0')
+            || v->key_len == 0)
         {
             continue;
         }
 
-        klen = v->key_len;
-
-        if (outer != NULL) {
-            name = wa_alloc(bd->batch, olen + 1 + klen + 1);
-            if (name == NULL) {
-                return -1;
-            }
-
-            memcpy(name, outer, olen);
-            name[olen] = '_';
-            memcpy(name + olen + 1, key, klen + 1);
-            klen += olen + 1;
-
-        } else if (wa_is_reserved(key)) {
-            name = wa_alloc(bd->batch, klen + 7);
-            if (name == NULL) {
-                return -1;
-            }
-
-            memcpy(name, "value_", 6);
-            memcpy(name + 6, key, klen + 1);
-            klen += 6;
-
-        } else {
-            name = (char *) key;
+        if (wa_flat_name(bd, outer, v, &name) != 0) {
+            return -1;
         }
 
-        if (wa_add_json(bd, name, klen, v) != 0) {
+        if (name.data != NULL
+            && wa_add_json(bd, name.data, name.len, v) != 0)
+        {
             return -1;
         }
     }
@@ -922,15 +1163,15 @@ wa_flatten(wa_builder_t *bd, const wa_json_t *obj, const char *outer)
 static int
 wa_change_event(wa_builder_t *bd)
 {
-    const char  *id;
+    wa_text_t  id, top = { NULL, 0 };
 
     id = wa_digest_id(bd, bd->value);
 
-    if (id == NULL
+    if (id.data == NULL
         || wa_begin(bd, bd->field, id,
                     wa_json_get(bd->entry, "time") ? NULL
                     : wa_json_get(bd->value, "timestamp")) != 0
-        || wa_flatten(bd, bd->value, NULL) != 0)
+        || wa_flatten(bd, bd->value, top) != 0)
     {
         return -1;
     }
@@ -942,7 +1183,7 @@ wa_change_event(wa_builder_t *bd)
 static int
 wa_preference(wa_builder_t *bd, const wa_json_t *p)
 {
-    const char  *id;
+    wa_text_t  id, top = { NULL, 0 };
 
     if (!WA_IS_OBJECT(p)) {
         return wa_unparsed(bd, p, "a user preference is not an object");
@@ -950,9 +1191,9 @@ wa_preference(wa_builder_t *bd, const wa_json_t *p)
 
     id = wa_digest_id(bd, p);
 
-    if (id == NULL
+    if (id.data == NULL
         || wa_begin(bd, bd->field, id, wa_json_get(p, "timestamp")) != 0
-        || wa_flatten(bd, p, NULL) != 0)
+        || wa_flatten(bd, p, top) != 0)
     {
         return -1;
     }
@@ -992,7 +1233,7 @@ wa_items(wa_builder_t *bd, const char *name,
 static int
 wa_inbound(wa_builder_t *bd, const wa_json_t *m)
 {
-    return wa_message(bd, m, "message");
+    return wa_message(bd, m, wa_text("message"));
 }
 
 
@@ -1025,7 +1266,7 @@ wa_history(wa_builder_t *bd)
             messages = wa_json_get(t, "messages");
 
             wa_foreach(messages, k, m) {
-                if (wa_message(bd, m, "history") != 0) {
+                if (wa_message(bd, m, wa_text("history")) != 0) {
                     return -1;
                 }
 
@@ -1041,20 +1282,19 @@ wa_history(wa_builder_t *bd)
 static int
 wa_change(wa_builder_t *bd, const wa_json_t *change)
 {
-    long     n, total;
-    const wa_json_t  *field;
+    long              n, total;
+    wa_text_t         none = { NULL, 0 };
 
     if (!WA_IS_OBJECT(change)) {
-        bd->field = NULL;
+        bd->field = none;
         bd->value = NULL;
         return wa_unparsed(bd, change, "a change is not an object");
     }
 
-    field = wa_json_get(change, "field");
+    bd->field = wa_string(wa_json_get(change, "field"));
     bd->value = wa_json_get(change, "value");
-    bd->field = wa_json_string(field);
 
-    if (bd->field == NULL || !WA_IS_OBJECT(bd->value)) {
+    if (bd->field.data == NULL || !WA_IS_OBJECT(bd->value)) {
         bd->value = NULL;
         return wa_unparsed(bd, change,
                            "a change has no field name or no value object");
@@ -1062,7 +1302,7 @@ wa_change(wa_builder_t *bd, const wa_json_t *change)
 
     total = 0;
 
-    if (strcmp(bd->field, "messages") == 0) {
+    if (wa_text_is(bd->field, "messages")) {
         n = wa_items(bd, "messages", wa_inbound);
         if (n < 0) {
             return -1;
@@ -1084,13 +1324,13 @@ wa_change(wa_builder_t *bd, const wa_json_t *change)
 
         total += n;
 
-    } else if (strcmp(bd->field, "smb_message_echoes") == 0) {
+    } else if (wa_text_is(bd->field, "smb_message_echoes")) {
         total = wa_items(bd, "message_echoes", wa_echo);
 
-    } else if (strcmp(bd->field, "history") == 0) {
+    } else if (wa_text_is(bd->field, "history")) {
         total = wa_history(bd);
 
-    } else if (strcmp(bd->field, "user_preferences") == 0) {
+    } else if (wa_text_is(bd->field, "user_preferences")) {
         total = wa_items(bd, "user_preferences", wa_preference);
     }
 
@@ -1106,17 +1346,21 @@ wa_change(wa_builder_t *bd, const wa_json_t *change)
 static int
 wa_body_unparsed(wa_builder_t *bd, const char *body, size_t len)
 {
-    const char  *id;
+    wa_text_t    id;
+    const char  *why;
 
     id = wa_digest_hex(bd->batch, &body, &len, 1);
 
-    if (id == NULL || wa_begin(bd, "unparsed", id, NULL) != 0) {
+    if (id.data == NULL || wa_begin(bd, wa_text("unparsed"), id, NULL) != 0)
+    {
         return -1;
     }
 
-    wa_add_str(bd, "error", bd->batch->error);
+    why = bd->batch->error;
+    wa_add(bd, "error", 5, why, strlen(why));
 
-    return wa_commit(bd, WA_STREAM_ACCOUNT, "unparsed", id, body, len);
+    return wa_commit(bd, WA_STREAM_ACCOUNT, wa_text("unparsed"), id, body,
+                     len);
 }
 
 
@@ -1154,7 +1398,8 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
     int               rc;
     size_t            i, j;
     wa_json_t        *root;
-    const char       *object, *why;
+    wa_text_t         object;
+    const char       *why;
     wa_builder_t      bd;
     const wa_json_t  *entries, *entry, *changes, *change;
 
@@ -1191,10 +1436,10 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
         return wa_body_unparsed(&bd, body, len);
     }
 
-    object = wa_json_string(wa_json_get(root, "object"));
+    object = wa_string(wa_json_get(root, "object"));
     entries = wa_json_get(root, "entry");
 
-    if (object == NULL || strcmp(object, "whatsapp_business_account") != 0
+    if (!wa_text_is(object, "whatsapp_business_account")
         || !WA_IS_ARRAY(entries))
     {
         b->error = "not a WhatsApp envelope (object "
@@ -1204,7 +1449,8 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
 
     wa_foreach(entries, i, entry) {
         bd.entry = entry;
-        bd.field = NULL;
+        bd.field.data = NULL;
+        bd.field.len = 0;
         bd.value = NULL;
 
         changes = wa_json_get(entry, "changes");
@@ -1234,13 +1480,35 @@ wa_normalize(wa_batch_t *b, const char *body, size_t len,
 const wa_field_t *
 wa_event_field(const wa_event_t *ev, const char *name)
 {
-    size_t  i, len;
+    return wa_event_fieldn(ev, name, strlen(name));
+}
 
-    len = strlen(name);
+
+const wa_field_t *
+wa_event_fieldn(const wa_event_t *ev, const char *name, size_t len)
+{
+    size_t  i;
 
     for (i = 0; i < ev->nfields; i++) {
         if (ev->fields[i].name_len == len
             && memcmp(ev->fields[i].name, name, len) == 0)
+        {
+            return &ev->fields[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+const wa_field_t *
+wa_event_repeated_name(const wa_event_t *ev)
+{
+    size_t  i;
+
+    for (i = 1; i < ev->nfields; i++) {
+        if (wa_event_fieldn(ev, ev->fields[i].name, ev->fields[i].name_len)
+            != &ev->fields[i])
         {
             return &ev->fields[i];
         }

@@ -78,7 +78,15 @@ extern const char *wa_stream_names[WA_STREAM_COUNT];
 int wa_normalize(wa_batch_t *b, const char *body, size_t len,
     int64_t received_ms);
 
-/* the value of a field of an event, or NULL */
+/* the value of a field of an event, or NULL; fieldn for any name */
 const wa_field_t *wa_event_field(const wa_event_t *ev, const char *name);
+const wa_field_t *wa_event_fieldn(const wa_event_t *ev, const char *name,
+    size_t len);
+
+/*
+ * A field whose name comes earlier in the event too, or NULL.  The
+ * normalizer never makes one; tests and fuzzers check that it does not.
+ */
+const wa_field_t *wa_event_repeated_name(const wa_event_t *ev);
 
 #endif /* WA_NORMALIZE_H */

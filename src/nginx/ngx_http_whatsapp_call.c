@@ -23,6 +23,11 @@
  * a whole: no connection, an error or a reply that does not count its
  * requests answers each of them 503.  The pool goes with the reply, which
  * hiredis always delivers, NULL if the connection is lost first.
+ *
+ * A call made while the Redis link is coming up (connecting, or sending
+ * its preamble) is held until the link is up, then sent; if the link goes
+ * down instead, its requests are answered 503.  Each request's own timer
+ * bounds the wait.
  */
 
 #include "ngx_http_whatsapp_module.h"
@@ -34,6 +39,7 @@
 
 
 struct ngx_http_whatsapp_call_s {
+    ngx_queue_t                    held;      /* waiting for the link */
     ngx_pool_t                    *pool;
     ngx_http_whatsapp_loc_conf_t  *wlcf;
     ngx_http_whatsapp_pending_t   *first;
@@ -64,6 +70,9 @@ static void ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call,
 
 static ngx_http_whatsapp_call_t  *ngx_http_whatsapp_call;
 static ngx_event_t                ngx_http_whatsapp_call_event;
+static ngx_queue_t                ngx_http_whatsapp_call_held = {
+    &ngx_http_whatsapp_call_held, &ngx_http_whatsapp_call_held
+};
 
 
 ngx_int_t
@@ -90,7 +99,7 @@ ngx_http_whatsapp_call_add(ngx_http_request_t *r,
         }
     }
 
-    if (!ngx_http_whatsapp_redis_ready()) {
+    if (ngx_http_whatsapp_redis_state() == NGX_DECLINED) {
         return NGX_DECLINED;
     }
 
@@ -284,6 +293,11 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
         return;
     }
 
+    if (ngx_http_whatsapp_redis_state() == NGX_AGAIN) {
+        ngx_queue_insert_tail(&ngx_http_whatsapp_call_held, &call->held);
+        return;
+    }
+
     rc = ngx_http_whatsapp_call_format(call, &argc, &argv, &lens);
 
     /* hiredis copies the arguments: the pool stays for the requests */
@@ -463,10 +477,37 @@ ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
 
 
 /*
+ * The Redis link came up: the calls held meanwhile are sent, in order.  Or
+ * it went down: they are answered, 503.
+ */
+void
+ngx_http_whatsapp_call_link(ngx_uint_t up)
+{
+    ngx_queue_t               *q;
+    ngx_http_whatsapp_call_t  *call;
+
+    while (!ngx_queue_empty(&ngx_http_whatsapp_call_held)) {
+        q = ngx_queue_head(&ngx_http_whatsapp_call_held);
+        ngx_queue_remove(q);
+
+        call = ngx_queue_data(q, ngx_http_whatsapp_call_t, held);
+
+        if (up) {
+            ngx_http_whatsapp_call_send(call);
+
+        } else {
+            call->state = NGX_DECLINED;
+            ngx_http_whatsapp_call_done(call, NULL);
+        }
+    }
+}
+
+
+/*
  * NGX_OK: the call was sent, on the connection of that generation (if
- * asked for); NGX_AGAIN: it waits for the end of the turn; NGX_DECLINED: it
- * was not sent, Redis not being connected; NGX_ERROR: not sent for lack of
- * memory.
+ * asked for); NGX_AGAIN: it waits for the end of the turn or for the link
+ * to come up; NGX_DECLINED: it was not sent, Redis not being connected;
+ * NGX_ERROR: not sent for lack of memory.
  */
 ngx_int_t
 ngx_http_whatsapp_call_state(ngx_http_whatsapp_pending_t *p,
@@ -489,4 +530,5 @@ ngx_http_whatsapp_call_exit(void)
 
     /* the requests of an unsent call are dropped with the worker */
     ngx_http_whatsapp_call = NULL;
+    ngx_queue_init(&ngx_http_whatsapp_call_held);
 }

@@ -21,6 +21,14 @@
 #define NGX_HTTP_WHATSAPP_RETRY      "5"
 #define NGX_HTTP_WHATSAPP_TOKEN_MAX  1024
 
+/*
+ * A body this large may have kept the loop long enough for nginx's cached
+ * time to be stale: the time is read again before its Redis timer is set,
+ * or the timer would fire early.  Smaller bodies leave it as it is: the
+ * reading costs more than they do.
+ */
+#define NGX_HTTP_WHATSAPP_LARGE_BODY  65536
+
 
 typedef struct {
     ngx_http_whatsapp_pending_t  *pending;
@@ -41,6 +49,8 @@ static ngx_int_t ngx_http_whatsapp_submit(ngx_http_request_t *r,
     ngx_http_whatsapp_ctx_t *ctx, wa_batch_t *batch);
 static void ngx_http_whatsapp_timeout(ngx_event_t *ev);
 static void ngx_http_whatsapp_cleanup(void *data);
+static ngx_int_t ngx_http_whatsapp_header_out(ngx_http_request_t *r,
+    char *key, char *value);
 static ngx_int_t ngx_http_whatsapp_send(ngx_http_request_t *r,
     ngx_uint_t status, char *text, size_t len);
 static ngx_int_t ngx_http_whatsapp_reject(ngx_http_request_t *r,
@@ -52,7 +62,6 @@ static void ngx_http_whatsapp_finish(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_whatsapp_handler(ngx_http_request_t *r)
 {
-    ngx_table_elt_t               *h;
     ngx_http_whatsapp_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
@@ -69,14 +78,9 @@ ngx_http_whatsapp_handler(ngx_http_request_t *r)
                   "whatsapp webhook: method \"%V\" is not allowed",
                   &r->method_name);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_whatsapp_header_out(r, "Allow", "GET, POST") != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Allow");
-    ngx_str_set(&h->value, "GET, POST");
 
     return ngx_http_whatsapp_reject(r, NGX_HTTP_NOT_ALLOWED,
                                     "method not allowed\n");
@@ -143,6 +147,13 @@ ngx_http_whatsapp_challenge(ngx_http_request_t *r,
     }
 
     ngx_memcpy(p, buf, n);
+
+    /* the challenge is the caller's text: never to be read as HTML */
+    if (ngx_http_whatsapp_header_out(r, "X-Content-Type-Options", "nosniff")
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ngx_http_whatsapp_inc(challenge_ok);
 
@@ -460,6 +471,10 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
                           batch.error);
         }
 
+        if (body.len >= NGX_HTTP_WHATSAPP_LARGE_BODY) {
+            ngx_time_update();
+        }
+
         rc = ngx_http_whatsapp_submit(r, ctx, &batch);
     }
 
@@ -719,14 +734,34 @@ ngx_http_whatsapp_cleanup(void *data)
 }
 
 
+/* a response header; key and value are static strings */
+static ngx_int_t
+ngx_http_whatsapp_header_out(ngx_http_request_t *r, char *key, char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_whatsapp_send(ngx_http_request_t *r, ngx_uint_t status, char *text,
     size_t len)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
@@ -735,15 +770,12 @@ ngx_http_whatsapp_send(ngx_http_request_t *r, ngx_uint_t status, char *text,
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, NGX_HTTP_WHATSAPP_RETRY);
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_whatsapp_header_out(r, "Retry-After",
+                                        NGX_HTTP_WHATSAPP_RETRY)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (len == 0 || r->method == NGX_HTTP_HEAD) {

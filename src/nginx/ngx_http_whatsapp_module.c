@@ -364,7 +364,8 @@ ngx_http_whatsapp_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_whatsapp_redis_init(cycle, wmcf);
+    return ngx_http_whatsapp_redis_init(cycle, wmcf,
+                                        ngx_http_whatsapp_call_link);
 }
 
 

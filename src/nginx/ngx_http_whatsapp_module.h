@@ -110,12 +110,17 @@ ngx_int_t ngx_http_whatsapp_call_add(ngx_http_request_t *r,
     ngx_http_whatsapp_pending_t **pending);
 ngx_int_t ngx_http_whatsapp_call_state(ngx_http_whatsapp_pending_t *p,
     ngx_uint_t *generation);
+void ngx_http_whatsapp_call_link(ngx_uint_t up);
 void ngx_http_whatsapp_call_exit(void);
 
+/* told when the link comes up (1) or goes down (0) */
+typedef void (*ngx_http_whatsapp_redis_link_pt)(ngx_uint_t up);
+
 ngx_int_t ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
-    ngx_http_whatsapp_main_conf_t *wmcf);
+    ngx_http_whatsapp_main_conf_t *wmcf,
+    ngx_http_whatsapp_redis_link_pt link);
 void ngx_http_whatsapp_redis_exit(void);
-ngx_uint_t ngx_http_whatsapp_redis_ready(void);
+ngx_int_t ngx_http_whatsapp_redis_state(void);
 ngx_int_t ngx_http_whatsapp_redis_command(int argc, const char **argv,
     const size_t *argvlen, redisCallbackFn *fn, void *data,
     ngx_uint_t *generation);

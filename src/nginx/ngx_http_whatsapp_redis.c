@@ -17,20 +17,39 @@
  * writes it at once (ngx_http_whatsapp_redis_write).  While there is no
  * connection, callers are told at once (they answer 503), and a cancelable
  * timer reconnects with exponential backoff.
+ *
+ * A new connection is not ready when its socket is: its preamble (AUTH,
+ * SELECT, FUNCTION LOAD) goes first, and only once Redis has answered every
+ * part of it without an error is the link up.  A command sent earlier
+ * would run unauthenticated, in database 0 or without the function, and a
+ * reply to it could be a 200 for events written in the wrong place.  The
+ * link tells its user when it comes up or goes down through the handler it
+ * was given, so that calls made meanwhile wait for it.
  */
 
 #include "ngx_http_whatsapp_module.h"
 
 
+typedef enum {
+    NGX_HTTP_WHATSAPP_REDIS_DOWN = 0,
+    NGX_HTTP_WHATSAPP_REDIS_CONNECTING,
+    NGX_HTTP_WHATSAPP_REDIS_PREAMBLE,
+    NGX_HTTP_WHATSAPP_REDIS_UP
+} ngx_http_whatsapp_redis_state_e;
+
+
 typedef struct {
-    redisAsyncContext              *ac;
-    ngx_event_t                     reconnect;
-    ngx_msec_t                      backoff;
-    ngx_uint_t                      generation;
-    ngx_uint_t                      exiting;
-    ngx_uint_t                      writing;
-    ngx_log_t                      *log;
-    ngx_http_whatsapp_main_conf_t  *wmcf;
+    redisAsyncContext                *ac;
+    ngx_http_whatsapp_redis_state_e   state;
+    ngx_uint_t                        preamble;   /* replies still owed */
+    ngx_http_whatsapp_redis_link_pt   link;
+    ngx_event_t                       reconnect;
+    ngx_msec_t                        backoff;
+    ngx_uint_t                        generation;
+    ngx_uint_t                        exiting;
+    ngx_uint_t                        writing;
+    ngx_log_t                        *log;
+    ngx_http_whatsapp_main_conf_t    *wmcf;
 } ngx_http_whatsapp_redis_t;
 
 
@@ -39,6 +58,7 @@ typedef struct {
 
 static void ngx_http_whatsapp_redis_connect(void);
 static void ngx_http_whatsapp_redis_schedule(void);
+static void ngx_http_whatsapp_redis_down(void);
 
 
 static ngx_http_whatsapp_redis_t  ngx_http_whatsapp_redis;
@@ -172,41 +192,122 @@ ngx_http_whatsapp_redis_cleanup(void *data)
 }
 
 
+/*
+ * A reply to a part of the preamble.  An error drops the connection: no
+ * use going on with one that cannot authenticate, select its database or
+ * hold the function.  The last good reply brings the link up.
+ */
 static void
-ngx_http_whatsapp_redis_setup_reply(redisAsyncContext *ac, void *reply,
+ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
+    void *data)
+{
+    redisReply                 *rr = reply;
+    ngx_http_whatsapp_redis_t  *rd;
+
+    rd = &ngx_http_whatsapp_redis;
+
+    /* NULL: the connection is gone, and its disconnect callback says so */
+    if (rr == NULL || ac != rd->ac) {
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "whatsapp redis: %s failed: %s, dropping the "
+                      "connection", (char *) data, rr->str);
+
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    if (rd->state != NGX_HTTP_WHATSAPP_REDIS_PREAMBLE || --rd->preamble) {
+        return;
+    }
+
+    rd->state = NGX_HTTP_WHATSAPP_REDIS_UP;
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                  "whatsapp redis: connected to %V:%i, database %i, "
+                  "function loaded", &rd->wmcf->addr, rd->wmcf->port,
+                  rd->wmcf->database);
+
+    rd->link(1);
+}
+
+
+/* FUNCTION LOAD on a connection that is up, after "Function not found" */
+static void
+ngx_http_whatsapp_redis_load_reply(redisAsyncContext *ac, void *reply,
     void *data)
 {
     redisReply  *rr = reply;
 
-    if (rr == NULL || rr->type != REDIS_REPLY_ERROR) {
-        return;
+    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_whatsapp_redis.log, 0,
+                      "whatsapp redis: FUNCTION LOAD failed: %s", rr->str);
     }
+}
 
-    ngx_log_error(NGX_LOG_ERR, ngx_http_whatsapp_redis.log, 0,
-                  "whatsapp redis: %s failed: %s", (char *) data, rr->str);
 
-    /* no use going on with a connection that cannot authenticate */
-    if (ngx_strcmp(data, "FUNCTION LOAD") != 0) {
-        redisAsyncDisconnect(ac);
-    }
+static ngx_int_t
+ngx_http_whatsapp_redis_load(redisCallbackFn *fn)
+{
+    return redisAsyncCommand(ngx_http_whatsapp_redis.ac, fn, "FUNCTION LOAD",
+                             "FUNCTION LOAD REPLACE %b",
+                             ngx_http_whatsapp_ingest_lua,
+                             sizeof(ngx_http_whatsapp_ingest_lua) - 1)
+           == REDIS_OK ? NGX_OK : NGX_ERROR;
 }
 
 
 void
 ngx_http_whatsapp_redis_load_functions(void)
 {
-    redisAsyncContext  *ac;
+    if (ngx_http_whatsapp_redis.state == NGX_HTTP_WHATSAPP_REDIS_UP) {
+        (void) ngx_http_whatsapp_redis_load(
+                                       ngx_http_whatsapp_redis_load_reply);
+    }
+}
 
-    ac = ngx_http_whatsapp_redis.ac;
 
-    if (ac == NULL) {
-        return;
+/* AUTH, SELECT and FUNCTION LOAD, ahead of anything else on the link */
+static ngx_int_t
+ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
+{
+    ngx_http_whatsapp_redis_t      *rd;
+    ngx_http_whatsapp_main_conf_t  *wmcf;
+
+    rd = &ngx_http_whatsapp_redis;
+    wmcf = rd->wmcf;
+
+    rd->state = NGX_HTTP_WHATSAPP_REDIS_PREAMBLE;
+    rd->preamble = 1;
+
+    if (wmcf->password.len) {
+        if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_preamble_reply,
+                              "AUTH", "AUTH %b", wmcf->password.data,
+                              wmcf->password.len)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rd->preamble++;
     }
 
-    (void) redisAsyncCommand(ac, ngx_http_whatsapp_redis_setup_reply,
-                             "FUNCTION LOAD", "FUNCTION LOAD REPLACE %b",
-                             ngx_http_whatsapp_ingest_lua,
-                             sizeof(ngx_http_whatsapp_ingest_lua) - 1);
+    if (wmcf->database) {
+        if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_preamble_reply,
+                              "SELECT", "SELECT %d", (int) wmcf->database)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rd->preamble++;
+    }
+
+    return ngx_http_whatsapp_redis_load(
+                                   ngx_http_whatsapp_redis_preamble_reply);
 }
 
 
@@ -228,6 +329,7 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
         /* hiredis frees the context when this returns */
         if (rd->ac == cac) {
             rd->ac = NULL;
+            ngx_http_whatsapp_redis_down();
         }
 
         ngx_http_whatsapp_redis_schedule();
@@ -236,28 +338,19 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
 
     ac = rd->ac;
 
-    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
-                  "whatsapp redis: connected to %V:%i",
-                  &wmcf->addr, wmcf->port);
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "whatsapp redis: connection to %V:%i made, sending its "
+                  "preamble", &wmcf->addr, wmcf->port);
 
     ngx_http_whatsapp_inc(redis_connects);
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
 
-    /* pipelined ahead of anything a request sends on this connection */
-
-    if (wmcf->password.len) {
-        (void) redisAsyncCommand(ac, ngx_http_whatsapp_redis_setup_reply,
-                                 "AUTH", "AUTH %b", wmcf->password.data,
-                                 wmcf->password.len);
+    if (ngx_http_whatsapp_redis_preamble(ac) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                      "whatsapp redis: no memory for the preamble, "
+                      "dropping the connection");
+        redisAsyncDisconnect(ac);
     }
-
-    if (wmcf->database) {
-        (void) redisAsyncCommand(ac, ngx_http_whatsapp_redis_setup_reply,
-                                 "SELECT", "SELECT %d",
-                                 (int) wmcf->database);
-    }
-
-    ngx_http_whatsapp_redis_load_functions();
 }
 
 
@@ -280,9 +373,30 @@ ngx_http_whatsapp_redis_disconnected(const redisAsyncContext *ac,
 
     if (rd->ac == ac) {
         rd->ac = NULL;
+        ngx_http_whatsapp_redis_down();
     }
 
     ngx_http_whatsapp_redis_schedule();
+}
+
+
+/* the link is gone: calls that waited for it are told */
+static void
+ngx_http_whatsapp_redis_down(void)
+{
+    ngx_http_whatsapp_redis_t  *rd;
+
+    rd = &ngx_http_whatsapp_redis;
+
+    if (rd->state == NGX_HTTP_WHATSAPP_REDIS_DOWN) {
+        return;
+    }
+
+    rd->state = NGX_HTTP_WHATSAPP_REDIS_DOWN;
+
+    if (!rd->exiting) {
+        rd->link(0);
+    }
 }
 
 
@@ -366,6 +480,7 @@ ngx_http_whatsapp_redis_connect(void)
     ac->ev.cleanup = ngx_http_whatsapp_redis_cleanup;
 
     rd->ac = ac;
+    rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
     rd->generation++;
 
     /* the connect callback waits for the first write event: set it last */
@@ -376,7 +491,7 @@ ngx_http_whatsapp_redis_connect(void)
 
 ngx_int_t
 ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
-    ngx_http_whatsapp_main_conf_t *wmcf)
+    ngx_http_whatsapp_main_conf_t *wmcf, ngx_http_whatsapp_redis_link_pt link)
 {
     ngx_http_whatsapp_redis_t  *rd;
 
@@ -384,6 +499,7 @@ ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
 
     ngx_memzero(rd, sizeof(ngx_http_whatsapp_redis_t));
 
+    rd->link = link;
     rd->wmcf = wmcf;
     rd->log = cycle->log;
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
@@ -416,6 +532,7 @@ ngx_http_whatsapp_redis_exit(void)
 
     ac = rd->ac;
     rd->ac = NULL;
+    rd->state = NGX_HTTP_WHATSAPP_REDIS_DOWN;
 
     if (ac) {
         redisAsyncFree(ac);
@@ -423,14 +540,24 @@ ngx_http_whatsapp_redis_exit(void)
 }
 
 
-ngx_uint_t
-ngx_http_whatsapp_redis_ready(void)
+/*
+ * NGX_OK: commands can be sent; NGX_AGAIN: a connection is being made or
+ * is sending its preamble; NGX_DECLINED: none, until the next reconnect.
+ */
+ngx_int_t
+ngx_http_whatsapp_redis_state(void)
 {
-    redisAsyncContext  *ac;
+    redisAsyncContext          *ac;
+    ngx_http_whatsapp_redis_t  *rd;
 
-    ac = ngx_http_whatsapp_redis.ac;
+    rd = &ngx_http_whatsapp_redis;
+    ac = rd->ac;
 
-    return ac && !(ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING));
+    if (ac == NULL || (ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))) {
+        return NGX_DECLINED;
+    }
+
+    return rd->state == NGX_HTTP_WHATSAPP_REDIS_UP ? NGX_OK : NGX_AGAIN;
 }
 
 
@@ -439,7 +566,7 @@ ngx_http_whatsapp_redis_command(int argc, const char **argv,
     const size_t *argvlen, redisCallbackFn *fn, void *data,
     ngx_uint_t *generation)
 {
-    if (!ngx_http_whatsapp_redis_ready()) {
+    if (ngx_http_whatsapp_redis_state() != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -506,6 +633,7 @@ ngx_http_whatsapp_redis_reset(ngx_uint_t generation, const char *reason)
 
     /* every command still waiting gets a NULL reply: its request, a 503 */
     redisAsyncFree(ac);
+    ngx_http_whatsapp_redis_down();
 
     ngx_http_whatsapp_redis_schedule();
 }

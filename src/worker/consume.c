@@ -54,6 +54,11 @@ consume_groups(worker_t *w)
 }
 
 
+/* a string of a reply is lit, compared with its length: it may hold NULs */
+#define reply_is(r, lit)                                                      \
+    ((r)->len == sizeof(lit) - 1 && memcmp((r)->str, lit, (r)->len) == 0)
+
+
 /* "message" entries whose text is a keyword carry keyword=optout|optin */
 static const char *
 keyword(worker_t *w, redisReply *fields)
@@ -66,10 +71,10 @@ keyword(worker_t *w, redisReply *fields)
     text = NULL;
 
     for (i = 0; i + 1 < fields->elements; i += 2) {
-        if (strcmp(fields->element[i]->str, "kind") == 0) {
-            message = strcmp(fields->element[i + 1]->str, "message") == 0;
+        if (reply_is(fields->element[i], "kind")) {
+            message = reply_is(fields->element[i + 1], "message");
 
-        } else if (strcmp(fields->element[i]->str, "text") == 0) {
+        } else if (reply_is(fields->element[i], "text")) {
             text = fields->element[i + 1];
         }
     }

@@ -47,7 +47,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     b.parser = parser;
 
     if (wa_normalize(&b, (const char *) data, size, 1780000000000LL) == 0) {
-        /* every event is whole: an id, a raw, fields that can be read */
+        /*
+         * every event is whole: an id, a raw, fields that can be read, no
+         * name twice
+         */
         for (i = 0; i < b.nevents; i++) {
             if (b.events[i].event_id_len == 0
                 || wa_event_field(&b.events[i], "raw") == NULL)
@@ -59,6 +62,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (b.events[i].fields[j].name_len == 0) {
                     abort();
                 }
+            }
+
+            if (wa_event_repeated_name(&b.events[i]) != NULL) {
+                abort();
             }
         }
     }

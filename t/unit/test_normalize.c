@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -116,6 +117,19 @@ field(const wa_event_t *ev, const char *name)
 
 #define ck_field(ev, name, want)                                              \
     ck_assert_str_eq(field(ev, name) ? field(ev, name) : "(none)", want)
+
+
+/* no event holds a field name twice: the worker would keep the last one */
+static void
+ck_names_unique(const wa_event_t *ev, const char *where)
+{
+    const wa_field_t  *f;
+
+    f = wa_event_repeated_name(ev);
+
+    ck_assert_msg(f == NULL, "%s: field \"%.*s\" twice", where,
+                  f ? (int) f->name_len : 0, f ? f->name : "");
+}
 
 
 static const char *vector_body =
@@ -450,6 +464,198 @@ START_TEST(parser_edges)
 END_TEST
 
 
+/*
+ * A name the normalizer sets itself cannot come from the body, at any
+ * depth: {"event":{"id":"X"}} would otherwise be a second event_id.
+ */
+START_TEST(common_fields_not_injected)
+{
+    wa_batch_t  *b;
+    wa_event_t  *ev;
+
+    b = normalize_str(ENVELOPE(
+        "{\"event\":{\"id\":\"X\"},\"waba\":{\"id\":\"Y\"},\"phone\":"
+        "{\"number_id\":\"Z\"},\"received\":{\"at\":\"1\"},\"display\":"
+        "{\"phone_number\":\"D\"},\"kind\":\"K\",\"a_b\":\"top\",\"a\":"
+        "{\"b\":\"nested\"},\"value\":{\"kind\":\"V\"},\"value_kind\":"
+        "\"W\"}"));
+
+    ck_assert_int_eq(b->nevents, 1);
+    ev = &b->events[0];
+    ck_names_unique(ev, "injection");
+
+    ck_field(ev, "kind", "x");
+    ck_field(ev, "waba_id", "1");
+    ck_field(ev, "received_at", "1700000000123");
+    ck_assert_int_eq(wa_event_field(ev, "event_id")->len, 32);
+    ck_assert_ptr_null(wa_event_field(ev, "phone_number_id"));
+    ck_assert_ptr_null(wa_event_field(ev, "display_phone_number"));
+
+    ck_field(ev, "value_event_id", "X");
+    ck_field(ev, "value_waba_id", "Y");
+    ck_field(ev, "value_phone_number_id", "Z");
+    ck_field(ev, "value_received_at", "1");
+    ck_field(ev, "value_display_phone_number", "D");
+    ck_field(ev, "value_kind", "K");
+
+    /* the first of two ways to one name wins; the other stays in raw */
+    ck_field(ev, "a_b", "top");
+
+    /* a user preference is flattened by the same rule */
+    b = normalize_str(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","
+        "\"changes\":[{\"field\":\"user_preferences\",\"value\":{"
+        "\"user_preferences\":[{\"wa_id\":\"7\",\"event\":{\"id\":\"E\"},"
+        "\"ts\":\"5\"}]}}]}]}");
+    ck_assert_int_eq(b->nevents, 1);
+    ck_names_unique(&b->events[0], "preference");
+    ck_field(&b->events[0], "value_event_id", "E");
+    ck_field(&b->events[0], "value_ts", "5");
+}
+END_TEST
+
+
+#define ck_bytes(f, want)                                                     \
+    do {                                                                      \
+        ck_assert_ptr_nonnull(f);                                             \
+        ck_assert_int_eq((f)->len, sizeof(want) - 1);                         \
+        ck_assert_int_eq(memcmp((f)->data, want, sizeof(want) - 1), 0);       \
+    } while (0)
+
+
+/* every value from the body is carried with its length, NULs and all */
+START_TEST(nul_in_ids_and_texts)
+{
+    wa_batch_t  *b;
+    wa_event_t  *ev;
+
+    b = normalize_str(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","
+        "\"changes\":[{\"field\":\"messages\",\"value\":{\"messages\":["
+        "{\"id\":\"wamid.X\\u0000a\",\"type\":\"text\",\"text\":{\"body\":"
+        "\"hi\\u0000there\"}},"
+        "{\"id\":\"wamid.X\\u0000b\",\"type\":\"text\",\"text\":{\"body\":"
+        "\"x\"}},"
+        "{\"id\":\"wamid.Y\",\"type\":\"text\\u0000z\",\"text\":{\"body\":"
+        "\"not the text\"}},"
+        "{\"id\":\"\\u0000\",\"type\":\"text\"}],"
+        "\"statuses\":[{\"id\":\"wamid.S\\u0000q\",\"status\":\"read\\u0000\"}"
+        "]}}]}]}");
+
+    ck_assert_ptr_null(b->error);
+    ck_assert_int_eq(b->nevents, 5);
+
+    ev = &b->events[0];
+    ck_assert_int_eq(ev->event_id_len, 9);
+    ck_assert_int_eq(memcmp(ev->event_id, "wamid.X\0a", 9), 0);
+    ck_bytes(wa_event_field(ev, "event_id"), "wamid.X\0a");
+    ck_bytes(wa_event_field(ev, "msg_id"), "wamid.X\0a");
+    ck_bytes(wa_event_field(ev, "text"), "hi\0there");
+
+    ev = &b->events[1];
+    ck_assert_int_eq(ev->event_id_len, 9);
+    ck_assert_int_eq(memcmp(ev->event_id, "wamid.X\0b", 9), 0);
+
+    /* a type with a NUL is not "text": no text taken from the text object */
+    ev = &b->events[2];
+    ck_bytes(wa_event_field(ev, "type"), "text\0z");
+    ck_assert_ptr_null(wa_event_field(ev, "text"));
+
+    /* an id of one NUL is an id, not an empty one */
+    ev = &b->events[3];
+    ck_assert_int_eq(ev->event_id_len, 1);
+    ck_assert_int_eq(ev->event_id[0], '\0');
+
+    ev = &b->events[4];
+    ck_assert_int_eq(ev->event_id_len, 15);
+    ck_assert_int_eq(memcmp(ev->event_id, "wamid.S\0q:read\0", 15), 0);
+
+    /* a field name with a NUL is not "messages": one change event */
+    b = normalize_str(
+        "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\","
+        "\"changes\":[{\"field\":\"messages\\u0000\",\"value\":{\"messages\":"
+        "[{\"id\":\"wamid.Z\"}],\"n\\u0000m\":\"v\"}}]}]}");
+    ck_assert_int_eq(b->nevents, 1);
+    ev = &b->events[0];
+    ck_assert_int_eq(ev->stream, WA_STREAM_ACCOUNT);
+    ck_assert_int_eq(ev->kind_len, 9);
+    ck_assert_int_eq(memcmp(ev->kind, "messages\0", 9), 0);
+    ck_bytes(wa_event_field(ev, "kind"), "messages\0");
+    ck_bytes(wa_event_fieldn(ev, "n\0m", 3), "v");
+
+    /* nor is an object that is not WhatsApp's with a NUL in its name */
+    b = normalize_str("{\"object\":\"whatsapp_business_account\\u0000\","
+                      "\"entry\":[]}");
+    ck_field(&b->events[0], "kind", "unparsed");
+}
+END_TEST
+
+
+/* CPU seconds to normalize a change whose value has n keys (best of 3) */
+static double
+flatten_seconds(int n, int repeat)
+{
+    int              i, k, t;
+    char            *body, *p;
+    double           best, s;
+    struct timespec  t0, t1;
+
+    body = malloc((size_t) n * 32 + 256);
+    ck_assert_ptr_nonnull(body);
+
+    p = body + sprintf(body, "{\"object\":\"whatsapp_business_account\","
+                       "\"entry\":[{\"id\":\"1\",\"time\":5,\"changes\":"
+                       "[{\"field\":\"x\",\"value\":{");
+    for (i = 0; i < n; i++) {
+        p += sprintf(p, "%s\"k%d\":%d", i ? "," : "", i, i);
+    }
+    strcpy(p, "}}]}]}");
+
+    best = 1e9;
+
+    for (t = 0; t < 3; t++) {
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+
+        for (k = 0; k < repeat; k++) {
+            normalize_str(body);
+        }
+
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+
+        s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        best = s < best ? s : best;
+    }
+
+    ck_assert_int_eq(batch.nevents, 1);
+    ck_assert_int_eq(batch.events[0].nfields, WA_EVENT_MAX_FIELDS + 1);
+    free(body);
+
+    return best / repeat;
+}
+
+
+/*
+ * The time per key of a large value stays that of a small one: flattening
+ * a value of n keys is not n squared.  A ratio of the same run, not a
+ * wall-clock limit; quadratic work makes it about 100 at these sizes.
+ */
+START_TEST(flatten_time_per_key_is_flat)
+{
+    double  small, large, ratio;
+
+    small = flatten_seconds(1000, 50) / 1000;
+    large = flatten_seconds(100000, 1) / 100000;
+    ratio = large / small;
+
+    fprintf(stderr, "normalize: %.1f ns per key at 1k keys, %.1f at 100k: "
+            "ratio %.2f\n", small * 1e9, large * 1e9, ratio);
+
+    ck_assert_msg(ratio < 4, "time per key grows with the keys: %.2f times "
+                  "at 100k what it is at 1k", ratio);
+}
+END_TEST
+
+
 /* how many events a body must give, counted without the normalizer */
 static size_t
 expected_events(json_t *body)
@@ -543,6 +749,7 @@ START_TEST(every_fixture)
                 ck_assert_int_gt(b->events[i].event_id_len, 0);
                 ck_assert_int_le(b->events[i].nfields,
                                  WA_EVENT_MAX_FIELDS + 1);
+                ck_names_unique(&b->events[i], name);
             }
 
             cases++;
@@ -578,6 +785,15 @@ normalize_suite(void)
     tcase_add_test(tc, field_limit);
     tcase_add_test(tc, parser_edges);
     tcase_add_test(tc, every_fixture);
+    tcase_add_test(tc, common_fields_not_injected);
+    tcase_add_test(tc, nul_in_ids_and_texts);
+    suite_add_tcase(s, tc);
+
+    /* seconds under the sanitizers: Check's default of 4 is too short */
+    tc = tcase_create("complexity");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, flatten_time_per_key_is_flat);
     suite_add_tcase(s, tc);
 
     return s;
