@@ -19,11 +19,6 @@
 #include "wa_normalize.h"
 
 
-const char *wa_stream_names[WA_STREAM_COUNT] = {
-    "messages", "statuses", "account"
-};
-
-
 /*
  * A text taken from the body, or made here: always with its length, never
  * measured with strlen(), since a string of the body may hold a NUL.
@@ -44,10 +39,11 @@ typedef struct {
  * it becomes value_<name>
  */
 static const wa_text_t  wa_reserved[] = {
-    WA_TEXT("kind"), WA_TEXT("field"), WA_TEXT("event_id"),
-    WA_TEXT("waba_id"), WA_TEXT("phone_number_id"),
-    WA_TEXT("display_phone_number"), WA_TEXT("ts"), WA_TEXT("received_at"),
-    WA_TEXT("raw"), WA_TEXT("error")
+    WA_TEXT(WA_FIELD_KIND), WA_TEXT(WA_FIELD_FIELD),
+    WA_TEXT(WA_FIELD_EVENT_ID), WA_TEXT(WA_FIELD_WABA_ID),
+    WA_TEXT(WA_FIELD_PHONE_NUMBER_ID), WA_TEXT(WA_FIELD_DISPLAY_PHONE_NUMBER),
+    WA_TEXT(WA_FIELD_TS), WA_TEXT(WA_FIELD_RECEIVED_AT),
+    WA_TEXT(WA_FIELD_RAW), WA_TEXT(WA_FIELD_ERROR)
 };
 
 #define WA_RESERVED_N  (sizeof(wa_reserved) / sizeof(wa_reserved[0]))
@@ -441,12 +437,14 @@ wa_begin(wa_builder_t *bd, wa_text_t kind, wa_text_t event_id,
 
     bd->n = 0;
 
-    wa_add_text(bd, "kind", 4, kind);
-    wa_add_text(bd, "field", 5, bd->field);
-    wa_add_text(bd, "event_id", 8, event_id);
+    wa_add_text(bd, WA_FIELD_KIND, sizeof(WA_FIELD_KIND) - 1, kind);
+    wa_add_text(bd, WA_FIELD_FIELD, sizeof(WA_FIELD_FIELD) - 1, bd->field);
+    wa_add_text(bd, WA_FIELD_EVENT_ID, sizeof(WA_FIELD_EVENT_ID) - 1,
+                event_id);
 
     if (bd->entry != NULL
-        && wa_add_path(bd, "waba_id", bd->entry, "id", NULL, NULL) != 0)
+        && wa_add_path(bd, WA_FIELD_WABA_ID, bd->entry, "id", NULL, NULL)
+           != 0)
     {
         return -1;
     }
@@ -456,7 +454,9 @@ wa_begin(wa_builder_t *bd, wa_text_t kind, wa_text_t event_id,
         v = wa_path(bd->value, "phone_number_id", NULL, NULL);
     }
 
-    if (wa_add_json(bd, "phone_number_id", 15, v) != 0) {
+    if (wa_add_json(bd, WA_FIELD_PHONE_NUMBER_ID,
+                    sizeof(WA_FIELD_PHONE_NUMBER_ID) - 1, v) != 0)
+    {
         return -1;
     }
 
@@ -465,7 +465,9 @@ wa_begin(wa_builder_t *bd, wa_text_t kind, wa_text_t event_id,
         v = wa_path(bd->value, "display_phone_number", NULL, NULL);
     }
 
-    if (wa_add_json(bd, "display_phone_number", 20, v) != 0) {
+    if (wa_add_json(bd, WA_FIELD_DISPLAY_PHONE_NUMBER,
+                    sizeof(WA_FIELD_DISPLAY_PHONE_NUMBER) - 1, v) != 0)
+    {
         return -1;
     }
 
@@ -473,11 +475,12 @@ wa_begin(wa_builder_t *bd, wa_text_t kind, wa_text_t event_id,
         ts = wa_json_get(bd->entry, "time");
     }
 
-    if (wa_add_json(bd, "ts", 2, ts) != 0) {
+    if (wa_add_json(bd, WA_FIELD_TS, sizeof(WA_FIELD_TS) - 1, ts) != 0) {
         return -1;
     }
 
-    wa_add(bd, "received_at", 11, bd->received, bd->received_len);
+    wa_add(bd, WA_FIELD_RECEIVED_AT, sizeof(WA_FIELD_RECEIVED_AT) - 1,
+           bd->received, bd->received_len);
 
     return 0;
 }
@@ -511,8 +514,8 @@ wa_commit(wa_builder_t *bd, wa_stream_t stream, wa_text_t kind,
     }
 
     /* raw always fits: f has a place for it past the field limit */
-    bd->f[bd->n].name = "raw";
-    bd->f[bd->n].name_len = 3;
+    bd->f[bd->n].name = WA_FIELD_RAW;
+    bd->f[bd->n].name_len = sizeof(WA_FIELD_RAW) - 1;
     bd->f[bd->n].data = raw;
     bd->f[bd->n].len = raw_len;
 
@@ -575,7 +578,7 @@ wa_unparsed(wa_builder_t *bd, const wa_json_t *item, const char *why)
         return -1;
     }
 
-    wa_add(bd, "error", 5, why, strlen(why));
+    wa_add(bd, WA_FIELD_ERROR, sizeof(WA_FIELD_ERROR) - 1, why, strlen(why));
 
     return wa_commit_json(bd, WA_STREAM_ACCOUNT, wa_text("unparsed"), id,
                           item);
@@ -1233,7 +1236,7 @@ wa_items(wa_builder_t *bd, const char *name,
 static int
 wa_inbound(wa_builder_t *bd, const wa_json_t *m)
 {
-    return wa_message(bd, m, wa_text("message"));
+    return wa_message(bd, m, wa_text(WA_KIND_MESSAGE));
 }
 
 
@@ -1357,7 +1360,7 @@ wa_body_unparsed(wa_builder_t *bd, const char *body, size_t len)
     }
 
     why = bd->batch->error;
-    wa_add(bd, "error", 5, why, strlen(why));
+    wa_add(bd, WA_FIELD_ERROR, sizeof(WA_FIELD_ERROR) - 1, why, strlen(why));
 
     return wa_commit(bd, WA_STREAM_ACCOUNT, wa_text("unparsed"), id, body,
                      len);

@@ -15,14 +15,7 @@
 #include <stdint.h>
 
 #include "wa_json.h"
-
-
-typedef enum {
-    WA_STREAM_MESSAGES = 0,
-    WA_STREAM_STATUSES,
-    WA_STREAM_ACCOUNT,
-    WA_STREAM_COUNT
-} wa_stream_t;
+#include "wa_streams.h"
 
 
 /* an event never has more fields than this; the rest stays in "raw" */
@@ -64,9 +57,6 @@ typedef struct {
     const char        *error;
     char               error_buf[160];
 } wa_batch_t;
-
-
-extern const char *wa_stream_names[WA_STREAM_COUNT];
 
 
 /*

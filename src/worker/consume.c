@@ -1,56 +1,40 @@
 /*
- * wa-relayd: reading the streams in a consumer group.
+ * wa-relayd: the consumer loop's reading of the event streams.
  *
- * Entries are read with XREADGROUP and applied in batches by the Redis
- * function wa_apply_1 (redis/wa_state.lua), which acknowledges each entry
- * in the same atomic call.  Entries left pending by a worker that died are
- * reclaimed with XAUTOCLAIM once idle long enough; one delivered more than
- * --max-deliveries times goes to <prefix>:dead instead.
+ * Entries are read in the group through the stream reader (reader.c) and
+ * applied in batches by the Redis function wa_apply_1
+ * (redis/wa_state.lua), which acknowledges each entry in the same atomic
+ * call.  Entries left pending by a worker that died are taken over once
+ * idle; one delivered more than --max-deliveries times goes to
+ * <prefix>:dead instead.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
 #include "log.h"
 #include "worker.h"
 
-const char *stream_names[NSTREAMS] = { "messages", "statuses", "account" };
 
-
-int
-consume_groups(worker_t *w)
+void
+wa_consume_init(wa_worker_t *w, const wa_options_t *o)
 {
-    int          i;
-    redisReply  *r;
+    int  i;
 
-    for (i = 0; i < NSTREAMS; i++) {
-        /* from 0: a new group reads what is already in the stream */
-        r = redisCommand(w->c, "XGROUP CREATE %s %s 0 MKSTREAM",
-                         w->stream[i], w->o->group);
-        if (r == NULL) {
-            log_msg(LOG_ERROR, "Redis XGROUP CREATE: %s", w->c->errstr);
-            return -1;
-        }
+    memset(w, 0, sizeof(wa_worker_t));
+    w->o = o;
 
-        if (r->type == REDIS_REPLY_ERROR) {
-            if (strncmp(r->str, "BUSYGROUP", 9) != 0) {
-                log_msg(LOG_ERROR, "Redis XGROUP CREATE %s: %s",
-                        w->stream[i], r->str);
-                freeReplyObject(r);
-                return -1;
-            }
+    wa_link_init(&w->link, o, "");
 
-        } else {
-            log_msg(LOG_INFO, "created group %s on %s", w->o->group,
-                    w->stream[i]);
-        }
+    snprintf(w->dead, sizeof(w->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
+    wa_reader_init(&w->reader, &w->link, w->dead);
 
-        freeReplyObject(r);
+    for (i = 0; i < WA_STREAM_COUNT; i++) {
+        snprintf(w->stream[i], sizeof(w->stream[i]), "%s:%s", o->prefix,
+                 wa_stream_names[i]);
+        wa_reader_add(&w->reader, w->stream[i]);
     }
-
-    return 0;
 }
 
 
@@ -61,7 +45,7 @@ consume_groups(worker_t *w)
 
 /* "message" entries whose text is a keyword carry keyword=optout|optin */
 static const char *
-keyword(worker_t *w, redisReply *fields)
+keyword(wa_worker_t *w, redisReply *fields)
 {
     size_t       i;
     redisReply  *text;
@@ -71,10 +55,10 @@ keyword(worker_t *w, redisReply *fields)
     text = NULL;
 
     for (i = 0; i + 1 < fields->elements; i += 2) {
-        if (reply_is(fields->element[i], "kind")) {
-            message = reply_is(fields->element[i + 1], "message");
+        if (reply_is(fields->element[i], WA_FIELD_KIND)) {
+            message = reply_is(fields->element[i + 1], WA_KIND_MESSAGE);
 
-        } else if (reply_is(fields->element[i], "text")) {
+        } else if (reply_is(fields->element[i], WA_FIELD_TEXT)) {
             text = fields->element[i + 1];
         }
     }
@@ -94,29 +78,6 @@ keyword(worker_t *w, redisReply *fields)
     return NULL;
 }
 
-
-static int
-valid_entry(redisReply *e)
-{
-    size_t  i;
-
-    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2
-        || e->element[0]->type != REDIS_REPLY_STRING
-        || e->element[1]->type != REDIS_REPLY_ARRAY)
-    {
-        return 0;
-    }
-
-    for (i = 0; i < e->element[1]->elements; i++) {
-        if (e->element[1]->element[i]->type != REDIS_REPLY_STRING) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 /* a field the state functions never read (redis/wa_state.lua) */
 static int
 left_out(redisReply *name)
@@ -125,9 +86,9 @@ left_out(redisReply *name)
         const char  *str;
         size_t       len;
     } names[] = {
-        { "raw", sizeof("raw") - 1 },
-        { "field", sizeof("field") - 1 },
-        { "received_at", sizeof("received_at") - 1 },
+        { WA_FIELD_RAW, sizeof(WA_FIELD_RAW) - 1 },
+        { WA_FIELD_FIELD, sizeof(WA_FIELD_FIELD) - 1 },
+        { WA_FIELD_RECEIVED_AT, sizeof(WA_FIELD_RECEIVED_AT) - 1 },
     };
 
     size_t  i;
@@ -149,7 +110,8 @@ left_out(redisReply *name)
  * of the values, so the reply they came in can be freed at once.
  */
 static void
-prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
+prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
+    wa_apply_call_t *call)
 {
     int           len;
     char          ttl[32], count[32], *nf, *cmd;
@@ -160,7 +122,7 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
     argc = 9;
 
     for (i = 0; i < n; i++) {
-        argc += 4 + (valid_entry(entries[i])
+        argc += 4 + (wa_reader_valid(entries[i])
                      ? entries[i]->element[1]->elements : 0);
     }
 
@@ -169,7 +131,7 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
     nf = malloc(n * 24);
 
     if (argv == NULL || lens == NULL || nf == NULL) {
-        log_msg(LOG_ERROR, "out of memory");
+        wa_log(WA_LOG_ERROR, "out of memory");
         exit(1);
     }
 
@@ -193,7 +155,7 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
     for (i = 0, j = 0; i < n; i++) {
         e = entries[i];
 
-        if (!valid_entry(e)) {
+        if (!wa_reader_valid(e)) {
             continue;
         }
 
@@ -207,7 +169,7 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
         /*
          * Values are binary-safe: lengths come from the reply.  The fields
          * the rules never read stay behind (left_out): every argument costs
-         * Redis a string in the function's Lua, and "raw" is most of an
+         * Redis a string in the function's Lua, and the raw JSON is most of an
          * entry's bytes; the function reads it from the stream if the entry
          * goes dead.
          */
@@ -223,8 +185,8 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
         }
 
         if (kw) {
-            argv[k] = "keyword";
-            lens[k++] = 7;
+            argv[k] = WA_FIELD_KEYWORD;
+            lens[k++] = sizeof(WA_FIELD_KEYWORD) - 1;
             argv[k] = kw;
             lens[k++] = strlen(kw);
         }
@@ -245,7 +207,7 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
     if (j) {
         len = redisFormatCommandArgv(&cmd, (int) k, argv, lens);
         if (len < 0) {
-            log_msg(LOG_ERROR, "out of memory");
+            wa_log(WA_LOG_ERROR, "out of memory");
             exit(1);
         }
 
@@ -259,48 +221,26 @@ prepare(worker_t *w, int s, redisReply **entries, size_t n, call_t *call)
 }
 
 
-/* what hiredis holds for Redis is written, no reply read: -1 on error */
-static int
-write_out(worker_t *w)
-{
-    int  done;
-
-    do {
-        if (redisBufferWrite(w->c, &done) != REDIS_OK) {
-            return -1;
-        }
-    } while (!done);
-
-    return 0;
-}
-
-
 /* the calls go out, their replies are not waited for: -1 if the link broke */
 static int
-send_calls(worker_t *w, batch_t *b)
+send_calls(wa_worker_t *w, wa_apply_batch_t *b)
 {
     int  i;
 
     for (i = 0; i < b->ncalls; i++) {
-        if (redisAppendFormattedCommand(w->c, b->call[i].cmd, b->call[i].len)
-            != REDIS_OK)
+        if (wa_link_append_formatted(&w->link, b->call[i].cmd,
+                                     b->call[i].len) != 0)
         {
-            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
             return -1;
         }
     }
 
-    if (write_out(w) != 0) {
-        log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
-        return -1;
-    }
-
-    return 0;
+    return wa_link_write(&w->link);
 }
 
 
 static void
-free_calls(batch_t *b)
+free_calls(wa_apply_batch_t *b)
 {
     int  i;
 
@@ -312,82 +252,100 @@ free_calls(batch_t *b)
 }
 
 
+/* every call sent found no function: load it, then each goes again */
 static int
-not_loaded(redisReply *r)
+reload_and_retry(wa_worker_t *w, wa_apply_batch_t *b, redisReply **r, int n)
 {
-    /* FUNCTION FLUSH, or a Redis restarted without persistence */
-    return r->type == REDIS_REPLY_ERROR
-           && strstr(r->str, "Function not found") != NULL;
+    int  i, loaded;
+
+    for (i = 0, loaded = 0; i < n; i++) {
+        if (!wa_link_not_loaded(r[i])) {
+            continue;
+        }
+
+        if (!loaded) {
+            wa_log(WA_LOG_WARN, "%s: loading the state functions again",
+                   r[i]->str);
+
+            if (wa_link_load_functions(&w->link) != 0) {
+                return w->link.c->err ? -1 : 0;
+            }
+
+            loaded = 1;
+        }
+
+        freeReplyObject(r[i]);
+        r[i] = NULL;
+
+        if (wa_link_append_formatted(&w->link, b->call[i].cmd,
+                                     b->call[i].len) != 0
+            || (r[i] = wa_link_reply(&w->link)) == NULL)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* what wa_apply_1 said of a call's entries */
+static void
+count_reply(wa_worker_t *w, wa_apply_call_t *call, redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* left pending: reclaimed, retried, dead after max-deliveries */
+        wa_log(WA_LOG_ERROR, "applying %zu entries of %s failed: %s",
+               call->n, w->stream[call->s], r->str);
+        w->n.errors++;
+        return;
+    }
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+        return;
+    }
+
+    w->n.applied += r->element[0]->integer;
+    w->n.duplicates += r->element[1]->integer;
+    w->n.skipped += r->element[2]->integer;
+    w->n.dead += r->element[3]->integer;
+
+    if (r->element[3]->integer) {
+        wa_log(WA_LOG_ERROR, "%lld entries of %s could not be applied, "
+               "moved to %s", r->element[3]->integer, w->stream[call->s],
+               w->dead);
+    }
 }
 
 
 /* the replies of calls sent, in order; -1 if the connection is gone */
 static int
-finish_calls(worker_t *w, batch_t *b)
+finish_calls(wa_worker_t *w, wa_apply_batch_t *b)
 {
-    int          i, n, loaded;
-    call_t      *call;
-    redisReply  *r[NSTREAMS];
+    int          i, n, rc;
+    redisReply  *r[WA_STREAM_COUNT];
+
+    rc = 0;
 
     for (n = 0; n < b->ncalls; n++) {
-        if (redisGetReply(w->c, (void **) &r[n]) != REDIS_OK) {
-            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
-            goto failed;
+        r[n] = wa_link_reply(&w->link);
+        if (r[n] == NULL) {
+            rc = -1;
+            break;
         }
     }
 
-    /* every call sent found no function: load it, then each goes again */
-    for (i = 0, loaded = 0; i < n; i++) {
-        if (!not_loaded(r[i])) {
+    if (rc == 0) {
+        rc = reload_and_retry(w, b, r, n);
+    }
+
+    for (i = 0; i < n; i++) {
+        if (r[i] == NULL) {
             continue;
         }
 
-        if (!loaded) {
-            log_msg(LOG_WARN, "%s: loading the state functions again",
-                    r[i]->str);
-        }
-
-        if (!loaded && conn_load_functions(w->c) != 0) {
-            if (w->c->err) {
-                goto failed;
-            }
-
-            break;
-        }
-
-        loaded = 1;
-        freeReplyObject(r[i]);
-        r[i] = NULL;
-
-        if (redisAppendFormattedCommand(w->c, b->call[i].cmd,
-                                        b->call[i].len) != REDIS_OK
-            || redisGetReply(w->c, (void **) &r[i]) != REDIS_OK)
-        {
-            log_msg(LOG_ERROR, "Redis FCALL wa_apply_1: %s", w->c->errstr);
-            goto failed;
-        }
-    }
-
-    for (i = 0; i < n; i++) {
-        call = &b->call[i];
-
-        if (r[i]->type == REDIS_REPLY_ERROR) {
-            /* left pending: reclaimed, retried, dead after max-deliveries */
-            log_msg(LOG_ERROR, "applying %zu entries of %s failed: %s",
-                    call->n, w->stream[call->s], r[i]->str);
-            w->n.errors++;
-
-        } else if (r[i]->type == REDIS_REPLY_ARRAY && r[i]->elements == 4) {
-            w->n.applied += r[i]->element[0]->integer;
-            w->n.duplicates += r[i]->element[1]->integer;
-            w->n.skipped += r[i]->element[2]->integer;
-            w->n.dead += r[i]->element[3]->integer;
-
-            if (r[i]->element[3]->integer) {
-                log_msg(LOG_ERROR, "%lld entries of %s could not be applied, "
-                        "moved to %s", r[i]->element[3]->integer,
-                        w->stream[call->s], w->dead);
-            }
+        if (rc == 0) {
+            count_reply(w, &b->call[i], r[i]);
         }
 
         freeReplyObject(r[i]);
@@ -395,27 +353,16 @@ finish_calls(worker_t *w, batch_t *b)
 
     free_calls(b);
 
-    return 0;
-
-failed:
-
-    for (i = 0; i < n; i++) {
-        if (r[i]) {
-            freeReplyObject(r[i]);
-        }
-    }
-
-    free_calls(b);
-
-    return -1;
+    return rc;
 }
 
 
-/* apply entries of stream s in one FCALL; -1 if the connection is gone */
+/* entries of stream s in one FCALL (what the reader took over) */
 static int
-apply(worker_t *w, int s, redisReply **entries, size_t n)
+apply(void *data, int s, redisReply **entries, size_t n)
 {
-    batch_t  b;
+    wa_worker_t       *w = data;
+    wa_apply_batch_t   b;
 
     prepare(w, s, entries, n, &b.call[0]);
     b.ncalls = b.call[0].n ? 1 : 0;
@@ -429,144 +376,43 @@ apply(worker_t *w, int s, redisReply **entries, size_t n)
 }
 
 
-static int
-nogroup(redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0) {
-        /* the group was lost (a Redis restart without persistence) */
-        log_msg(LOG_WARN, "%s: creating the groups again", r->str);
-        return 1;
-    }
-
-    return 0;
-}
-
-
-/*
- * Waits until Redis has written the whole reply of the XREADGROUP sent
- * before a PING, without parsing it: its bytes end with the PING's reply.
- * An entry's value can end the same way at the end of one read; the calls
- * then go out a little early, which costs time, not order.
- */
-static int
-read_written(worker_t *w)
-{
-    redisReader  *rd;
-
-    if (write_out(w) != 0) {
-        return -1;
-    }
-
-    rd = w->c->reader;
-
-    while (rd->len - rd->pos < 7
-           || memcmp(rd->buf + rd->len - 7, "+PONG\r\n", 7) != 0)
-    {
-        if (redisBufferRead(w->c) != REDIS_OK) {
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
-
 /*
  * XREADGROUP on every stream: from ">" (new entries), or from "0" (the
  * entries this consumer was given before and has not acknowledged: what a
  * previous run under the same name held when it died).  *r is NULL when
  * there is nothing to apply; -1 if the connection is gone.
  *
- * With a batch in hand (b), its calls go out once Redis has written the
- * reply, and hiredis makes that reply's objects (0.9 ms for 512 entries)
- * while Redis applies them: sent with the XREADGROUP, they would run
- * before the reply had left (Redis writes 64 KB of a reply per turn).
+ * With a batch in hand (b), its calls go out once the reply is in: sent
+ * with the XREADGROUP, they would run before the reply had left (Redis
+ * writes a large reply over several turns of its loop), and the worker
+ * would wait for them.  This way Redis applies the batch in hand while the
+ * worker formats the next.
  */
 static int
-read_group(worker_t *w, const char *from, long block_ms, batch_t *b,
-    redisReply **r)
+read_group(wa_worker_t *w, const char *from, long block_ms,
+    wa_apply_batch_t *b, redisReply **r)
 {
-    redisReply  *pong;
-    int          k, argc;
-    const char  *argv[9 + 2 * NSTREAMS];
-    char         count[32], block[32];
-
-    snprintf(count, sizeof(count), "%ld", w->o->batch);
-    snprintf(block, sizeof(block), "%ld", block_ms);
-
-    argc = 0;
-    argv[argc++] = "XREADGROUP";
-    argv[argc++] = "GROUP";
-    argv[argc++] = w->o->group;
-    argv[argc++] = w->o->consumer;
-    argv[argc++] = "COUNT";
-    argv[argc++] = count;
-
-    if (block_ms) {
-        argv[argc++] = "BLOCK";
-        argv[argc++] = block;
-    }
-
-    argv[argc++] = "STREAMS";
-
-    for (k = 0; k < NSTREAMS; k++) {
-        argv[argc + k] = w->stream[k];
-        argv[argc + NSTREAMS + k] = from;
-    }
-
-    argc += 2 * NSTREAMS;
-
     *r = NULL;
-    pong = NULL;
 
-    if (redisAppendCommandArgv(w->c, argc, argv, NULL) != REDIS_OK
-        || (b && redisAppendCommand(w->c, "PING") != REDIS_OK)
-        || (b && read_written(w) != 0))
+    if (wa_reader_append(&w->reader, from, w->o->batch, block_ms) != 0
+        || (*r = wa_link_reply(&w->link)) == NULL)
     {
-        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", w->c->errstr);
         return -1;
     }
 
     if (b && send_calls(w, b) != 0) {
-        return -1;
-    }
-
-    if (redisGetReply(w->c, (void **) r) != REDIS_OK
-        || (b && redisGetReply(w->c, (void **) &pong) != REDIS_OK))
-    {
-        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", w->c->errstr);
-
-        if (*r) {
-            freeReplyObject(*r);
-            *r = NULL;
-        }
-
-        return -1;
-    }
-
-    if (pong) {
-        freeReplyObject(pong);
-    }
-
-    if (nogroup(*r)) {
         freeReplyObject(*r);
         *r = NULL;
+        return -1;
+    }
 
+    if (wa_reader_check(&w->reader, r) == 1) {
         /* the calls sent meanwhile are answered before the groups are */
         if (b && finish_calls(w, b) != 0) {
             return -1;
         }
 
-        return consume_groups(w);
-    }
-
-    if ((*r)->type == REDIS_REPLY_ERROR) {
-        log_msg(LOG_ERROR, "Redis XREADGROUP: %s", (*r)->str);
-    }
-
-    if ((*r)->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(*r);
-        *r = NULL;
+        return wa_reader_groups(&w->reader);
     }
 
     return 0;
@@ -575,34 +421,26 @@ read_group(worker_t *w, const char *from, long block_ms, batch_t *b,
 
 /* one call per stream in an XREADGROUP reply; the number of entries */
 static int
-prepare_reply(worker_t *w, redisReply *r, batch_t *b)
+prepare_reply(wa_worker_t *w, redisReply *r, wa_apply_batch_t *b)
 {
-    int          k, got;
-    size_t       i;
-    redisReply  *s;
+    int          s, got;
+    redisReply  *entries;
 
     b->ncalls = 0;
     got = 0;
 
-    for (i = 0; r && i < r->elements; i++) {
-        s = r->element[i];
-
-        if (s->type != REDIS_REPLY_ARRAY || s->elements != 2) {
+    for (s = 0; r && s < WA_STREAM_COUNT; s++) {
+        entries = wa_reader_entries(&w->reader, r, s);
+        if (entries == NULL) {
             continue;
         }
 
-        for (k = 0; k < NSTREAMS; k++) {
-            if (strcmp(s->element[0]->str, w->stream[k]) == 0) {
-                got += (int) s->element[1]->elements;
-                prepare(w, k, s->element[1]->element, s->element[1]->elements,
-                        &b->call[b->ncalls]);
+        got += (int) entries->elements;
+        prepare(w, s, entries->element, entries->elements,
+                &b->call[b->ncalls]);
 
-                if (b->call[b->ncalls].n) {
-                    b->ncalls++;
-                }
-
-                break;
-            }
+        if (b->call[b->ncalls].n) {
+            b->ncalls++;
         }
     }
 
@@ -611,18 +449,17 @@ prepare_reply(worker_t *w, redisReply *r, batch_t *b)
 
 
 /*
- * New entries, pipelined: Redis writes the next batch before the batch in
- * hand goes out, and the worker parses and formats it while Redis applies
- * the one in hand, so that their work overlaps.  The batch read last is
- * held until the next call (consume_drain applies it when stopping); a
- * worker killed meanwhile leaves it pending, for consume_own_pending.
+ * New entries, pipelined: Redis applies the batch in hand while the worker
+ * formats the next.  The batch read last is held until the next call
+ * (wa_consume_drain applies it when stopping); a worker killed meanwhile
+ * leaves it pending, for what wa_consume_start reads first.
  */
 int
-consume_read(worker_t *w)
+wa_consume_read(wa_worker_t *w)
 {
-    int          rc;
-    batch_t      next;
-    redisReply  *r;
+    int                rc;
+    wa_apply_batch_t   next;
+    redisReply        *r;
 
     /* with a batch in hand, no waiting for more: it goes out meanwhile */
     if (w->held.ncalls) {
@@ -651,7 +488,7 @@ consume_read(worker_t *w)
 
 /* the batch in hand: applied when stopping, forgotten with the connection */
 int
-consume_drain(worker_t *w)
+wa_consume_drain(wa_worker_t *w)
 {
     if (send_calls(w, &w->held) != 0) {
         free_calls(&w->held);
@@ -663,19 +500,26 @@ consume_drain(worker_t *w)
 
 
 void
-consume_forget(worker_t *w)
+wa_consume_forget(wa_worker_t *w)
 {
     free_calls(&w->held);
 }
 
 
-/* first thing after a (re)start: what this consumer held, in its order */
+/*
+ * First thing on a (re)connection: the groups, then what this consumer
+ * held before a restart, in its order.
+ */
 int
-consume_own_pending(worker_t *w)
+wa_consume_start(wa_worker_t *w)
 {
-    int          got, rounds;
-    batch_t      b;
-    redisReply  *r;
+    int                got, rounds;
+    wa_apply_batch_t   b;
+    redisReply        *r;
+
+    if (wa_reader_groups(&w->reader) != 0) {
+        return -1;
+    }
 
     for (rounds = 0; rounds < 1000; rounds++) {
         if (read_group(w, "0", 0, NULL, &r) != 0) {
@@ -701,214 +545,39 @@ consume_own_pending(worker_t *w)
             return -1;
         }
 
-        log_msg(LOG_INFO, "applied %d entries this consumer held before "
-                "a restart", got);
+        wa_log(WA_LOG_INFO, "applied %d entries this consumer held before "
+               "a restart", got);
     }
 
     return 0;
 }
 
 
-/* pending entries delivered too often go to the dead-letter stream */
-static int
-bury(worker_t *w, int s, redisReply *e, long long deliveries)
-{
-    int           i;
-    char          times[32];
-    size_t        m, argc;
-    const char  **argv;
-    size_t       *lens;
-    redisReply   *r;
-
-    argc = 11 + e->element[1]->elements;
-    argv = malloc(argc * sizeof(char *));
-    lens = malloc(argc * sizeof(size_t));
-
-    if (argv == NULL || lens == NULL) {
-        log_msg(LOG_ERROR, "out of memory");
-        exit(1);
-    }
-
-    snprintf(times, sizeof(times), "%lld", deliveries);
-
-    argv[0] = "XADD"; argv[1] = w->dead; argv[2] = "*";
-    argv[3] = "stream"; argv[4] = w->stream[s];
-    argv[5] = "id"; argv[6] = e->element[0]->str;
-    argv[7] = "reason";
-    argv[8] = "delivered too many times without being applied";
-    argv[9] = "deliveries"; argv[10] = times;
-
-    for (i = 0; i < 11; i++) {
-        lens[i] = strlen(argv[i]);
-    }
-
-    for (m = 0; m < e->element[1]->elements; m++) {
-        argv[11 + m] = e->element[1]->element[m]->str;
-        lens[11 + m] = e->element[1]->element[m]->len;
-    }
-
-    redisAppendCommand(w->c, "MULTI");
-    redisAppendCommandArgv(w->c, (int) argc, argv, lens);
-    redisAppendCommand(w->c, "XACK %s %s %s", w->stream[s], w->o->group,
-                       e->element[0]->str);
-    redisAppendCommand(w->c, "EXEC");
-
-    free(argv);
-    free(lens);
-
-    for (i = 0; i < 4; i++) {
-        if (redisGetReply(w->c, (void **) &r) != REDIS_OK) {
-            log_msg(LOG_ERROR, "Redis dead-letter: %s", w->c->errstr);
-            return -1;
-        }
-
-        freeReplyObject(r);
-    }
-
-    log_msg(LOG_ERROR, "entry %s of %s delivered %lld times, moved to %s",
-            e->element[0]->str, w->stream[s], deliveries, w->dead);
-    w->n.dead++;
-
-    return 0;
-}
-
-
-static long long
-deliveries(redisReply *pending, const char *id)
-{
-    size_t       i;
-    redisReply  *p;
-
-    for (i = 0; pending && i < pending->elements; i++) {
-        p = pending->element[i];
-
-        if (p->type == REDIS_REPLY_ARRAY && p->elements == 4
-            && strcmp(p->element[0]->str, id) == 0)
-        {
-            return p->element[3]->integer;
-        }
-    }
-
-    return 0;
-}
-
-
-static int
-reclaim_stream(worker_t *w, int s)
-{
-    int          rounds;
-    char         cursor[64], idle[32], count[32];
-    size_t       i, n, keep;
-    redisReply  *r, *entries, *pending, *e, **keepv;
-
-    snprintf(cursor, sizeof(cursor), "0-0");
-    snprintf(idle, sizeof(idle), "%ld", w->o->claim_idle_ms);
-    snprintf(count, sizeof(count), "%ld", w->o->batch);
-
-    /* bounded, so that new entries are not starved */
-    for (rounds = 0; rounds < 16; rounds++) {
-        r = redisCommand(w->c, "XAUTOCLAIM %s %s %s %s %s COUNT %s",
-                         w->stream[s], w->o->group, w->o->consumer, idle,
-                         cursor, count);
-        if (r == NULL) {
-            log_msg(LOG_ERROR, "Redis XAUTOCLAIM: %s", w->c->errstr);
-            return -1;
-        }
-
-        if (nogroup(r)) {
-            freeReplyObject(r);
-            return consume_groups(w);
-        }
-
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-            log_msg(LOG_ERROR, "Redis XAUTOCLAIM %s: %s", w->stream[s],
-                    r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
-            freeReplyObject(r);
-            return 0;
-        }
-
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        entries = r->element[1];
-        n = entries->elements;
-
-        if (n) {
-            /* how often each was delivered, this claim included */
-            /* hiredis's format knows no %zu */
-            pending = redisCommand(w->c, "XPENDING %s %s %s %s %lu %s",
-                                   w->stream[s], w->o->group,
-                                   entries->element[0]->element[0]->str,
-                                   entries->element[n - 1]->element[0]->str,
-                                   (unsigned long) n, w->o->consumer);
-            if (pending == NULL) {
-                log_msg(LOG_ERROR, "Redis XPENDING: %s", w->c->errstr);
-                freeReplyObject(r);
-                return -1;
-            }
-
-            log_msg(LOG_WARN, "reclaimed %zu entries of %s idle over %s ms",
-                    n, w->stream[s], idle);
-            w->n.reclaimed += n;
-
-            keepv = malloc(n * sizeof(redisReply *));
-            if (keepv == NULL) {
-                log_msg(LOG_ERROR, "out of memory");
-                exit(1);
-            }
-
-            for (i = 0, keep = 0; i < n; i++) {
-                e = entries->element[i];
-
-                if (!valid_entry(e)) {
-                    continue;
-                }
-
-                if (deliveries(pending, e->element[0]->str)
-                    > w->o->max_deliveries)
-                {
-                    if (bury(w, s, e, deliveries(pending,
-                                                 e->element[0]->str)) != 0)
-                    {
-                        free(keepv);
-                        freeReplyObject(pending);
-                        freeReplyObject(r);
-                        return -1;
-                    }
-
-                    continue;
-                }
-
-                keepv[keep++] = e;
-            }
-
-            freeReplyObject(pending);
-
-            if (keep && apply(w, s, keepv, keep) != 0) {
-                free(keepv);
-                freeReplyObject(r);
-                return -1;
-            }
-
-            free(keepv);
-        }
-
-        freeReplyObject(r);
-
-        if (strcmp(cursor, "0-0") == 0) {
-            break;
-        }
-    }
-
-    return 0;
-}
-
-
+/* entries dead consumers left, idle long enough: taken over and applied */
 int
-consume_reclaim(worker_t *w)
+wa_consume_reclaim(wa_worker_t *w)
 {
     int  s;
 
-    for (s = 0; s < NSTREAMS; s++) {
-        if (reclaim_stream(w, s) != 0) {
+    for (s = 0; s < WA_STREAM_COUNT; s++) {
+        if (wa_reader_claim(&w->reader, s, w->o->batch, 16, apply, w) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* every stream trimmed to the groups' progress */
+int
+wa_consume_trim(wa_worker_t *w)
+{
+    int  s;
+
+    for (s = 0; s < WA_STREAM_COUNT; s++) {
+        if (wa_trim_stream(&w->reader, s, wa_stream_names[s]) != 0) {
+            wa_log(WA_LOG_ERROR, "trimming %s failed", w->stream[s]);
             return -1;
         }
     }

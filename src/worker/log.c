@@ -14,22 +14,22 @@
 static const char  *log_names[] = { "debug", "info", "warn", "error" };
 static const char  *log_path;
 static FILE        *log_fp;
-static int          log_level = LOG_INFO;
+static int          log_level = WA_LOG_INFO;
 
 
 int
-log_open(const char *path, const char *level)
+wa_log_open(const char *path, const char *level)
 {
     int  i;
 
     if (level) {
-        for (i = LOG_DEBUG; i <= LOG_ERROR; i++) {
+        for (i = WA_LOG_DEBUG; i <= WA_LOG_ERROR; i++) {
             if (strcmp(level, log_names[i]) == 0) {
                 break;
             }
         }
 
-        if (i > LOG_ERROR) {
+        if (i > WA_LOG_ERROR) {
             return -1;
         }
 
@@ -38,12 +38,12 @@ log_open(const char *path, const char *level)
 
     log_path = path;
 
-    return log_reopen();
+    return wa_log_reopen();
 }
 
 
 int
-log_reopen(void)
+wa_log_reopen(void)
 {
     FILE  *fp;
 
@@ -70,7 +70,7 @@ log_reopen(void)
 
 
 void
-log_msg(int level, const char *fmt, ...)
+wa_log(int level, const char *fmt, ...)
 {
     char            when[32];
     va_list         ap;

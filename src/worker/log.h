@@ -5,11 +5,11 @@
 #ifndef WA_LOG_H
 #define WA_LOG_H
 
-enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum { WA_LOG_DEBUG, WA_LOG_INFO, WA_LOG_WARN, WA_LOG_ERROR };
 
-int log_open(const char *path, const char *level);
-int log_reopen(void);
-void log_msg(int level, const char *fmt, ...)
+int wa_log_open(const char *path, const char *level);
+int wa_log_reopen(void);
+void wa_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #endif /* WA_LOG_H */

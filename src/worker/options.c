@@ -1,10 +1,17 @@
 /*
  * wa-relayd: every option is a flag, and an environment variable that the
  * flag overrides (for systemd units and containers).
+ *
+ * One table says everything of an option: its flag, its variable, its
+ * default, where its value goes in wa_options_t and how it is read.  --help,
+ * the environment and docs/worker.md (--help-markdown) all come from it:
+ * adding an option is adding a row.
  */
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,127 +25,177 @@
 #define DEFAULT_OPTIN   "START,VOLTAR,ALTA,UNSTOP,SUBSCRIBE,RESUME," \
                         "ASSINAR,REANUDAR"
 
-typedef struct {
-    const char  *name;          /* the flag, without "--" */
-    const char  *env;
-    const char  *def;
-    const char  *help;
-} option_doc_t;
+typedef struct wa_option_s  wa_option_t;
 
-static const option_doc_t  docs[] = {
-    { "redis", "WA_REDIS", "127.0.0.1:6379",
+/* reads v (NULL: unset and no default) into the field; 0 or -1 */
+typedef int (*wa_option_parse_pt)(const wa_option_t *opt, const char *v,
+    void *field);
+
+struct wa_option_s {
+    const char          *name;          /* the flag, without "--" */
+    const char          *env;
+    const char          *def;           /* NULL: none */
+    size_t               offset;        /* in wa_options_t */
+    wa_option_parse_pt   parse;
+    long                 min;           /* numbers */
+    long                 max;
+    const char          *help;
+};
+
+static int opt_string(const wa_option_t *opt, const char *v, void *field);
+static int opt_number(const wa_option_t *opt, const char *v, void *field);
+static int opt_consumer(const wa_option_t *opt, const char *v, void *field);
+static int opt_keywords(const wa_option_t *opt, const char *v, void *field);
+static int opt_hours(const wa_option_t *opt, const char *v, void *field);
+
+#define OFF(f)  offsetof(wa_options_t, f)
+#define STR(f)  OFF(f), opt_string, 0, 0
+#define NUM(f, min, max)  OFF(f), opt_number, min, max
+
+static const wa_option_t  wa_options[] = {
+    { "redis", "WA_REDIS", "127.0.0.1:6379", STR(redis),
       "Redis address, host:port or unix:/path" },
     { "redis-password-file", "WA_REDIS_PASSWORD_FILE", NULL,
+      STR(password_file),
       "file holding the Redis password (not world-readable)" },
-    { "redis-db", "WA_REDIS_DB", "0", "Redis database number" },
-    { "prefix", "WA_PREFIX", "wa", "stream and key prefix" },
-    { "group", "WA_GROUP", "wa-relayd", "consumer group name" },
-    { "consumer", "WA_CONSUMER", "the host name",
-      "consumer name; stable across restarts, unique per worker" },
-    { "batch", "WA_BATCH", "256", "entries read and applied at a time" },
-    { "block-ms", "WA_BLOCK_MS", "1000", "XREADGROUP BLOCK, milliseconds" },
-    { "timeout-ms", "WA_TIMEOUT_MS", "5000",
+    { "redis-db", "WA_REDIS_DB", "0", NUM(db, 0, 65535),
+      "Redis database number" },
+    { "prefix", "WA_PREFIX", "wa", STR(prefix), "stream and key prefix" },
+    { "group", "WA_GROUP", "wa-relayd", STR(group), "consumer group name" },
+    { "consumer", "WA_CONSUMER", NULL, OFF(consumer), opt_consumer, 0, 0,
+      "consumer name (default: the host name); stable across restarts, "
+      "unique per worker" },
+    { "batch", "WA_BATCH", "256", NUM(batch, 1, 100000),
+      "entries read and applied at a time" },
+    { "block-ms", "WA_BLOCK_MS", "1000", NUM(block_ms, 1, 3600000),
+      "XREADGROUP BLOCK, milliseconds" },
+    { "timeout-ms", "WA_TIMEOUT_MS", "5000", NUM(timeout_ms, 1, 3600000),
       "Redis connect and reply timeout, milliseconds" },
     { "claim-idle-ms", "WA_CLAIM_IDLE_MS", "60000",
+      NUM(claim_idle_ms, 1, 86400000),
       "reclaim entries pending that long (a crashed worker's)" },
     { "max-deliveries", "WA_MAX_DELIVERIES", "5",
+      NUM(max_deliveries, 1, 1000000),
       "deliveries before an entry goes to <prefix>:dead" },
-    { "seen-ttl", "WA_SEEN_TTL", "604800",
+    { "seen-ttl", "WA_SEEN_TTL", "604800", NUM(seen_ttl, 0, 315360000),
       "seconds an applied event_id is remembered (idempotence)" },
     { "trim-interval-ms", "WA_TRIM_INTERVAL_MS", "10000",
+      NUM(trim_interval_ms, 1, 86400000),
       "how often streams are trimmed to the groups' progress" },
-    { "max-len", "WA_MAX_LEN", "2000000",
+    { "max-len", "WA_MAX_LEN", "2000000", NUM(max_len, 0, LONG_MAX),
       "hard cap on stream length, counted and logged; 0: none" },
     { "stats-interval-ms", "WA_STATS_INTERVAL_MS", "10000",
+      NUM(stats_interval_ms, 1, 86400000),
       "how often counters are logged and written to Redis" },
     { "optout-keywords", "WA_OPTOUT_KEYWORDS", DEFAULT_OPTOUT,
-      "comma-separated opt-out keywords" },
+      OFF(optout), opt_keywords, 0, 0, "comma-separated opt-out keywords" },
     { "optin-keywords", "WA_OPTIN_KEYWORDS", DEFAULT_OPTIN,
-      "comma-separated opt-in keywords" },
-    { "log-file", "WA_LOG_FILE", "stderr", "log file, reopened on SIGHUP" },
-    { "log-level", "WA_LOG_LEVEL", "info", "debug, info, warn or error" },
-    { "optout-reply", "WA_OPTOUT_REPLY", NULL,
+      OFF(optin), opt_keywords, 0, 0, "comma-separated opt-in keywords" },
+    { "log-file", "WA_LOG_FILE", NULL, STR(log_file),
+      "log file (default: stderr), reopened on SIGHUP" },
+    { "log-level", "WA_LOG_LEVEL", "info", STR(log_level),
+      "debug, info, warn or error" },
+    { "optout-reply", "WA_OPTOUT_REPLY", NULL, STR(optout_reply),
       "automatic reply to an opt-out keyword (none if unset)" },
-    { "optin-reply", "WA_OPTIN_REPLY", NULL,
+    { "optin-reply", "WA_OPTIN_REPLY", NULL, STR(optin_reply),
       "automatic reply to an opt-in keyword (none if unset)" },
-    { "away-reply", "WA_AWAY_REPLY", NULL,
+    { "away-reply", "WA_AWAY_REPLY", NULL, STR(away_reply),
       "automatic reply outside business hours, once per window" },
-    { "business-hours", "WA_BUSINESS_HOURS", "9-18",
-      "business hours, local: from-to (hours)" },
-    { "business-days", "WA_BUSINESS_DAYS", "12345",
+    { "business-hours", "WA_BUSINESS_HOURS", "9-18", OFF(hours), opt_hours,
+      0, 24, "business hours, local: from-to (hours)" },
+    { "business-days", "WA_BUSINESS_DAYS", "12345", STR(business_days),
       "business days, local: 1 Monday .. 7 Sunday" },
-    { "utc-offset", "WA_UTC_OFFSET", "0",
+    { "utc-offset", "WA_UTC_OFFSET", "0", NUM(utc_offset, -840, 840),
       "minutes from UTC of the business's local time" },
-    { "mark-read", "WA_MARK_READ", "0", "1: mark inbound messages read" },
-    { "token-file", "WA_TOKEN_FILE", NULL,
+    { "mark-read", "WA_MARK_READ", "0", NUM(mark_read, 0, 1),
+      "1: mark inbound messages read" },
+    { "token-file", "WA_TOKEN_FILE", NULL, STR(token_file),
       "Graph API access token file; sending is on when set" },
     { "graph-url", "WA_GRAPH_URL", "https://graph.facebook.com",
-      "Graph API base URL" },
-    { "graph-version", "WA_GRAPH_VERSION", "v21.0", "Graph API version" },
-    { "rate", "WA_RATE", "80",
-      "messages per second per business number (up to 1000)" },
+      STR(graph_url), "Graph API base URL" },
+    { "graph-version", "WA_GRAPH_VERSION", "v21.0", STR(graph_version),
+      "Graph API version" },
+    { "rate", "WA_RATE", "80", NUM(rate, 1, 1000),
+      "messages per second per business number (up to 1000, Meta's "
+      "highest)" },
     { "pair-interval-ms", "WA_PAIR_INTERVAL_MS", "6000",
+      NUM(pair_interval_ms, 0, 86400000),
       "pair limit: one message per this per recipient" },
-    { "pair-burst", "WA_PAIR_BURST", "3",
+    { "pair-burst", "WA_PAIR_BURST", "3", NUM(pair_burst, 1, 1000),
       "pair limit: messages a recipient may get at once" },
-    { "max-inflight", "WA_MAX_INFLIGHT", "64",
+    { "max-inflight", "WA_MAX_INFLIGHT", "64", NUM(max_inflight, 1, 10000),
       "Graph API requests in flight at once" },
     { "request-timeout-ms", "WA_REQUEST_TIMEOUT_MS", "15000",
+      NUM(request_timeout_ms, 1, 3600000),
       "timeout of one Graph API request" },
     { "retry-base-ms", "WA_RETRY_BASE_MS", "1000",
+      NUM(retry_base_ms, 1, 3600000),
       "first retry delay; doubles (4x for the pair limit)" },
-    { "max-attempts", "WA_MAX_ATTEMPTS", "8",
+    { "max-attempts", "WA_MAX_ATTEMPTS", "8", NUM(max_attempts, 1, 1000),
       "attempts before a retryable failure is given up" },
     { "window-margin", "WA_WINDOW_MARGIN", "300",
+      NUM(window_margin, 0, 86400),
       "seconds before the 24 h window's end treated as closed" },
-    { "help", NULL, NULL, "this text" },
-    { NULL, NULL, NULL, NULL }
+    { NULL, NULL, NULL, 0, NULL, 0, 0, NULL }
 };
+
+#define WA_NOPTIONS  (sizeof(wa_options) / sizeof(wa_options[0]) - 1)
+#define WA_OPT_HELP           'h'
+#define WA_OPT_HELP_MARKDOWN  'm'
+#define WA_OPT_TABLE          1000      /* getopt's value for row 0 */
 
 
 static void
 usage(FILE *fp)
 {
-    const option_doc_t  *d;
+    const wa_option_t  *opt;
 
     fprintf(fp, "usage: wa-relayd [options]\n\n"
             "Reads <prefix>:messages, :statuses and :account in a consumer "
             "group and keeps\nWhatsApp's session, quality and consent state "
             "in Redis (docs/state.md).\n\n");
 
-    for (d = docs; d->name; d++) {
-        fprintf(fp, "  --%-22s %s\n", d->name, d->help);
-
-        if (d->env) {
-            fprintf(fp, "  %-24s env %s%s%s%s\n", "", d->env,
-                    d->def ? ", default " : "", d->def ? d->def : "", "");
-        }
+    for (opt = wa_options; opt->name; opt++) {
+        fprintf(fp, "  --%-22s %s\n", opt->name, opt->help);
+        fprintf(fp, "  %-24s env %s%s%s\n", "", opt->env,
+                opt->def ? ", default " : "", opt->def ? opt->def : "");
     }
+
+    fprintf(fp, "  --%-22s %s\n  --%-22s %s\n", "help", "this text",
+            "help-markdown", "the options as docs/worker.md shows them");
 }
 
 
-/* the value of an option: the flag's, else the environment's, else none */
-static const char *
-value(const char *flag, const char *name)
+/* the table of docs/worker.md */
+static void
+usage_markdown(FILE *fp)
 {
-    const option_doc_t  *d;
+    const wa_option_t  *opt;
 
-    if (flag) {
-        return flag;
+    fprintf(fp, "| option | environment | default | meaning |\n"
+            "|---|---|---|---|\n");
+
+    for (opt = wa_options; opt->name; opt++) {
+        fprintf(fp, "| `--%s` | `%s` | %s%s%s | %s |\n", opt->name, opt->env,
+                opt->def ? "`" : "", opt->def ? opt->def : "",
+                opt->def ? "`" : "", opt->help);
     }
-
-    for (d = docs; d->name; d++) {
-        if (strcmp(d->name, name) == 0 && d->env) {
-            return getenv(d->env);
-        }
-    }
-
-    return NULL;
 }
 
 
 static int
-number(const char *name, const char *v, long min, long *out)
+opt_string(const wa_option_t *opt, const char *v, void *field)
+{
+    (void) opt;
+
+    *(const char **) field = v;
+
+    return 0;
+}
+
+
+static int
+opt_number(const wa_option_t *opt, const char *v, void *field)
 {
     char  *end;
     long   n;
@@ -150,13 +207,66 @@ number(const char *name, const char *v, long min, long *out)
     errno = 0;
     n = strtol(v, &end, 10);
 
-    if (errno || *v == '\0' || *end != '\0' || n < min) {
-        fprintf(stderr, "wa-relayd: --%s: \"%s\" is not a number >= %ld\n",
-                name, v, min);
+    if (errno || *v == '\0' || *end != '\0' || n < opt->min || n > opt->max)
+    {
+        fprintf(stderr, "wa-relayd: --%s: \"%s\" is not a number from %ld "
+                "to %ld\n", opt->name, v, opt->min, opt->max);
         return -1;
     }
 
-    *out = n;
+    *(long *) field = n;
+
+    return 0;
+}
+
+
+static int
+opt_consumer(const wa_option_t *opt, const char *v, void *field)
+{
+    char  *consumer = field;
+
+    (void) opt;
+
+    if (v != NULL) {
+        snprintf(consumer, sizeof(((wa_options_t *) 0)->consumer), "%s", v);
+
+    } else if (gethostname(consumer, sizeof(((wa_options_t *) 0)->consumer) - 1)
+               != 0)
+    {
+        snprintf(consumer, sizeof(((wa_options_t *) 0)->consumer),
+                 "wa-relayd");
+    }
+
+    return 0;
+}
+
+
+static int
+opt_keywords(const wa_option_t *opt, const char *v, void *field)
+{
+    if (wa_keywords_parse(field, v) != 0) {
+        fprintf(stderr, "wa-relayd: --%s: a keyword is longer than %d "
+                "bytes\n", opt->name, WA_KEYWORD_MAX);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+opt_hours(const wa_option_t *opt, const char *v, void *field)
+{
+    char         end;
+    wa_hours_t  *h = field;
+
+    if (sscanf(v, "%ld-%ld%c", &h->from, &h->to, &end) != 2
+        || h->from < opt->min || h->to > opt->max || h->from >= h->to)
+    {
+        fprintf(stderr, "wa-relayd: --%s: from-to, %ld <= from < to <= %ld"
+                "\n", opt->name, opt->min, opt->max);
+        return -1;
+    }
 
     return 0;
 }
@@ -167,7 +277,7 @@ read_secret(const char *path)
 {
     FILE        *fp;
     char         buf[1024];
-    size_t       n;
+    size_t       i, n;
     struct stat  st;
 
     fp = fopen(path, "r");
@@ -199,7 +309,7 @@ read_secret(const char *path)
     buf[n] = '\0';
 
     /* it goes into a header or a command: no control characters */
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         if ((unsigned char) buf[i] < 0x20 || buf[i] == 0x7f) {
             fprintf(stderr, "wa-relayd: %s holds a control character\n",
                     path);
@@ -211,43 +321,39 @@ read_secret(const char *path)
 }
 
 
-int
-options_parse(options_t *o, int argc, char **argv)
+/* the flags given, by row of the table; 1 when the caller should exit 0 */
+static int
+options_flags(int argc, char **argv, const char **flag)
 {
-    int          c, i;
-    long         db;
-    const char  *flag[sizeof(docs) / sizeof(docs[0])];
-    const char  *v;
+    int            c;
+    size_t         i;
+    struct option  longopts[WA_NOPTIONS + 3];
 
-    struct option  longopts[sizeof(docs) / sizeof(docs[0])];
-
-    memset(o, 0, sizeof(*o));
-    memset(flag, 0, sizeof(flag));
-
-    for (i = 0; docs[i].name; i++) {
-        longopts[i].name = docs[i].name;
-        longopts[i].has_arg = strcmp(docs[i].name, "help") == 0
-                              ? no_argument : required_argument;
+    for (i = 0; i < WA_NOPTIONS; i++) {
+        longopts[i].name = wa_options[i].name;
+        longopts[i].has_arg = required_argument;
         longopts[i].flag = NULL;
-        longopts[i].val = 1000 + i;
+        longopts[i].val = WA_OPT_TABLE + (int) i;
     }
 
+    longopts[i++] = (struct option) { "help", no_argument, NULL,
+                                      WA_OPT_HELP };
+    longopts[i++] = (struct option) { "help-markdown", no_argument, NULL,
+                                      WA_OPT_HELP_MARKDOWN };
     memset(&longopts[i], 0, sizeof(longopts[i]));
 
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (c == 'h' || (c >= 1000 && strcmp(docs[c - 1000].name, "help")
-                                      == 0))
-        {
-            usage(stdout);
-            exit(0);
+        if (c == WA_OPT_HELP || c == WA_OPT_HELP_MARKDOWN) {
+            (c == WA_OPT_HELP ? usage : usage_markdown)(stdout);
+            return 1;
         }
 
-        if (c < 1000) {
+        if (c < WA_OPT_TABLE) {
             usage(stderr);
             return -1;
         }
 
-        flag[c - 1000] = optarg;
+        flag[c - WA_OPT_TABLE] = optarg;
     }
 
     if (optind < argc) {
@@ -256,115 +362,46 @@ options_parse(options_t *o, int argc, char **argv)
         return -1;
     }
 
+    return 0;
+}
 
-    for (i = 0; docs[i].name; i++) {
-        v = value(flag[i], docs[i].name);
 
-        if (v == NULL && docs[i].def
-            && strcmp(docs[i].name, "consumer") != 0
-            && strcmp(docs[i].name, "log-file") != 0)
-        {
-            v = docs[i].def;
+int
+wa_options_parse(wa_options_t *o, int argc, char **argv)
+{
+    int                 rc;
+    size_t              i;
+    const char         *v, *flag[WA_NOPTIONS];
+    const wa_option_t  *opt;
+
+    memset(o, 0, sizeof(*o));
+    memset(flag, 0, sizeof(flag));
+
+    rc = options_flags(argc, argv, flag);
+    if (rc != 0) {
+        if (rc > 0) {
+            exit(0);
         }
 
-        flag[i] = v;
-    }
-
-
-    /* flag[] is in the order of docs[] */
-    i = 0;
-    o->redis = flag[i++];
-    o->password_file = flag[i++];
-    db = 0;
-
-    if (number("redis-db", flag[i++], 0, &db) != 0) {
         return -1;
     }
 
-    o->db = (int) db;
-    o->prefix = flag[i++];
-    o->group = flag[i++];
+    /* the flag, else the environment, else the default */
+    for (i = 0; i < WA_NOPTIONS; i++) {
+        opt = &wa_options[i];
 
-    if (flag[i]) {
-        snprintf(o->consumer, sizeof(o->consumer), "%s", flag[i]);
+        v = flag[i] ? flag[i] : getenv(opt->env);
+        if (v == NULL) {
+            v = opt->def;
+        }
 
-    } else if (gethostname(o->consumer, sizeof(o->consumer) - 1) != 0) {
-        snprintf(o->consumer, sizeof(o->consumer), "wa-relayd");
-    }
-
-    i++;
-
-    if (number("batch", flag[i++], 1, &o->batch) != 0
-        || number("block-ms", flag[i++], 1, &o->block_ms) != 0
-        || number("timeout-ms", flag[i++], 1, &o->timeout_ms) != 0
-        || number("claim-idle-ms", flag[i++], 1, &o->claim_idle_ms) != 0
-        || number("max-deliveries", flag[i++], 1, &o->max_deliveries) != 0
-        || number("seen-ttl", flag[i++], 0, &o->seen_ttl) != 0
-        || number("trim-interval-ms", flag[i++], 1, &o->trim_interval_ms)
-           != 0
-        || number("max-len", flag[i++], 0, &o->max_len) != 0
-        || number("stats-interval-ms", flag[i++], 1, &o->stats_interval_ms)
-           != 0)
-    {
-        return -1;
+        if (opt->parse(opt, v, (char *) o + opt->offset) != 0) {
+            return -1;
+        }
     }
 
     if (o->timeout_ms <= o->block_ms) {
         fprintf(stderr, "wa-relayd: --timeout-ms must exceed --block-ms\n");
-        return -1;
-    }
-
-    if (wa_keywords_parse(&o->optout, flag[i++]) != 0
-        || wa_keywords_parse(&o->optin, flag[i++]) != 0)
-    {
-        fprintf(stderr, "wa-relayd: a keyword is longer than %d bytes\n",
-                WA_KEYWORD_MAX);
-        return -1;
-    }
-
-    o->log_file = flag[i++];
-    o->log_level = flag[i++];
-    o->optout_reply = flag[i++];
-    o->optin_reply = flag[i++];
-    o->away_reply = flag[i++];
-
-    if (sscanf(flag[i++], "%ld-%ld", &o->hours_from, &o->hours_to) != 2
-        || o->hours_from < 0 || o->hours_to > 24
-        || o->hours_from >= o->hours_to)
-    {
-        fprintf(stderr, "wa-relayd: --business-hours: from-to, "
-                "0 <= from < to <= 24\n");
-        return -1;
-    }
-
-    o->business_days = flag[i++];
-
-    if (number("utc-offset", flag[i++], -840, &o->utc_offset) != 0
-        || number("mark-read", flag[i++], 0, &o->mark_read) != 0)
-    {
-        return -1;
-    }
-
-    o->token_file = flag[i++];
-    o->graph_url = flag[i++];
-    o->graph_version = flag[i++];
-
-    if (number("rate", flag[i++], 1, &o->rate) != 0
-        || number("pair-interval-ms", flag[i++], 0, &o->pair_interval_ms)
-           != 0
-        || number("pair-burst", flag[i++], 1, &o->pair_burst) != 0
-        || number("max-inflight", flag[i++], 1, &o->max_inflight) != 0
-        || number("request-timeout-ms", flag[i++], 1,
-                  &o->request_timeout_ms) != 0
-        || number("retry-base-ms", flag[i++], 1, &o->retry_base_ms) != 0
-        || number("max-attempts", flag[i++], 1, &o->max_attempts) != 0
-        || number("window-margin", flag[i++], 0, &o->window_margin) != 0)
-    {
-        return -1;
-    }
-
-    if (o->rate > 1000) {
-        fprintf(stderr, "wa-relayd: --rate: at most 1000 (Meta's highest)\n");
         return -1;
     }
 
@@ -387,7 +424,7 @@ options_parse(options_t *o, int argc, char **argv)
 
 
 void
-options_free(options_t *o)
+wa_options_free(wa_options_t *o)
 {
     if (o->password) {
         memset(o->password, 0, strlen(o->password));

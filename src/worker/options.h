@@ -7,11 +7,17 @@
 
 #include "wa_keyword.h"
 
+/* business hours, local: [from, to) */
+typedef struct {
+    long            from;
+    long            to;
+} wa_hours_t;
+
 typedef struct {
     const char     *redis;              /* host:port or unix:/path */
     const char     *password_file;
     char           *password;
-    int             db;
+    long            db;
     const char     *prefix;
     const char     *group;
     char            consumer[256];
@@ -33,8 +39,7 @@ typedef struct {
     const char     *optout_reply;
     const char     *optin_reply;
     const char     *away_reply;
-    long            hours_from;
-    long            hours_to;
+    wa_hours_t      hours;
     const char     *business_days;
     long            utc_offset;
     long            mark_read;
@@ -52,10 +57,13 @@ typedef struct {
     long            retry_base_ms;
     long            max_attempts;
     long            window_margin;
-} options_t;
+} wa_options_t;
 
-/* 0, or -1 after printing why; exits 0 for --help */
-int options_parse(options_t *o, int argc, char **argv);
-void options_free(options_t *o);
+/*
+ * 0, or -1 after printing why; exits 0 for --help (and --help-markdown,
+ * the table of docs/worker.md)
+ */
+int wa_options_parse(wa_options_t *o, int argc, char **argv);
+void wa_options_free(wa_options_t *o);
 
 #endif /* WA_OPTIONS_H */

@@ -16,9 +16,9 @@
 
 
 int
-pace_init(pace_t *p, size_t n)
+wa_pace_init(wa_pace_t *p, size_t n)
 {
-    p->slots = calloc(n, sizeof(pace_slot_t));
+    p->slots = calloc(n, sizeof(wa_pace_slot_t));
     p->n = n;
 
     return p->slots ? 0 : -1;
@@ -38,11 +38,11 @@ hash(const char *s)
 }
 
 
-static pace_slot_t *
-lookup(pace_t *p, const char *key, long long now)
+static wa_pace_slot_t *
+lookup(wa_pace_t *p, const char *key, long long now)
 {
     size_t        i, at;
-    pace_slot_t  *s, *free_slot, *oldest;
+    wa_pace_slot_t  *s, *free_slot, *oldest;
 
     at = hash(key) % p->n;
     free_slot = NULL;
@@ -74,10 +74,10 @@ lookup(pace_t *p, const char *key, long long now)
 
 
 long long
-pace_wait(pace_t *p, const char *key, long long now, double burst)
+wa_pace_wait(wa_pace_t *p, const char *key, long long now, double burst)
 {
     double        tat;
-    pace_slot_t  *s;
+    wa_pace_slot_t  *s;
 
     s = lookup(p, key, now);
     tat = s->tat > now ? s->tat : (double) now;
@@ -87,14 +87,14 @@ pace_wait(pace_t *p, const char *key, long long now, double burst)
 
 
 long long
-pace_take(pace_t *p, const char *key, long long now, double interval,
+wa_pace_take(wa_pace_t *p, const char *key, long long now, double interval,
     double burst)
 {
     double        tat;
     long long     wait;
-    pace_slot_t  *s;
+    wa_pace_slot_t  *s;
 
-    wait = pace_wait(p, key, now, burst);
+    wait = wa_pace_wait(p, key, now, burst);
     if (wait) {
         return wait;
     }
@@ -108,9 +108,9 @@ pace_take(pace_t *p, const char *key, long long now, double interval,
 
 
 void
-pace_hold(pace_t *p, const char *key, long long until)
+wa_pace_hold(wa_pace_t *p, const char *key, long long until)
 {
-    pace_slot_t  *s;
+    wa_pace_slot_t  *s;
 
     s = lookup(p, key, until);
 

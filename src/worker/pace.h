@@ -12,24 +12,24 @@
 typedef struct {
     char    key[96];
     double  tat;                    /* ms, monotonic */
-} pace_slot_t;
+} wa_pace_slot_t;
 
 typedef struct {
-    pace_slot_t  *slots;
+    wa_pace_slot_t  *slots;
     size_t        n;
-} pace_t;
+} wa_pace_t;
 
-int pace_init(pace_t *p, size_t n);
+int wa_pace_init(wa_pace_t *p, size_t n);
 
 /* ms to wait before one more may go under key; 0: now */
-long long pace_wait(pace_t *p, const char *key, long long now,
+long long wa_pace_wait(wa_pace_t *p, const char *key, long long now,
     double burst);
 
 /* the same, and when it is 0 the slot is taken */
-long long pace_take(pace_t *p, const char *key, long long now,
+long long wa_pace_take(wa_pace_t *p, const char *key, long long now,
     double interval, double burst);
 
 /* nothing under key before until (a 130429 from Meta) */
-void pace_hold(pace_t *p, const char *key, long long until);
+void wa_pace_hold(wa_pace_t *p, const char *key, long long until);
 
 #endif /* WA_PACE_H */

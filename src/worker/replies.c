@@ -16,7 +16,7 @@
 
 
 char *
-replies_options(const options_t *o)
+wa_replies_options(const wa_options_t *o)
 {
     char    *s;
     json_t  *opt;
@@ -39,8 +39,8 @@ replies_options(const options_t *o)
         json_object_set_new(opt, "away_reply", json_string(o->away_reply));
         json_object_set_new(opt, "hours",
                             json_pack("{s:I,s:I,s:s,s:I}",
-                                      "from", (json_int_t) o->hours_from,
-                                      "to", (json_int_t) o->hours_to,
+                                      "from", (json_int_t) o->hours.from,
+                                      "to", (json_int_t) o->hours.to,
                                       "days", o->business_days,
                                       "utc_offset",
                                       (json_int_t) o->utc_offset));

@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +27,11 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "conn.h"
 #include "log.h"
 #include "pace.h"
 #include "wa_graph.h"
 #include "wa_outbox.h"
+#include "reader.h"
 #include "worker.h"
 
 #define LEASE_MS       60000        /* a claimed deferred entry's lease */
@@ -57,9 +58,22 @@ struct job_s {
 };
 
 
+/* what became of the outbox entries (docs/outbox.md) */
 typedef struct {
-    const options_t     *o;
-    worker_t             w;             /* connection, names, counters */
+    long long            sent;
+    long long            refused;       /* the governor said no */
+    long long            deferred;      /* to <prefix>:deferred, again later */
+    long long            failed;        /* given up: in <prefix>:dead */
+    long long            duplicates;    /* an idempotency key used before */
+} wa_sender_counters_t;
+
+
+typedef struct {
+    const wa_options_t  *o;
+    wa_link_t            link;
+    wa_reader_t          reader;        /* the outbox, in the group */
+    wa_sender_counters_t n;
+    long long            next_stats;
     CURLM               *multi;
     job_t               *ready;         /* in arrival order */
     job_t              **ready_tail;
@@ -73,14 +87,17 @@ typedef struct {
     char                 deferred[256];
     char                 entries[256];
     char                 sent[256];
+    char                 dead[256];
+    char                 alerts[256];
+    char                 paused_key[256];
     char                 auth[1024];
-    pace_t               numbers;
-    pace_t               pairs;
-} sender_t;
+    wa_pace_t               numbers;
+    wa_pace_t               pairs;
+} wa_sender_t;
 
 
-static pthread_t              sender_thread;
-static volatile sig_atomic_t  sender_stopping;
+static pthread_t              wa_sender_thread;
+static atomic_int             sender_stopping;   /* another thread sets it */
 static int                    sender_running;
 
 
@@ -146,20 +163,20 @@ job_dump(job_t *j, const char *why)
 
 /* run the queued commands of a MULTI ... EXEC; -1 if the link is gone */
 static int
-exec_replies(sender_t *s, int n)
+exec_replies(wa_sender_t *s, int n)
 {
     int          i;
     redisReply  *r;
 
     for (i = 0; i < n; i++) {
-        if (redisGetReply(s->w.c, (void **) &r) != REDIS_OK) {
-            log_msg(LOG_ERROR, "sender: Redis: %s", s->w.c->errstr);
+        r = wa_link_reply(&s->link);
+        if (r == NULL) {
             return -1;
         }
 
         if (r->type == REDIS_REPLY_ERROR) {
             /* a runtime error inside the MULTI: Redis ran the others */
-            log_msg(LOG_ERROR, "sender: Redis: %s", r->str);
+            wa_log(WA_LOG_ERROR, "sender: Redis: %s", r->str);
         }
 
         freeReplyObject(r);
@@ -169,134 +186,200 @@ exec_replies(sender_t *s, int n)
 }
 
 
+/* a command queued in a MULTI: an error shows in exec_replies */
+static void
+queue(wa_sender_t *s, wa_args_t *a)
+{
+    (void) wa_link_append(&s->link, a);
+}
+
+
 /* the entry leaves its current place: the group, or the deferred set */
 static int
-job_release(sender_t *s, job_t *j)
+job_release(wa_sender_t *s, job_t *j)
 {
+    wa_args_t  a;
+
     if (j->pending) {
-        redisAppendCommand(s->w.c, "XACK %s %s %s", s->outbox, s->o->group,
-                           j->id);
+        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
 
     } else {
-        redisAppendCommand(s->w.c, "ZREM %s %s", s->deferred, j->id);
+        wa_args(&a, "ZREM", s->deferred, j->id, NULL);
     }
 
-    redisAppendCommand(s->w.c, "HDEL %s %s", s->entries, j->id);
+    queue(s, &a);
+
+    wa_args(&a, "HDEL", s->entries, j->id, NULL);
+    queue(s, &a);
 
     return 2;
 }
 
 
-static int
-job_defer(sender_t *s, job_t *j, long long due_ms, const char *why)
+static void
+multi(wa_sender_t *s)
 {
-    int    n;
-    char  *dump;
+    wa_args_t  a;
+
+    wa_args(&a, "MULTI", NULL);
+    queue(s, &a);
+}
+
+
+/* EXEC, and the replies of the n commands queued before it */
+static int
+exec(wa_sender_t *s, int n)
+{
+    wa_args_t  a;
+
+    wa_args(&a, "EXEC", NULL);
+    queue(s, &a);
+
+    return exec_replies(s, n + 1);
+}
+
+
+static int
+job_defer(wa_sender_t *s, job_t *j, long long due_ms, const char *why)
+{
+    int        n;
+    char      *dump;
+    wa_args_t  a;
 
     dump = job_dump(j, why);
     if (dump == NULL) {
         return -1;
     }
 
-    redisAppendCommand(s->w.c, "MULTI");
-    redisAppendCommand(s->w.c, "HSET %s %s %s", s->entries, j->id, dump);
-    redisAppendCommand(s->w.c, "ZADD %s %lld %s", s->deferred, due_ms,
-                       j->id);
+    multi(s);
+    wa_args(&a, "HSET", s->entries, j->id, dump, NULL);
+    queue(s, &a);
+    wa_args(&a, "ZADD", s->deferred, NULL);
+    wa_args_ll(&a, due_ms);
+    wa_args_add(&a, j->id);
+    queue(s, &a);
     n = 3;
 
     if (j->pending) {
-        redisAppendCommand(s->w.c, "XACK %s %s %s", s->outbox, s->o->group,
-                           j->id);
+        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
+        queue(s, &a);
         n++;
     }
 
-    redisAppendCommand(s->w.c, "EXEC");
     free(dump);
 
-    log_msg(LOG_DEBUG, "sender: %s deferred %lld ms: %s", j->id,
-            due_ms - now_wall_ms(), why);
+    wa_log(WA_LOG_DEBUG, "sender: %s deferred %lld ms: %s", j->id,
+            due_ms - wa_clock_wall_ms(), why);
+    s->n.deferred++;
 
-    return exec_replies(s, n + 1);
+    return exec(s, n);
+}
+
+
+/* <prefix>:idem:<key> */
+static void
+idem_key(wa_sender_t *s, const char *key, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s:idem:%s", s->o->prefix, key);
 }
 
 
 static int
-job_dead(sender_t *s, job_t *j, const char *outcome, const char *why,
+job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
     long code)
 {
-    int    n;
-    char  *dump;
+    int        n, refused;
+    char      *dump, key[512];
+    wa_args_t  a;
 
     dump = json_dumps(j->fields, JSON_COMPACT);
     if (dump == NULL) {
         return -1;
     }
 
-    redisAppendCommand(s->w.c, "MULTI");
-    redisAppendCommand(s->w.c, "XADD %s * stream %s id %s outcome %s "
-                       "reason %s code %ld entry %s", s->w.dead, s->outbox,
-                       j->id, outcome, why, code, dump);
-    n = 2 + job_release(s, j);
+    multi(s);
+    wa_args(&a, "XADD", s->dead, "*", "stream", s->outbox, "id", j->id,
+            "outcome", outcome, "reason", why, "code", NULL);
+    wa_args_ll(&a, code);
+    wa_args_add(&a, "entry");
+    wa_args_add(&a, dump);
+    queue(s, &a);
+    n = 2 + job_release(s, j);     /* MULTI, XADD */
 
     if (j->out.idempotency_key) {
         /* not sent: the caller may try again with the same key */
-        redisAppendCommand(s->w.c, "DEL %s:idem:%s", s->o->prefix,
-                           j->out.idempotency_key);
+        idem_key(s, j->out.idempotency_key, key, sizeof(key));
+        wa_args(&a, "DEL", key, NULL);
+        queue(s, &a);
         n++;
     }
 
-    redisAppendCommand(s->w.c, "EXEC");
     free(dump);
 
-    log_msg(strcmp(outcome, "refused") == 0 ? LOG_INFO : LOG_ERROR,
-            "sender: %s %s: %s", j->id, outcome, why);
-    s->w.n.dead++;
+    refused = strcmp(outcome, "refused") == 0;
+    wa_log(refused ? WA_LOG_INFO : WA_LOG_ERROR, "sender: %s %s: %s", j->id,
+           outcome, why);
 
-    return exec_replies(s, n + 1);
+    if (refused) {
+        s->n.refused++;
+
+    } else {
+        s->n.failed++;
+    }
+
+    return exec(s, n);
 }
 
 
+/* "" for an absent value of an entry */
+#define opt(v)  ((v) ? (v) : "")
+
 static int
-job_sent(sender_t *s, job_t *j, const wa_graph_result_t *res)
+job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
 {
     int          n;
+    char         key[512];
+    wa_args_t    a;
     long long    now;
     const char  *user;
 
-    now = now_ms();
+    now = wa_clock_ms();
     user = wa_outbox_user(&j->out);
 
-    redisAppendCommand(s->w.c, "MULTI");
-    redisAppendCommand(s->w.c, "XADD %s * outbox_id %s wamid %s "
-                       "phone_number_id %s to %s attempts %ld "
-                       "latency_ms %lld auto_reply %s",
-                       s->sent, j->id, res->wamid, j->out.phone_number_id,
-                       user ? user : "", j->attempts + 1,
-                       now - j->started_ms,
-                       j->out.auto_reply ? j->out.auto_reply : "");
-    n = 2 + job_release(s, j);
+    multi(s);
+    wa_args(&a, "XADD", s->sent, "*", "outbox_id", j->id, "wamid",
+            res->wamid, "phone_number_id", j->out.phone_number_id, "to",
+            opt(user), "attempts", NULL);
+    wa_args_ll(&a, j->attempts + 1);
+    wa_args_add(&a, "latency_ms");
+    wa_args_ll(&a, now - j->started_ms);
+    wa_args_add(&a, "auto_reply");
+    wa_args_add(&a, opt(j->out.auto_reply));
+    queue(s, &a);
+    n = 2 + job_release(s, j);     /* MULTI, XADD */
 
     if (res->wamid[0] && j->out.type != WA_OUT_READ) {
-        redisAppendCommand(s->w.c, "FCALL wa_sent_1 0 %s %s %s %s %lld %s %s "
-                           "%s", s->o->prefix, res->wamid,
-                           j->out.phone_number_id, user ? user : "",
-                           (long long) time(NULL),
-                           j->out.template_name ? j->out.template_name : "",
-                           j->out.language ? j->out.language : "",
-                           j->out.variant ? j->out.variant : "");
+        wa_args(&a, "FCALL", "wa_sent_1", "0", s->o->prefix, res->wamid,
+                j->out.phone_number_id, opt(user), NULL);
+        wa_args_ll(&a, (long long) time(NULL));
+        wa_args_add(&a, opt(j->out.template_name));
+        wa_args_add(&a, opt(j->out.language));
+        wa_args_add(&a, opt(j->out.variant));
+        queue(s, &a);
         n++;
     }
 
     if (j->out.idempotency_key) {
-        redisAppendCommand(s->w.c, "SET %s:idem:%s %s EX %d", s->o->prefix,
-                           j->out.idempotency_key, res->wamid, IDEM_TTL);
+        idem_key(s, j->out.idempotency_key, key, sizeof(key));
+        wa_args(&a, "SET", key, res->wamid, "EX", NULL);
+        wa_args_ll(&a, IDEM_TTL);
+        queue(s, &a);
         n++;
     }
 
-    redisAppendCommand(s->w.c, "EXEC");
-    s->w.n.applied++;
+    s->n.sent++;
 
-    return exec_replies(s, n + 1);
+    return exec(s, n);
 }
 
 
@@ -328,7 +411,7 @@ on_data(char *data, size_t size, size_t nmemb, void *arg)
 
 
 static int
-job_start(sender_t *s, job_t *j)
+job_start(wa_sender_t *s, job_t *j)
 {
     char  url[1024], callback[128];
 
@@ -337,7 +420,7 @@ job_start(sender_t *s, job_t *j)
 
     j->easy = curl_easy_init();
     if (j->request == NULL || j->easy == NULL) {
-        log_msg(LOG_ERROR, "sender: out of memory");
+        wa_log(WA_LOG_ERROR, "sender: out of memory");
         return -1;
     }
 
@@ -366,7 +449,7 @@ job_start(sender_t *s, job_t *j)
         return -1;
     }
 
-    j->started_ms = now_ms();
+    j->started_ms = wa_clock_ms();
     s->inflight++;
 
     return 0;
@@ -375,7 +458,7 @@ job_start(sender_t *s, job_t *j)
 
 /* how long before a retry: doubling, 4^n for the pair limit */
 static long long
-backoff(sender_t *s, job_t *j, wa_verdict_t v)
+backoff(wa_sender_t *s, job_t *j, wa_verdict_t v)
 {
     long long  d;
     long       n;
@@ -405,9 +488,10 @@ backoff(sender_t *s, job_t *j, wa_verdict_t v)
 
 
 static int
-job_done(sender_t *s, job_t *j, CURLcode cc)
+job_done(wa_sender_t *s, job_t *j, CURLcode cc)
 {
     long               status;
+    wa_args_t          a;
     wa_graph_result_t  res;
 
     status = 0;
@@ -425,7 +509,7 @@ job_done(sender_t *s, job_t *j, CURLcode cc)
 
     j->attempts++;
 
-    log_msg(LOG_WARN, "sender: %s attempt %ld: %s (%s)", j->id, j->attempts,
+    wa_log(WA_LOG_WARN, "sender: %s attempt %ld: %s (%s)", j->id, j->attempts,
             res.reason, wa_verdict_name(res.verdict));
 
     switch (res.verdict) {
@@ -433,24 +517,24 @@ job_done(sender_t *s, job_t *j, CURLcode cc)
     case WA_TOKEN:
         /* the entry waits; nothing goes until an operator fixes the token */
         s->paused = 1;
-        redisAppendCommand(s->w.c, "MULTI");
-        redisAppendCommand(s->w.c, "SET %s:sender:paused %s", s->o->prefix,
-                           res.reason);
-        redisAppendCommand(s->w.c, "XADD %s:alerts * severity critical kind "
-                           "sender subject token message %s", s->o->prefix,
-                           "the Graph API refused the access token: sending "
-                           "paused until the token is fixed and "
-                           "<prefix>:sender:paused deleted");
-        redisAppendCommand(s->w.c, "EXEC");
+        multi(s);
+        wa_args(&a, "SET", s->paused_key, res.reason, NULL);
+        queue(s, &a);
+        wa_args(&a, "XADD", s->alerts, "*", "severity", "critical", "kind",
+                "sender", "subject", "token", "message",
+                "the Graph API refused the access token: sending paused "
+                "until the token is fixed and <prefix>:sender:paused "
+                "deleted", NULL);
+        queue(s, &a);
 
-        if (exec_replies(s, 4) != 0) {
+        if (exec(s, 3) != 0) {
             return -1;
         }
 
-        log_msg(LOG_ERROR, "sender: the Graph API refused the token (%s): "
+        wa_log(WA_LOG_ERROR, "sender: the Graph API refused the token (%s): "
                 "sending paused", res.reason);
 
-        return job_defer(s, j, now_wall_ms() + 1000, res.reason);
+        return job_defer(s, j, wa_clock_wall_ms() + 1000, res.reason);
 
     case WA_GIVE_UP:
         return job_dead(s, j, "failed", res.reason, res.code);
@@ -461,18 +545,18 @@ job_done(sender_t *s, job_t *j, CURLcode cc)
         }
 
         if (res.verdict == WA_RETRY_NUMBER) {
-            pace_hold(&s->numbers, j->out.phone_number_id,
-                      now_ms() + backoff(s, j, res.verdict));
+            wa_pace_hold(&s->numbers, j->out.phone_number_id,
+                      wa_clock_ms() + backoff(s, j, res.verdict));
         }
 
-        return job_defer(s, j, now_wall_ms() + backoff(s, j, res.verdict),
+        return job_defer(s, j, wa_clock_wall_ms() + backoff(s, j, res.verdict),
                          res.reason);
     }
 }
 
 
 static int
-collect(sender_t *s)
+collect(wa_sender_t *s)
 {
     int       left, rc;
     job_t    *j;
@@ -502,7 +586,7 @@ collect(sender_t *s)
 
 /* a new job in the ready queue, from a stream entry or a deferred one */
 static int
-job_add(sender_t *s, const char *id, json_t *fields, int pending)
+job_add(wa_sender_t *s, const char *id, json_t *fields, int pending)
 {
     job_t       *j;
     const char  *err, *v;
@@ -529,7 +613,7 @@ job_add(sender_t *s, const char *id, json_t *fields, int pending)
         return 0;
     }
 
-    j->ready_ms = now_ms();
+    j->ready_ms = wa_clock_ms();
     *s->ready_tail = j;
     s->ready_tail = &j->next;
     s->nready++;
@@ -540,9 +624,11 @@ job_add(sender_t *s, const char *id, json_t *fields, int pending)
 
 /* an idempotency key seen before: the entry is answered, not sent again */
 static int
-seen_before(sender_t *s, const char *id, json_t *fields)
+seen_before(wa_sender_t *s, const char *id, json_t *fields)
 {
     int          dup;
+    char         idem[512];
+    wa_args_t    a;
     const char  *key;
     redisReply  *r;
 
@@ -551,8 +637,12 @@ seen_before(sender_t *s, const char *id, json_t *fields)
         return 0;
     }
 
-    r = redisCommand(s->w.c, "SET %s:idem:%s %s NX EX %d GET", s->o->prefix,
-                     key, id, IDEM_TTL);
+    idem_key(s, key, idem, sizeof(idem));
+    wa_args(&a, "SET", idem, id, "NX", "EX", NULL);
+    wa_args_ll(&a, IDEM_TTL);
+    wa_args_add(&a, "GET");
+
+    r = wa_link_call(&s->link, &a);
     if (r == NULL) {
         return -1;
     }
@@ -560,18 +650,20 @@ seen_before(sender_t *s, const char *id, json_t *fields)
     dup = r->type == REDIS_REPLY_STRING;
 
     if (dup) {
-        log_msg(LOG_INFO, "sender: %s: idempotency key %s already used by "
+        wa_log(WA_LOG_INFO, "sender: %s: idempotency key %s already used by "
                 "%s, not sent again", id, key, r->str);
 
-        redisAppendCommand(s->w.c, "MULTI");
-        redisAppendCommand(s->w.c, "XADD %s * outbox_id %s duplicate_of %s",
-                           s->sent, id, r->str);
-        redisAppendCommand(s->w.c, "XACK %s %s %s", s->outbox, s->o->group,
-                           id);
-        redisAppendCommand(s->w.c, "EXEC");
+        multi(s);
+        wa_args(&a, "XADD", s->sent, "*", "outbox_id", id, "duplicate_of",
+                NULL);
+        wa_args_addn(&a, r->str, r->len);
+        queue(s, &a);
+        wa_args(&a, "XACK", s->outbox, s->o->group, id, NULL);
+        queue(s, &a);
         freeReplyObject(r);
+        s->n.duplicates++;
 
-        return exec_replies(s, 4) == 0 ? 1 : -1;
+        return exec(s, 3) == 0 ? 1 : -1;
     }
 
     freeReplyObject(r);
@@ -598,20 +690,22 @@ entry_fields(redisReply *e)
 }
 
 
+/* outbox entries read or taken over (a wa_reader_take_pt) */
 static int
-take_entries(sender_t *s, redisReply *entries)
+take_entries(void *data, int stream, redisReply **entries, size_t n)
 {
     int          rc;
     size_t       i;
     json_t      *f;
+    wa_sender_t    *s = data;
     redisReply  *e;
 
-    for (i = 0; i < entries->elements; i++) {
-        e = entries->element[i];
+    (void) stream;
 
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
-            || e->element[1]->type != REDIS_REPLY_ARRAY)
-        {
+    for (i = 0; i < n; i++) {
+        e = entries[i];
+
+        if (!wa_reader_valid(e)) {
             continue;
         }
 
@@ -641,48 +735,24 @@ take_entries(sender_t *s, redisReply *entries)
 
 
 static int
-read_outbox(sender_t *s, long block_ms)
+read_outbox(wa_sender_t *s, long block_ms)
 {
     int          rc;
     long         room;
-    redisReply  *r;
+    redisReply  *r, *entries;
 
     room = 2 * s->o->max_inflight - s->nready;
     if (room <= 0) {
         return 0;
     }
 
-    if (block_ms > 0) {
-        r = redisCommand(s->w.c, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %ld "
-                         "STREAMS %s >", s->o->group, s->o->consumer, room,
-                         block_ms, s->outbox);
-    } else {
-        r = redisCommand(s->w.c, "XREADGROUP GROUP %s %s COUNT %ld "
-                         "STREAMS %s >", s->o->group, s->o->consumer, room,
-                         s->outbox);
-    }
-
-    if (r == NULL) {
-        log_msg(LOG_ERROR, "sender: Redis XREADGROUP: %s", s->w.c->errstr);
+    if (wa_reader_read(&s->reader, ">", room, block_ms, &r) != 0) {
         return -1;
     }
 
-    rc = 0;
-
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (strncmp(r->str, "NOGROUP", 7) == 0) {
-            freeReplyObject(r);
-            r = redisCommand(s->w.c, "XGROUP CREATE %s %s 0 MKSTREAM",
-                             s->outbox, s->o->group);
-            log_msg(LOG_WARN, "sender: created group %s on %s again",
-                    s->o->group, s->outbox);
-        } else {
-            log_msg(LOG_ERROR, "sender: XREADGROUP: %s", r->str);
-        }
-
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
-        rc = take_entries(s, r->element[0]->element[1]);
-    }
+    entries = wa_reader_entries(&s->reader, r, 0);
+    rc = entries ? take_entries(s, 0, entries->element, entries->elements)
+                 : 0;
 
     if (r) {
         freeReplyObject(r);
@@ -694,41 +764,21 @@ read_outbox(sender_t *s, long block_ms)
 
 /* entries a dead sender held: taken over once idle */
 static int
-reclaim_outbox(sender_t *s)
+reclaim_outbox(wa_sender_t *s)
 {
-    int          rc;
-    redisReply  *r;
-
-    r = redisCommand(s->w.c, "XAUTOCLAIM %s %s %s %ld 0-0 COUNT %ld",
-                     s->outbox, s->o->group, s->o->consumer,
-                     s->o->claim_idle_ms, s->o->max_inflight);
-    if (r == NULL) {
-        return -1;
-    }
-
-    rc = 0;
-
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2
-        && r->element[1]->elements)
-    {
-        log_msg(LOG_WARN, "sender: reclaimed %zu outbox entries",
-                r->element[1]->elements);
-        rc = take_entries(s, r->element[1]);
-    }
-
-    freeReplyObject(r);
-
-    return rc;
+    return wa_reader_claim(&s->reader, 0, s->o->max_inflight, 1,
+                           take_entries, s);
 }
 
 
 /* deferred entries now due: claimed with a lease, then into the queue */
 static int
-take_due(sender_t *s)
+take_due(wa_sender_t *s)
 {
     size_t        i;
     long          room;
     json_t       *f;
+    wa_args_t     a;
     redisReply   *r, *e;
     json_error_t  jerr;
 
@@ -737,15 +787,20 @@ take_due(sender_t *s)
         return 0;
     }
 
-    r = redisCommand(s->w.c, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %ld",
-                     s->deferred, now_wall_ms(), room);
+    wa_args(&a, "ZRANGEBYSCORE", s->deferred, "-inf", NULL);
+    wa_args_ll(&a, wa_clock_wall_ms());
+    wa_args_add(&a, "LIMIT");
+    wa_args_add(&a, "0");
+    wa_args_ll(&a, room);
+
+    r = wa_link_call(&s->link, &a);
     if (r == NULL) {
         return -1;
     }
 
     for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        e = redisCommand(s->w.c, "HGET %s %s", s->entries,
-                         r->element[i]->str);
+        wa_args(&a, "HGET", s->entries, r->element[i]->str, NULL);
+        e = wa_link_call(&s->link, &a);
         if (e == NULL) {
             freeReplyObject(r);
             return -1;
@@ -754,8 +809,8 @@ take_due(sender_t *s)
         if (e->type != REDIS_REPLY_STRING) {
             /* its fields are gone: nothing to send */
             freeReplyObject(e);
-            e = redisCommand(s->w.c, "ZREM %s %s", s->deferred,
-                             r->element[i]->str);
+            wa_args(&a, "ZREM", s->deferred, r->element[i]->str, NULL);
+            e = wa_link_call(&s->link, &a);
             if (e) {
                 freeReplyObject(e);
             }
@@ -766,8 +821,10 @@ take_due(sender_t *s)
         freeReplyObject(e);
 
         /* a lease: if this sender dies, the entry comes due again */
-        e = redisCommand(s->w.c, "ZADD %s XX %lld %s", s->deferred,
-                         now_wall_ms() + LEASE_MS, r->element[i]->str);
+        wa_args(&a, "ZADD", s->deferred, "XX", NULL);
+        wa_args_ll(&a, wa_clock_wall_ms() + LEASE_MS);
+        wa_args_add(&a, r->element[i]->str);
+        e = wa_link_call(&s->link, &a);
         if (e == NULL) {
             json_decref(f);
             freeReplyObject(r);
@@ -790,10 +847,11 @@ take_due(sender_t *s)
 
 /* governor, pacing, start: every ready job that may go now */
 static int
-dispatch(sender_t *s)
+dispatch(wa_sender_t *s)
 {
     job_t       **pj, *j;
     double        tolerance;
+    wa_args_t     a;
     long long     now, wait;
     const char   *user, *type;
     redisReply   *r;
@@ -809,7 +867,7 @@ dispatch(sender_t *s)
             break;
         }
 
-        now = now_ms();
+        now = wa_clock_ms();
 
         /*
          * the number's rate: wait here, others' numbers go on.  A loop
@@ -817,7 +875,7 @@ dispatch(sender_t *s)
          * tolerance is half an interval, or 5 ms at high rates, which
          * keeps any second within about 1% of the rate.
          */
-        if (pace_wait(&s->numbers, j->out.phone_number_id, now,
+        if (wa_pace_wait(&s->numbers, j->out.phone_number_id, now,
                       tolerance) > 0)
         {
             pj = &j->next;
@@ -828,29 +886,30 @@ dispatch(sender_t *s)
         type = j->out.type == WA_OUT_READ ? "read"
                : j->out.type == WA_OUT_TEMPLATE ? "template" : "message";
 
-        r = redisCommand(s->w.c, "FCALL wa_govern_1 0 %s %lld %s %s %s %s "
-                         "%s %s %s %ld", s->o->prefix,
-                         (long long) time(NULL), j->out.phone_number_id,
-                         user ? user : "", type,
-                         j->out.template_name ? j->out.template_name : "",
-                         j->out.language ? j->out.language : "",
-                         j->out.marketing ? "1" : "0",
-                         j->out.auto_reply ? j->out.auto_reply : "",
-                         s->o->window_margin);
+        wa_args(&a, "FCALL", "wa_govern_1", "0", s->o->prefix, NULL);
+        wa_args_ll(&a, (long long) time(NULL));
+        wa_args_add(&a, j->out.phone_number_id);
+        wa_args_add(&a, opt(user));
+        wa_args_add(&a, type);
+        wa_args_add(&a, opt(j->out.template_name));
+        wa_args_add(&a, opt(j->out.language));
+        wa_args_add(&a, j->out.marketing ? "1" : "0");
+        wa_args_add(&a, opt(j->out.auto_reply));
+        wa_args_ll(&a, s->o->window_margin);
+
+        r = wa_link_call(&s->link, &a);
         if (r == NULL) {
-            log_msg(LOG_ERROR, "sender: Redis FCALL wa_govern_1: %s",
-                    s->w.c->errstr);
             return -1;
         }
 
         if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-            log_msg(LOG_ERROR, "sender: wa_govern_1: %s",
+            wa_log(WA_LOG_ERROR, "sender: wa_govern_1: %s",
                     r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
             freeReplyObject(r);
 
             /* "Function not found" after a FUNCTION FLUSH, most likely */
-            conn_load_functions(s->w.c);
-            return s->w.c->err ? -1 : 0;
+            wa_link_load_functions(&s->link);
+            return s->link.c->err ? -1 : 0;
         }
 
         /* out of the queue from here on */
@@ -893,14 +952,14 @@ dispatch(sender_t *s)
         wait = 0;
 
         if (j->out.type != WA_OUT_READ && user && s->o->pair_interval_ms) {
-            wait = pace_take(&s->pairs, user, now,
+            wait = wa_pace_take(&s->pairs, user, now,
                              (double) s->o->pair_interval_ms,
                              (double) s->o->pair_interval_ms
                              * (s->o->pair_burst - 1));
         }
 
         if (wait > 0) {
-            if (job_defer(s, j, now_wall_ms() + wait, "pair_limit") != 0) {
+            if (job_defer(s, j, wa_clock_wall_ms() + wait, "pair_limit") != 0) {
                 job_free(j);
                 return -1;
             }
@@ -909,7 +968,7 @@ dispatch(sender_t *s)
             continue;
         }
 
-        pace_take(&s->numbers, j->out.phone_number_id, now,
+        wa_pace_take(&s->numbers, j->out.phone_number_id, now,
                   1000.0 / s->o->rate, tolerance);
 
         if (job_start(s, j) != 0) {
@@ -923,17 +982,19 @@ dispatch(sender_t *s)
 
 
 static int
-pause_check(sender_t *s)
+pause_check(wa_sender_t *s)
 {
+    wa_args_t    a;
     redisReply  *r;
 
-    r = redisCommand(s->w.c, "EXISTS %s:sender:paused", s->o->prefix);
+    wa_args(&a, "EXISTS", s->paused_key, NULL);
+    r = wa_link_call(&s->link, &a);
     if (r == NULL) {
         return -1;
     }
 
     if (s->paused && r->integer == 0) {
-        log_msg(LOG_INFO, "sender: resumed");
+        wa_log(WA_LOG_INFO, "sender: resumed");
     }
 
     s->paused = r->integer != 0;
@@ -944,9 +1005,10 @@ pause_check(sender_t *s)
 
 
 static void
-drop_ready(sender_t *s)
+drop_ready(wa_sender_t *s)
 {
     job_t       *j;
+    wa_args_t    a;
     redisReply  *r;
 
     /*
@@ -957,9 +1019,11 @@ drop_ready(sender_t *s)
     while ((j = s->ready) != NULL) {
         s->ready = j->next;
 
-        if (!j->pending && s->w.c && !s->w.c->err) {
-            r = redisCommand(s->w.c, "ZADD %s XX %lld %s", s->deferred,
-                             now_wall_ms(), j->id);
+        if (!j->pending && s->link.c && !s->link.c->err) {
+            wa_args(&a, "ZADD", s->deferred, "XX", NULL);
+            wa_args_ll(&a, wa_clock_wall_ms());
+            wa_args_add(&a, j->id);
+            r = wa_link_call(&s->link, &a);
             if (r) {
                 freeReplyObject(r);
             }
@@ -973,165 +1037,229 @@ drop_ready(sender_t *s)
 }
 
 
+/* counters in the log and in <prefix>:sender:<consumer> for operators */
+static void
+sender_stats(wa_sender_t *s)
+{
+    int          i;
+    char         key[512];
+    long long    v[7];
+    wa_args_t    a;
+    redisReply  *r;
+
+    static const char  *names[] = {
+        "sent", "refused", "deferred", "failed", "duplicates", "reclaimed",
+        "dead"
+    };
+
+    v[0] = s->n.sent;
+    v[1] = s->n.refused;
+    v[2] = s->n.deferred;
+    v[3] = s->n.failed;
+    v[4] = s->n.duplicates;
+    v[5] = s->reader.n.reclaimed;
+    v[6] = s->reader.n.dead;
+
+    wa_log(WA_LOG_INFO, "sender: sent %lld, refused %lld, deferred %lld, "
+           "failed %lld, duplicates %lld, reclaimed %lld, dead %lld",
+           v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+
+    if (s->link.c == NULL || s->link.c->err) {
+        return;
+    }
+
+    snprintf(key, sizeof(key), "%s:sender:%s", s->o->prefix,
+             s->o->consumer);
+    wa_args(&a, "HSET", key, NULL);
+
+    for (i = 0; i < 7; i++) {
+        wa_args_add(&a, names[i]);
+        wa_args_ll(&a, v[i]);
+    }
+
+    r = wa_link_call(&s->link, &a);
+    if (r) {
+        freeReplyObject(r);
+    }
+}
+
+
+/* what Redis holds for the sender, and what may go: -1, the link is gone */
+static int
+wa_sender_turn(wa_sender_t *s, long long now)
+{
+    long  block;
+
+    if (now >= s->next_pause_check) {
+        if (pause_check(s) != 0) {
+            return -1;
+        }
+        s->next_pause_check = now + 1000;
+    }
+
+    if (!atomic_load(&sender_stopping) && !s->paused) {
+        if (now >= s->next_claim) {
+            if (reclaim_outbox(s) != 0) {
+                return -1;
+            }
+            s->next_claim = now + s->o->claim_idle_ms / 2 + 1;
+        }
+
+        if (take_due(s) != 0) {
+            return -1;
+        }
+
+        /* block on Redis only when there is nothing else to do */
+        block = s->nready || s->inflight ? 0 : 100;
+
+        if (read_outbox(s, block) != 0 || dispatch(s) != 0) {
+            return -1;
+        }
+    }
+
+    if (now >= s->next_trim) {
+        if (wa_trim_stream(&s->reader, 0, WA_STREAM_OUTBOX) != 0) {
+            return -1;
+        }
+        s->next_trim = now + s->o->trim_interval_ms;
+    }
+
+    if (now >= s->next_stats) {
+        sender_stats(s);
+        s->next_stats = now + s->o->stats_interval_ms;
+    }
+
+    return 0;
+}
+
+
+/* the transfers in flight, and a wait for what comes next */
+static int
+wa_sender_transfers(wa_sender_t *s)
+{
+    int  still;
+
+    if (s->inflight) {
+        curl_multi_perform(s->multi, &still);
+
+        if (collect(s) != 0) {
+            return -1;
+        }
+    }
+
+    /* the last transfer done: the outbox, not curl, is what to wait on */
+    if (s->inflight) {
+        curl_multi_poll(s->multi, NULL, 0, s->nready ? 1 : 20, NULL);
+        curl_multi_perform(s->multi, &still);
+
+        return collect(s);
+    }
+
+    if (s->paused) {
+        wa_clock_sleep_ms(100);
+
+    } else if (s->nready) {
+        /* only pacing holds the queue: wait for the next slot */
+        struct timespec  ts = { 0, 500000 };
+        nanosleep(&ts, NULL);
+    }
+
+    return 0;
+}
+
+
 static void *
 sender_main(void *arg)
 {
-    int        still;
-    long         block;
-    sender_t    *s = arg;
-    long long    now;
-    redisReply  *r;
+    wa_sender_t  *s = arg;
 
-    while (!sender_stopping || s->inflight) {
+    while (!atomic_load(&sender_stopping) || s->inflight) {
 
-        if (s->w.c == NULL) {
-            s->w.c = conn_open(s->o);
+        if (s->link.c == NULL) {
+            if (wa_link_connect(&s->link, &sender_stopping) != 0) {
+                if (atomic_load(&sender_stopping)) {
+                    /* what is in flight cannot be recorded: it is retried */
+                    break;
+                }
 
-            if (s->w.c == NULL) {
-                struct timespec  ts = { 1, 0 };
-                nanosleep(&ts, NULL);
                 continue;
             }
 
-            r = redisCommand(s->w.c, "XGROUP CREATE %s %s 0 MKSTREAM",
-                             s->outbox, s->o->group);
-            if (r) {
-                freeReplyObject(r);
+            if (wa_reader_groups(&s->reader) != 0) {
+                wa_link_lost(&s->link);
+                continue;
             }
 
             s->next_claim = 0;
         }
 
-        now = now_ms();
-
-        if (now >= s->next_pause_check) {
-            if (pause_check(s) != 0) {
-                goto lost;
-            }
-            s->next_pause_check = now + 1000;
+        if (wa_sender_turn(s, wa_clock_ms()) != 0
+            || wa_sender_transfers(s) != 0)
+        {
+            drop_ready(s);
+            wa_link_lost(&s->link);
         }
-
-        if (!sender_stopping && !s->paused) {
-            if (now >= s->next_claim) {
-                if (reclaim_outbox(s) != 0) {
-                    goto lost;
-                }
-                s->next_claim = now + s->o->claim_idle_ms / 2 + 1;
-            }
-
-            if (take_due(s) != 0) {
-                goto lost;
-            }
-
-            /* block on Redis only when there is nothing else to do */
-            block = s->nready || s->inflight ? 0 : 100;
-
-            if (read_outbox(s, block) != 0) {
-                goto lost;
-            }
-
-            if (dispatch(s) != 0) {
-                goto lost;
-            }
-
-        } else if (s->paused && !s->inflight) {
-            struct timespec  ts = { 0, 100000000 };
-            nanosleep(&ts, NULL);
-        }
-
-        if (now >= s->next_trim) {
-            if (trim_one(&s->w, s->outbox, "outbox") != 0) {
-                goto lost;
-            }
-            s->next_trim = now + s->o->trim_interval_ms;
-        }
-
-        if (s->inflight) {
-            curl_multi_perform(s->multi, &still);
-
-            if (collect(s) != 0) {
-                goto lost;
-            }
-        }
-
-        /* the last transfer done: the outbox, not curl, is what to wait on */
-        if (s->inflight) {
-            curl_multi_poll(s->multi, NULL, 0, s->nready ? 1 : 20, NULL);
-            curl_multi_perform(s->multi, &still);
-
-            if (collect(s) != 0) {
-                goto lost;
-            }
-
-        } else if (s->nready) {
-            /* only pacing holds the queue: wait for the next slot */
-            struct timespec  ts = { 0, 500000 };
-            nanosleep(&ts, NULL);
-        }
-
-        continue;
-
-    lost:
-
-        log_msg(LOG_ERROR, "sender: lost the Redis connection; reconnecting");
-        drop_ready(s);
-        redisFree(s->w.c);
-        s->w.c = NULL;
     }
 
     drop_ready(s);
+    sender_stats(s);
+    wa_link_close(&s->link);
 
-    if (s->w.c) {
-        redisFree(s->w.c);
-    }
-
-    log_msg(LOG_INFO, "sender: stopped, sent %lld, dead %lld",
-            s->w.n.applied, s->w.n.dead);
+    wa_log(WA_LOG_INFO, "sender: stopped, sent %lld, refused %lld, failed "
+           "%lld", s->n.sent, s->n.refused, s->n.failed);
 
     return NULL;
 }
 
 
 int
-sender_start(const options_t *o)
+wa_sender_start(const wa_options_t *o)
 {
-    sender_t  *s;
+    wa_sender_t  *s;
 
     if (o->token == NULL) {
         return 0;
     }
 
-    s = calloc(1, sizeof(sender_t));
+    s = calloc(1, sizeof(wa_sender_t));
     if (s == NULL) {
         return -1;
     }
 
     s->o = o;
-    s->w.o = o;
     s->ready_tail = &s->ready;
-    snprintf(s->outbox, sizeof(s->outbox), "%s:outbox", o->prefix);
+    snprintf(s->outbox, sizeof(s->outbox), "%s:%s", o->prefix,
+             WA_STREAM_OUTBOX);
     snprintf(s->deferred, sizeof(s->deferred), "%s:deferred", o->prefix);
     snprintf(s->entries, sizeof(s->entries), "%s:deferred:entries",
              o->prefix);
     snprintf(s->sent, sizeof(s->sent), "%s:sent", o->prefix);
-    snprintf(s->w.dead, sizeof(s->w.dead), "%s:dead", o->prefix);
+    snprintf(s->dead, sizeof(s->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
+    snprintf(s->alerts, sizeof(s->alerts), "%s:alerts", o->prefix);
+    snprintf(s->paused_key, sizeof(s->paused_key), "%s:sender:paused",
+             o->prefix);
+
+    wa_link_init(&s->link, o, "sender: ");
+    wa_reader_init(&s->reader, &s->link, s->dead);
+    wa_reader_add(&s->reader, s->outbox);
+    s->next_stats = wa_clock_ms() + o->stats_interval_ms;
     snprintf(s->auth, sizeof(s->auth), "Authorization: Bearer %s", o->token);
 
     s->multi = curl_multi_init();
-    if (s->multi == NULL || pace_init(&s->numbers, 64) != 0
-        || pace_init(&s->pairs, 65536) != 0)
+    if (s->multi == NULL || wa_pace_init(&s->numbers, 64) != 0
+        || wa_pace_init(&s->pairs, 65536) != 0)
     {
         return -1;
     }
 
     curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 
-    if (pthread_create(&sender_thread, NULL, sender_main, s) != 0) {
+    if (pthread_create(&wa_sender_thread, NULL, sender_main, s) != 0) {
         return -1;
     }
 
     sender_running = 1;
-    log_msg(LOG_INFO, "sender: on, %s/%s, %ld messages/s per number",
+    wa_log(WA_LOG_INFO, "sender: on, %s/%s, %ld messages/s per number",
             o->graph_url, o->graph_version, o->rate);
 
     return 0;
@@ -1139,14 +1267,14 @@ sender_start(const options_t *o)
 
 
 void
-sender_stop(void)
+wa_sender_stop(void)
 {
     if (!sender_running) {
         return;
     }
 
     /* requests in flight are finished, nothing new is taken */
-    sender_stopping = 1;
-    pthread_join(sender_thread, NULL);
+    atomic_store(&sender_stopping, 1);
+    pthread_join(wa_sender_thread, NULL);
     sender_running = 0;
 }

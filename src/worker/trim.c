@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "worker.h"
+#include "reader.h"
 
 
 /* "ms-seq" as a pair, for comparing ids */
@@ -72,18 +72,20 @@ ifield(redisReply *map, const char *name)
 }
 
 
-int
-trim_one(worker_t *w, const char *key, const char *label)
+/* the oldest entry some group still needs, as "ms-seq"; 0 if none */
+static int
+wa_trim_minid(wa_reader_t *rd, int s, char *minid, size_t size)
 {
     int                  have;
-    char                 minid[64];
     size_t               i;
-    long long            pending, capped;
+    wa_args_t            a;
+    long long            pending;
     const char          *name, *last;
-    redisReply          *groups, *g, *p, *r;
+    redisReply          *groups, *g, *p;
     unsigned long long   ms, seq, min_ms, min_seq;
 
-    groups = redisCommand(w->c, "XINFO GROUPS %s", key);
+    wa_args(&a, "XINFO", "GROUPS", rd->stream[s], NULL);
+    groups = wa_link_call(rd->link, &a);
     if (groups == NULL) {
         return -1;
     }
@@ -104,7 +106,8 @@ trim_one(worker_t *w, const char *key, const char *label)
         }
 
         if (pending) {
-            p = redisCommand(w->c, "XPENDING %s %s", key, name);
+            wa_args(&a, "XPENDING", rd->stream[s], name, NULL);
+            p = wa_link_call(rd->link, &a);
             if (p == NULL) {
                 freeReplyObject(groups);
                 return -1;
@@ -136,42 +139,49 @@ trim_one(worker_t *w, const char *key, const char *label)
     freeReplyObject(groups);
 
     if (have) {
-        snprintf(minid, sizeof(minid), "%llu-%llu", min_ms, min_seq);
-        r = redisCommand(w->c, "XTRIM %s MINID ~ %s", key, minid);
-        if (r == NULL) {
-            return -1;
-        }
-
-        if (r->type == REDIS_REPLY_INTEGER) {
-            w->n.trimmed += r->integer;
-        }
-
-        freeReplyObject(r);
+        snprintf(minid, size, "%llu-%llu", min_ms, min_seq);
     }
 
-    if (w->o->max_len == 0) {
-        return 0;
-    }
+    return have;
+}
 
-    r = redisCommand(w->c, "XTRIM %s MAXLEN ~ %ld", key,
-                     w->o->max_len);
+
+/* the last resort for a group that stopped reading: counted and logged */
+static int
+wa_trim_cap(wa_reader_t *rd, int s, const char *label)
+{
+    wa_args_t    a;
+    long long    capped;
+    redisReply  *r;
+    char         key[256];
+
+    wa_args(&a, "XTRIM", rd->stream[s], "MAXLEN", "~", NULL);
+    wa_args_ll(&a, rd->o->max_len);
+
+    r = wa_link_call(rd->link, &a);
     if (r == NULL) {
         return -1;
     }
 
-    if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-        capped = r->integer;
-        log_msg(LOG_ERROR, "%s over --max-len %ld: trimmed %lld entries "
-                "some group had not acknowledged", key,
-                w->o->max_len, capped);
-        w->n.capped += capped;
+    capped = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
 
-        freeReplyObject(r);
-        r = redisCommand(w->c, "HINCRBY %s:worker:capped %s %lld",
-                         w->o->prefix, label, capped);
-        if (r == NULL) {
-            return -1;
-        }
+    if (capped <= 0) {
+        return 0;
+    }
+
+    wa_log(WA_LOG_ERROR, "%s over --max-len %ld: trimmed %lld entries "
+           "some group had not acknowledged", rd->stream[s], rd->o->max_len,
+           capped);
+    rd->n.capped += capped;
+
+    snprintf(key, sizeof(key), "%s:worker:capped", rd->o->prefix);
+    wa_args(&a, "HINCRBY", key, label, NULL);
+    wa_args_ll(&a, capped);
+
+    r = wa_link_call(rd->link, &a);
+    if (r == NULL) {
+        return -1;
     }
 
     freeReplyObject(r);
@@ -181,17 +191,31 @@ trim_one(worker_t *w, const char *key, const char *label)
 
 
 int
-trim_streams(worker_t *w)
+wa_trim_stream(wa_reader_t *rd, int s, const char *label)
 {
-    int  s;
+    int          rc;
+    char         minid[64];
+    wa_args_t    a;
+    redisReply  *r;
 
-    for (s = 0; s < NSTREAMS; s++) {
-        if (trim_one(w, w->stream[s], stream_names[s]) != 0) {
-            log_msg(LOG_ERROR, "trimming %s: %s", w->stream[s],
-                    w->c->errstr);
-            return -1;
-        }
+    rc = wa_trim_minid(rd, s, minid, sizeof(minid));
+    if (rc < 0) {
+        return -1;
     }
 
-    return 0;
+    if (rc == 1) {
+        wa_args(&a, "XTRIM", rd->stream[s], "MINID", "~", minid, NULL);
+        r = wa_link_call(rd->link, &a);
+        if (r == NULL) {
+            return -1;
+        }
+
+        if (r->type == REDIS_REPLY_INTEGER) {
+            rd->n.trimmed += r->integer;
+        }
+
+        freeReplyObject(r);
+    }
+
+    return rd->o->max_len ? wa_trim_cap(rd, s, label) : 0;
 }

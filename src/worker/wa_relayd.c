@@ -14,6 +14,7 @@
  */
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,19 +22,20 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "conn.h"
+#include "clock.h"
 #include "log.h"
 #include "worker.h"
 
-static volatile sig_atomic_t  stopping;
-static volatile sig_atomic_t  reopen;
+/* set by signal handlers: lock-free atomics are safe to write there */
+static atomic_int  wa_stopping;
+static atomic_int  wa_reopen;
 
 
 static void
 on_stop(int sig)
 {
     (void) sig;
-    stopping = 1;
+    atomic_store(&wa_stopping, 1);
 }
 
 
@@ -41,42 +43,7 @@ static void
 on_hup(int sig)
 {
     (void) sig;
-    reopen = 1;
-}
-
-
-long long
-now_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-long long
-now_wall_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-static void
-pause_ms(long ms)
-{
-    struct timespec  ts;
-
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000;
-
-    /* a signal cuts it short, which is what we want */
-    nanosleep(&ts, NULL);
+    atomic_store(&wa_reopen, 1);
 }
 
 
@@ -102,33 +69,55 @@ signals(void)
 
 /* counters in the log and in <prefix>:worker:<consumer> for operators */
 static void
-stats(worker_t *w, long long since, counters_t *last)
+stats(wa_worker_t *w, long long since, wa_counters_t *last)
 {
-    double       secs;
-    redisReply  *r;
+    int                    i;
+    char                   key[512];
+    double                 secs;
+    long long              v[9];
+    wa_args_t              a;
+    redisReply            *r;
+    wa_reader_counters_t  *rn;
 
-    secs = (now_ms() - since) / 1000.0;
+    static const char  *names[] = {
+        "applied", "duplicates", "skipped", "dead", "reclaimed", "errors",
+        "trimmed", "capped", "seen_at"
+    };
 
-    log_msg(LOG_INFO, "applied %lld (%.0f/s), duplicates %lld, skipped %lld,"
-            " dead %lld, reclaimed %lld, errors %lld, trimmed %lld",
-            w->n.applied, secs > 0 ? (w->n.applied - last->applied) / secs
-                                   : 0.0,
-            w->n.duplicates, w->n.skipped, w->n.dead, w->n.reclaimed,
-            w->n.errors, w->n.trimmed);
+    rn = &w->reader.n;
+    secs = (wa_clock_ms() - since) / 1000.0;
+
+    v[0] = w->n.applied;
+    v[1] = w->n.duplicates;
+    v[2] = w->n.skipped;
+    v[3] = w->n.dead + rn->dead;
+    v[4] = rn->reclaimed;
+    v[5] = w->n.errors;
+    v[6] = rn->trimmed;
+    v[7] = rn->capped;
+    v[8] = (long long) time(NULL);
+
+    wa_log(WA_LOG_INFO, "applied %lld (%.0f/s), duplicates %lld, skipped "
+           "%lld, dead %lld, reclaimed %lld, errors %lld, trimmed %lld",
+           v[0], secs > 0 ? (w->n.applied - last->applied) / secs : 0.0,
+           v[1], v[2], v[3], v[4], v[5], v[6]);
 
     *last = w->n;
 
-    if (w->c == NULL) {
+    if (w->link.c == NULL) {
         return;
     }
 
-    r = redisCommand(w->c, "HSET %s:worker:%s applied %lld duplicates %lld "
-                     "skipped %lld dead %lld reclaimed %lld errors %lld "
-                     "trimmed %lld capped %lld seen_at %lld",
-                     w->o->prefix, w->o->consumer, w->n.applied,
-                     w->n.duplicates, w->n.skipped, w->n.dead,
-                     w->n.reclaimed, w->n.errors, w->n.trimmed, w->n.capped,
-                     (long long) time(NULL));
+    snprintf(key, sizeof(key), "%s:worker:%s", w->o->prefix,
+             w->o->consumer);
+    wa_args(&a, "HSET", key, NULL);
+
+    for (i = 0; i < (int) (sizeof(names) / sizeof(names[0])); i++) {
+        wa_args_add(&a, names[i]);
+        wa_args_ll(&a, v[i]);
+    }
+
+    r = wa_link_call(&w->link, &a);
     if (r) {
         freeReplyObject(r);
     }
@@ -138,18 +127,16 @@ stats(worker_t *w, long long since, counters_t *last)
 int
 main(int argc, char **argv)
 {
-    int          i;
-    long         backoff;
     long long    now, next_claim, next_trim, next_stats, since;
-    options_t    o;
-    worker_t     w;
-    counters_t   last;
+    wa_options_t    o;
+    wa_worker_t     w;
+    wa_counters_t   last;
 
-    if (options_parse(&o, argc, argv) != 0) {
+    if (wa_options_parse(&o, argc, argv) != 0) {
         return 2;
     }
 
-    if (log_open(o.log_file, o.log_level) != 0) {
+    if (wa_log_open(o.log_file, o.log_level) != 0) {
         fprintf(stderr, "wa-relayd: cannot open log %s, or bad level %s\n",
                 o.log_file ? o.log_file : "stderr", o.log_level);
         return 2;
@@ -157,86 +144,67 @@ main(int argc, char **argv)
 
     signals();
 
-    memset(&w, 0, sizeof(w));
-    w.o = &o;
+    wa_consume_init(&w, &o);
 
-    w.apply_options = replies_options(&o);
+    w.apply_options = wa_replies_options(&o);
     if (w.apply_options == NULL
         || curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
     {
-        log_msg(LOG_ERROR, "out of memory");
+        wa_log(WA_LOG_ERROR, "out of memory");
         return 1;
     }
 
-    if (sender_start(&o) != 0) {
-        log_msg(LOG_ERROR, "cannot start the sender");
+    if (wa_sender_start(&o) != 0) {
+        wa_log(WA_LOG_ERROR, "cannot start the sender");
         return 1;
     }
 
-    for (i = 0; i < NSTREAMS; i++) {
-        snprintf(w.stream[i], sizeof(w.stream[i]), "%s:%s", o.prefix,
-                 stream_names[i]);
-    }
-
-    snprintf(w.dead, sizeof(w.dead), "%s:dead", o.prefix);
-
-    log_msg(LOG_INFO, "wa-relayd starting: consumer %s of group %s, "
+    wa_log(WA_LOG_INFO, "wa-relayd starting: consumer %s of group %s, "
             "prefix %s, Redis %s", o.consumer, o.group, o.prefix, o.redis);
 
-    backoff = 100;
     next_claim = next_trim = 0;
-    since = next_stats = now_ms();
+    since = next_stats = wa_clock_ms();
     next_stats += o.stats_interval_ms;
     last = w.n;
 
-    while (!stopping) {
+    while (!atomic_load(&wa_stopping)) {
 
-        if (reopen) {
-            reopen = 0;
-            if (log_reopen() != 0) {
+        if (atomic_exchange(&wa_reopen, 0)) {
+            if (wa_log_reopen() != 0) {
                 fprintf(stderr, "wa-relayd: cannot reopen the log\n");
             }
-            log_msg(LOG_INFO, "log reopened");
+            wa_log(WA_LOG_INFO, "log reopened");
         }
 
-        if (w.c == NULL) {
-            w.c = conn_open(&o);
-
-            if (w.c == NULL || consume_groups(&w) != 0
-                || consume_own_pending(&w) != 0)
-            {
-                if (w.c) {
-                    redisFree(w.c);
-                    w.c = NULL;
-                }
-
-                log_msg(LOG_WARN, "retrying in %ld ms", backoff);
-                pause_ms(backoff);
-                backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+        if (w.link.c == NULL) {
+            if (wa_link_connect(&w.link, &wa_stopping) != 0) {
                 continue;
             }
 
-            backoff = 100;
+            if (wa_consume_start(&w) != 0) {
+                goto lost;
+            }
+
             next_claim = 0;
         }
 
-        now = now_ms();
+        now = wa_clock_ms();
 
         if (now >= next_claim) {
-            if (consume_reclaim(&w) != 0) {
+            if (wa_consume_reclaim(&w) != 0) {
                 goto lost;
             }
             next_claim = now + o.claim_idle_ms / 2 + 1;
         }
 
-        if (consume_read(&w) != 0) {
+        if (wa_consume_read(&w) != 0) {
             goto lost;
         }
 
-        now = now_ms();
+        now = wa_clock_ms();
 
         if (now >= next_trim) {
-            if (trim_streams(&w) != 0) {
+            if (wa_consume_trim(&w) != 0) {
                 goto lost;
             }
             next_trim = now + o.trim_interval_ms;
@@ -252,29 +220,24 @@ main(int argc, char **argv)
 
     lost:
 
-        log_msg(LOG_ERROR, "lost the Redis connection; reconnecting");
-        consume_forget(&w);
-        redisFree(w.c);
-        w.c = NULL;
+        wa_consume_forget(&w);
+        wa_link_lost(&w.link);
     }
 
-    log_msg(LOG_INFO, "stopping: the batch in hand is applied");
+    wa_log(WA_LOG_INFO, "stopping: the batch in hand is applied");
 
-    if (w.c && consume_drain(&w) != 0) {
-        log_msg(LOG_ERROR, "the batch in hand is left pending");
+    if (w.link.c && wa_consume_drain(&w) != 0) {
+        wa_log(WA_LOG_ERROR, "the batch in hand is left pending");
     }
 
-    sender_stop();
+    wa_sender_stop();
     stats(&w, since, &last);
 
-    if (w.c) {
-        redisFree(w.c);
-    }
-
-    options_free(&o);
+    wa_link_close(&w.link);
+    wa_options_free(&o);
     free(w.apply_options);
     curl_global_cleanup();
-    log_msg(LOG_INFO, "wa-relayd stopped");
+    wa_log(WA_LOG_INFO, "wa-relayd stopped");
 
     return 0;
 }

@@ -1,26 +1,28 @@
 /*
- * wa-relayd: the state shared by the consumer loop's parts.
+ * wa-relayd: the consumer loop's state, shared by its parts.
  */
 
 #ifndef WA_WORKER_H
 #define WA_WORKER_H
 
+#include <stdatomic.h>
+
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
+#include "link.h"
 #include "options.h"
+#include "reader.h"
+#include "wa_streams.h"
 
-#define NSTREAMS  3
-
+/* what the state function said of the entries it was given */
 typedef struct {
     long long   applied;
     long long   duplicates;
     long long   skipped;
-    long long   dead;
-    long long   reclaimed;
-    long long   errors;
-    long long   trimmed;
-    long long   capped;
-} counters_t;
+    long long   dead;           /* could not be applied: in <prefix>:dead */
+    long long   errors;         /* calls that failed: entries left pending */
+} wa_counters_t;
 
 /* one FCALL wa_apply_1, formatted */
 typedef struct {
@@ -28,46 +30,39 @@ typedef struct {
     size_t   n;                     /* its entries */
     char    *cmd;
     size_t   len;
-} call_t;
+} wa_apply_call_t;
 
 /* what one XREADGROUP gave: a call per stream */
 typedef struct {
-    call_t   call[NSTREAMS];
-    int      ncalls;
-} batch_t;
+    wa_apply_call_t   call[WA_STREAM_COUNT];
+    int               ncalls;
+} wa_apply_batch_t;
 
 typedef struct {
-    const options_t  *o;
-    redisContext     *c;
-    char              stream[NSTREAMS][256];
-    char              dead[256];
-    char             *apply_options;   /* JSON: the automatic replies */
-    counters_t        n;
-    batch_t           held;         /* read, not yet applied */
-} worker_t;
-
-extern const char *stream_names[NSTREAMS];
+    const wa_options_t  *o;
+    wa_link_t            link;
+    wa_reader_t          reader;
+    char                 stream[WA_STREAM_COUNT][256];
+    char                 dead[256];
+    char                *apply_options;     /* JSON: the automatic replies */
+    wa_counters_t        n;
+    wa_apply_batch_t     held;              /* read, not yet applied */
+} wa_worker_t;
 
 /* consume.c: 0, or -1 when the connection is gone */
-int consume_groups(worker_t *w);
-int consume_read(worker_t *w);
-int consume_own_pending(worker_t *w);
-int consume_drain(worker_t *w);
-void consume_forget(worker_t *w);
-int consume_reclaim(worker_t *w);
+void wa_consume_init(wa_worker_t *w, const wa_options_t *o);
+int wa_consume_start(wa_worker_t *w);
+int wa_consume_read(wa_worker_t *w);
+int wa_consume_drain(wa_worker_t *w);
+void wa_consume_forget(wa_worker_t *w);
+int wa_consume_reclaim(wa_worker_t *w);
+int wa_consume_trim(wa_worker_t *w);
 
 /* replies.c: the automatic replies as wa_apply_1's options */
-char *replies_options(const options_t *o);
+char *wa_replies_options(const wa_options_t *o);
 
 /* sender.c: the outbox sender, a thread of its own */
-int sender_start(const options_t *o);
-void sender_stop(void);
-
-/* trim.c */
-int trim_streams(worker_t *w);
-int trim_one(worker_t *w, const char *key, const char *name);
-
-long long now_ms(void);             /* monotonic, for intervals */
-long long now_wall_ms(void);        /* the epoch, for what Redis keeps */
+int wa_sender_start(const wa_options_t *o);
+void wa_sender_stop(void);
 
 #endif /* WA_WORKER_H */

@@ -10,7 +10,7 @@ use WaTest;
 my $t = WaTest->new;
 my $bin = File::Spec->rel2abs($t->{worker_bin});
 
-my $help = `$bin --help 2>&1`;
+my $help = `timeout 10 $bin --help 2>&1`;
 is $? >> 8, 0, '--help exits 0';
 for my $flag (qw(redis redis-password-file redis-db prefix group consumer batch
                  claim-idle-ms max-deliveries max-len token-file rate)) {
@@ -18,16 +18,30 @@ for my $flag (qw(redis redis-password-file redis-db prefix group consumer batch
 }
 like $help, qr/WA_REDIS\b/, 'and the environment variables';
 
-my $out = `$bin --batch zero 2>&1`;
+my $out = `timeout 10 $bin --batch zero 2>&1`;
 is $? >> 8, 2, 'a bad number: exit 2';
 like $out, qr/--batch.*zero/, 'naming the option';
-$out = `$bin --rate 5000 2>&1`;
+$out = `timeout 10 $bin --rate 5000 2>&1`;
 like $out, qr/--rate/, 'a rate over 1000 is refused';
-$out = `$bin --no-such 2>&1`;
+$out = `timeout 10 $bin --no-such 2>&1`;
 is $? >> 8, 2, 'an unknown option: exit 2';
 
+$out = `timeout 10 $bin --redis-db 70000 2>&1`;
+like $out, qr/--redis-db: "70000" is not a number from 0 to 65535/,
+    'a number out of range names the range';
+$out = `timeout 10 $bin --business-hours 9-25 2>&1`;
+is $? >> 8, 2, 'bad business hours: exit 2';
+
+# docs/worker.md's table is the one the binary prints
+my $md = `timeout 10 $bin --help-markdown`;
+is $? >> 8, 0, '--help-markdown exits 0';
+like $md, qr/^\| `--rate` \| `WA_RATE` \| `80` \|/m, 'a row per option';
+open my $doc, '<', 'docs/worker.md' or die "docs/worker.md: $!";
+my ($table) = do { local $/; <$doc> } =~ /^## Options\n\n((?:\|.*\n)+)/m;
+is $table, $md, 'docs/worker.md shows every option as the binary has it';
+
 $t->write_file('public-token', "x\n", 0644);
-$out = `$bin --token-file ${\ $t->dir}/public-token 2>&1`;
+$out = `timeout 10 $bin --token-file ${\ $t->dir}/public-token 2>&1`;
 like $out, qr/world-readable/, 'a world-readable token file is refused';
 
 # environment variables, overridden by flags

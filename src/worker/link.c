@@ -1,0 +1,355 @@
+/*
+ * wa-relayd: the Redis link.  The worker is its own process with nothing
+ * else to do while Redis answers, so blocking calls with a timeout are the
+ * simple and right tool here (the nginx module is the one that must never
+ * block).  The consumer loop and the sender thread each have a link.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "clock.h"
+#include "link.h"
+#include "log.h"
+
+#define WA_LINK_BACKOFF_MIN   100
+#define WA_LINK_BACKOFF_MAX   5000
+
+static const char  wa_state_lua[] =
+#include "wa_state_lua.h"
+    ;
+
+
+static void
+wa_args_push(wa_args_t *a, const char *p, size_t len)
+{
+    /* the commands built here are short: more is a programming error */
+    if (a->argc == WA_ARGS_MAX) {
+        wa_log(WA_LOG_ERROR, "a command of more than %d arguments",
+               WA_ARGS_MAX);
+        abort();
+    }
+
+    a->argv[a->argc] = p;
+    a->lens[a->argc] = len;
+    a->argc++;
+}
+
+
+void
+wa_args(wa_args_t *a, ...)
+{
+    va_list      ap;
+    const char  *s;
+
+    a->argc = 0;
+
+    va_start(ap, a);
+
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        wa_args_push(a, s, strlen(s));
+    }
+
+    va_end(ap);
+}
+
+
+void
+wa_args_add(wa_args_t *a, const char *s)
+{
+    wa_args_push(a, s, strlen(s));
+}
+
+
+void
+wa_args_addn(wa_args_t *a, const char *p, size_t len)
+{
+    wa_args_push(a, p, len);
+}
+
+
+void
+wa_args_ll(wa_args_t *a, long long n)
+{
+    char  *num;
+
+    num = a->num[a->argc < WA_ARGS_MAX ? a->argc : 0];
+    wa_args_push(a, num, (size_t) snprintf(num, 24, "%lld", n));
+}
+
+
+void
+wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who)
+{
+    memset(l, 0, sizeof(wa_link_t));
+    l->o = o;
+    l->who = who;
+    l->backoff = WA_LINK_BACKOFF_MIN;
+}
+
+
+static redisContext *
+wa_link_open(wa_link_t *l)
+{
+    long            port;
+    char            host[256], *colon, *end;
+    redisContext   *c;
+    struct timeval  tv;
+
+    tv.tv_sec = l->o->timeout_ms / 1000;
+    tv.tv_usec = (l->o->timeout_ms % 1000) * 1000;
+
+    if (strncmp(l->o->redis, "unix:", 5) == 0) {
+        c = redisConnectUnixWithTimeout(l->o->redis + 5, tv);
+
+    } else {
+        snprintf(host, sizeof(host), "%s", l->o->redis);
+        colon = strrchr(host, ':');
+        port = 6379;
+
+        if (colon) {
+            *colon = '\0';
+            port = strtol(colon + 1, &end, 10);
+
+            if (*end != '\0' || port <= 0 || port > 65535) {
+                wa_log(WA_LOG_ERROR, "%sbad Redis address \"%s\"", l->who,
+                       l->o->redis);
+                return NULL;
+            }
+        }
+
+        c = redisConnectWithTimeout(host, (int) port, tv);
+    }
+
+    if (c == NULL || c->err) {
+        wa_log(WA_LOG_ERROR, "%scannot connect to Redis at %s: %s", l->who,
+               l->o->redis, c ? c->errstr : "out of memory");
+        if (c) {
+            redisFree(c);
+        }
+        return NULL;
+    }
+
+    /* replies must come within the timeout; BLOCK is shorter than it */
+    redisSetTimeout(c, tv);
+
+    return c;
+}
+
+
+/* AUTH, SELECT, FUNCTION LOAD: 0, or -1 with the link closed */
+static int
+wa_link_preamble(wa_link_t *l)
+{
+    wa_args_t    a;
+    redisReply  *r;
+
+    if (l->o->password) {
+        wa_args(&a, "AUTH", l->o->password, NULL);
+        r = wa_link_call(l, &a);
+        if (wa_link_failed(l, r, "AUTH")) {
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+
+    if (l->o->db) {
+        wa_args(&a, "SELECT", NULL);
+        wa_args_ll(&a, l->o->db);
+        r = wa_link_call(l, &a);
+        if (wa_link_failed(l, r, "SELECT")) {
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+
+    return wa_link_load_functions(l);
+}
+
+
+int
+wa_link_connect(wa_link_t *l, atomic_int *stop)
+{
+    long  waited;
+
+    if (l->c != NULL) {
+        return 0;
+    }
+
+    l->c = wa_link_open(l);
+
+    if (l->c != NULL && wa_link_preamble(l) == 0) {
+        wa_log(WA_LOG_INFO, "%sconnected to Redis at %s", l->who,
+               l->o->redis);
+        l->backoff = WA_LINK_BACKOFF_MIN;
+        return 0;
+    }
+
+    wa_link_close(l);
+
+    wa_log(WA_LOG_WARN, "%sretrying in %ld ms", l->who, l->backoff);
+
+    for (waited = 0; waited < l->backoff && !atomic_load(stop);
+         waited += 100)
+    {
+        wa_clock_sleep_ms(l->backoff - waited < 100 ? l->backoff - waited
+                                                    : 100);
+    }
+
+    l->backoff = l->backoff * 2 > WA_LINK_BACKOFF_MAX ? WA_LINK_BACKOFF_MAX
+                                                      : l->backoff * 2;
+
+    return -1;
+}
+
+
+void
+wa_link_lost(wa_link_t *l)
+{
+    wa_log(WA_LOG_ERROR, "%slost the Redis connection; reconnecting",
+           l->who);
+    wa_link_close(l);
+}
+
+
+void
+wa_link_close(wa_link_t *l)
+{
+    if (l->c) {
+        redisFree(l->c);
+        l->c = NULL;
+    }
+}
+
+
+int
+wa_link_load_functions(wa_link_t *l)
+{
+    wa_args_t    a;
+    redisReply  *r;
+
+    wa_args(&a, "FUNCTION", "LOAD", "REPLACE", NULL);
+    wa_args_addn(&a, wa_state_lua, sizeof(wa_state_lua) - 1);
+
+    r = wa_link_call(l, &a);
+    if (wa_link_failed(l, r, "FUNCTION LOAD")) {
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+redisReply *
+wa_link_call(wa_link_t *l, wa_args_t *a)
+{
+    return wa_link_callv(l, a->argc, a->argv, a->lens);
+}
+
+
+redisReply *
+wa_link_callv(wa_link_t *l, int argc, const char **argv, const size_t *lens)
+{
+    if (wa_link_appendv(l, argc, argv, lens) != 0) {
+        return NULL;
+    }
+
+    return wa_link_reply(l);
+}
+
+
+int
+wa_link_append(wa_link_t *l, wa_args_t *a)
+{
+    return wa_link_appendv(l, a->argc, a->argv, a->lens);
+}
+
+
+int
+wa_link_appendv(wa_link_t *l, int argc, const char **argv,
+    const size_t *lens)
+{
+    if (redisAppendCommandArgv(l->c, argc, argv, lens) != REDIS_OK) {
+        wa_log(WA_LOG_ERROR, "%sRedis %.*s: %s", l->who, (int) lens[0],
+               argv[0], l->c->errstr);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+wa_link_append_formatted(wa_link_t *l, const char *cmd, size_t len)
+{
+    if (redisAppendFormattedCommand(l->c, cmd, len) != REDIS_OK) {
+        wa_log(WA_LOG_ERROR, "%sRedis: %s", l->who, l->c->errstr);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* what hiredis holds for Redis is written, no reply read */
+int
+wa_link_write(wa_link_t *l)
+{
+    int  done;
+
+    do {
+        if (redisBufferWrite(l->c, &done) != REDIS_OK) {
+            wa_log(WA_LOG_ERROR, "%sRedis: %s", l->who, l->c->errstr);
+            return -1;
+        }
+    } while (!done);
+
+    return 0;
+}
+
+
+redisReply *
+wa_link_reply(wa_link_t *l)
+{
+    void  *r;
+
+    if (redisGetReply(l->c, &r) != REDIS_OK) {
+        wa_log(WA_LOG_ERROR, "%sRedis: %s", l->who, l->c->errstr);
+        return NULL;
+    }
+
+    return r;
+}
+
+
+int
+wa_link_failed(wa_link_t *l, redisReply *r, const char *what)
+{
+    if (r == NULL) {
+        wa_log(WA_LOG_ERROR, "%sRedis %s: %s", l->who, what,
+               l->c && l->c->errstr[0] ? l->c->errstr : "no reply");
+        return 1;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        wa_log(WA_LOG_ERROR, "%sRedis %s: %s", l->who, what, r->str);
+        freeReplyObject(r);
+        return 1;
+    }
+
+    return 0;
+}
+
+
+int
+wa_link_not_loaded(const redisReply *r)
+{
+    /* FUNCTION FLUSH, or a Redis restarted without persistence */
+    return r->type == REDIS_REPLY_ERROR
+           && strstr(r->str, "Function not found") != NULL;
+}

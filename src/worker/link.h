@@ -1,0 +1,75 @@
+/*
+ * wa-relayd: the one way to talk to Redis.  A link is a synchronous hiredis
+ * connection with its preamble (AUTH, SELECT, the state functions), its
+ * reconnection with backoff, and commands sent as argument arrays: names,
+ * ids and values go with their lengths, never through a format string.
+ */
+
+#ifndef WA_LINK_H
+#define WA_LINK_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+#include "options.h"
+
+#define WA_ARGS_MAX  32
+
+/* a command being built: strings, bytes, numbers */
+typedef struct {
+    int          argc;
+    const char  *argv[WA_ARGS_MAX];
+    size_t       lens[WA_ARGS_MAX];
+    char         num[WA_ARGS_MAX][24];
+} wa_args_t;
+
+typedef struct {
+    const wa_options_t  *o;
+    const char          *who;       /* "" or "sender: ", for log lines */
+    redisContext        *c;         /* NULL while down */
+    long                 backoff;   /* ms before the next attempt */
+} wa_link_t;
+
+/* wa_args(a, "XACK", key, group, id, NULL): a new command of C strings */
+void wa_args(wa_args_t *a, ...);
+void wa_args_add(wa_args_t *a, const char *s);
+void wa_args_addn(wa_args_t *a, const char *p, size_t len);
+void wa_args_ll(wa_args_t *a, long long n);
+
+void wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who);
+
+/*
+ * Connected with its preamble done: 0.  Otherwise -1, after waiting the
+ * backoff (cut short once *stop is set); the next call tries again.
+ */
+int wa_link_connect(wa_link_t *l, atomic_int *stop);
+
+/* the connection broke (or a reply makes no sense): dropped, logged */
+void wa_link_lost(wa_link_t *l);
+void wa_link_close(wa_link_t *l);
+
+/* FUNCTION LOAD REPLACE of redis/wa_state.lua; 0 or -1 */
+int wa_link_load_functions(wa_link_t *l);
+
+/* a command and its reply; NULL when the link broke (logged with what) */
+redisReply *wa_link_call(wa_link_t *l, wa_args_t *a);
+redisReply *wa_link_callv(wa_link_t *l, int argc, const char **argv,
+    const size_t *lens);
+
+/* pipelined: commands queued, written, then their replies in order */
+int wa_link_append(wa_link_t *l, wa_args_t *a);
+int wa_link_appendv(wa_link_t *l, int argc, const char **argv,
+    const size_t *lens);
+int wa_link_append_formatted(wa_link_t *l, const char *cmd, size_t len);
+int wa_link_write(wa_link_t *l);
+redisReply *wa_link_reply(wa_link_t *l);
+
+/* a reply that is an error, or none: logs what and returns 1 */
+int wa_link_failed(wa_link_t *l, redisReply *r, const char *what);
+
+/* an error reply that says the state functions are gone */
+int wa_link_not_loaded(const redisReply *r);
+
+#endif /* WA_LINK_H */
