@@ -37,7 +37,7 @@ wa_sig_size(wa_sig_alg_t alg)
 /*
  * A hex digit's value plus one, 0 for any other byte: a table rather than
  * comparisons, whose branches a signature's random digits mispredict half
- * of the time (1.3% of the worker's time under load)
+ * of the time
  */
 static const unsigned char  wa_hex_value[256] = {
     ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,

@@ -6,14 +6,12 @@
  * (ngx_http_whatsapp_redis.c) takes it to Redis.  Much of what Redis spends
  * on a call is the call itself: its lookup, the function's KEYS and ARGV
  * tables and error handler, the reply; this worker, too, then reads one
- * reply instead of many.  Under make bench's load a call carries 16 to 28
- * requests, and each costs Redis 28% and this worker 10% less than a call
- * of its own (docs/benchmarks.md).
+ * reply instead of many (docs/benchmarks.md has what it saves).
  *
  * The events are copied into the call's own pool: the parser that made
  * them is reused by the next body.  Once a call holds
- * NGX_HTTP_WHATSAPP_CALL_FULL bytes (32 KB: 8 and 16 KB were slower, 64
- * and 128 KB no faster), the next request sends it and has it written
+ * NGX_HTTP_WHATSAPP_CALL_FULL bytes (the size docs/benchmarks.md found
+ * best), the next request sends it and has it written
  * before joining a new one, so that Redis, on the other core, works on it
  * while this worker parses the rest; a request is thus never answered from
  * inside its own handler.  Requests of different locations (streams,
@@ -50,7 +48,13 @@ struct ngx_http_whatsapp_call_s {
     size_t                         size;
     u_char                         used[WA_STREAM_COUNT];
     ngx_uint_t                     generation;
-    ngx_int_t                      state;      /* see call_state() */
+    /*
+     * NGX_OK: sent, on the connection of that generation; NGX_AGAIN: it
+     * waits for the end of the turn or for the link to come up;
+     * NGX_DECLINED: not sent, Redis not being connected; NGX_ERROR: not
+     * sent for lack of memory
+     */
+    ngx_int_t                      state;
 };
 
 
@@ -76,10 +80,11 @@ static ngx_queue_t                ngx_http_whatsapp_call_held = {
 
 
 ngx_int_t
-ngx_http_whatsapp_call_add(ngx_http_request_t *r,
-    ngx_http_whatsapp_loc_conf_t *wlcf, wa_batch_t *batch,
+ngx_http_whatsapp_call_add(ngx_http_whatsapp_loc_conf_t *wlcf,
+    wa_batch_t *batch, ngx_http_whatsapp_done_pt done, void *data,
     ngx_http_whatsapp_pending_t **pending)
 {
+    size_t                        size;
     ngx_uint_t                    full;
     ngx_http_whatsapp_call_t     *call;
     ngx_http_whatsapp_pending_t  *p;
@@ -87,7 +92,9 @@ ngx_http_whatsapp_call_add(ngx_http_request_t *r,
     call = ngx_http_whatsapp_call;
 
     if (call) {
-        full = (call->size >= NGX_HTTP_WHATSAPP_CALL_FULL);
+        /* read before the send: a call not sent is freed at once */
+        size = call->size;
+        full = (size >= NGX_HTTP_WHATSAPP_CALL_FULL);
 
         if (full || call->wlcf != wlcf) {
             ngx_http_whatsapp_call = NULL;
@@ -95,6 +102,10 @@ ngx_http_whatsapp_call_add(ngx_http_request_t *r,
         }
 
         if (full) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "whatsapp webhook: a call of %uz bytes is "
+                           "written now", size);
+
             ngx_http_whatsapp_redis_write();
         }
     }
@@ -121,7 +132,8 @@ ngx_http_whatsapp_call_add(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    p->request = r;
+    p->data = data;
+    p->done = done;
     p->call = call;
 
     *call->last = p;
@@ -458,18 +470,72 @@ ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply, void *data)
 }
 
 
-/* each request gets the call's reply and its own count in it, if any */
+/*
+ * What a request's events came to: the call's reply (NULL: none), and in
+ * it the request's own count, if the reply counts each request of the call.
+ */
+static void
+ngx_http_whatsapp_call_result(ngx_http_whatsapp_call_t *call,
+    redisReply *rr, redisReply *count, ngx_uint_t events,
+    ngx_http_whatsapp_result_t *res)
+{
+    ngx_memzero(res, sizeof(ngx_http_whatsapp_result_t));
+    res->events = events;
+
+    if (rr == NULL) {
+        res->outcome = call->state == NGX_DECLINED
+                       ? NGX_HTTP_WHATSAPP_NOT_CONNECTED
+                       : call->state == NGX_OK ? NGX_HTTP_WHATSAPP_LOST
+                                               : NGX_HTTP_WHATSAPP_NOT_SENT;
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
+        res->outcome = NGX_HTTP_WHATSAPP_REDIS_ERROR;
+        res->error.data = (u_char *) rr->str;
+        res->error.len = rr->len;
+        return;
+    }
+
+    if (count && count->type == REDIS_REPLY_INTEGER && count->integer >= 0
+        && (ngx_uint_t) count->integer <= events)
+    {
+        res->outcome = NGX_HTTP_WHATSAPP_APPENDED;
+        res->appended = (ngx_uint_t) count->integer;
+        return;
+    }
+
+    res->outcome = NGX_HTTP_WHATSAPP_BAD_REPLY;
+    res->type = count ? count->type : rr->type;
+}
+
+
+/* each request still there is told what its events came to */
 static void
 ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
 {
+    void                         *data;
     ngx_uint_t                    i, each;
+    ngx_http_whatsapp_result_t    res;
     ngx_http_whatsapp_pending_t  *p;
 
     each = (rr && rr->type == REDIS_REPLY_ARRAY
             && rr->elements == call->requests);
 
     for (p = call->first, i = 0; p; p = p->next, i++) {
-        ngx_http_whatsapp_answer(p, rr, each ? rr->element[i] : NULL);
+        if (p->data == NULL) {
+            /* answered already (timeout) or gone: nothing left to tell */
+            continue;
+        }
+
+        data = p->data;
+        p->data = NULL;
+
+        ngx_http_whatsapp_call_result(call, rr,
+                                      each ? rr->element[i] : NULL,
+                                      p->nevents, &res);
+
+        p->done(data, &res);
     }
 
     ngx_destroy_pool(call->pool);
@@ -503,21 +569,30 @@ ngx_http_whatsapp_call_link(ngx_uint_t up)
 }
 
 
-/*
- * NGX_OK: the call was sent, on the connection of that generation (if
- * asked for); NGX_AGAIN: it waits for the end of the turn or for the link
- * to come up; NGX_DECLINED: it was not sent, Redis not being connected;
- * NGX_ERROR: not sent for lack of memory.
- */
-ngx_int_t
-ngx_http_whatsapp_call_state(ngx_http_whatsapp_pending_t *p,
-    ngx_uint_t *generation)
+/* the request is gone (finalized): its part of the reply is dropped */
+void
+ngx_http_whatsapp_call_forget(ngx_http_whatsapp_pending_t *p)
 {
-    if (generation) {
-        *generation = p->call->generation;
-    }
+    p->data = NULL;
+}
 
-    return p->call->state;
+
+/*
+ * The request gave up waiting.  A call sent and not answered in time means
+ * a connection that cannot be trusted to answer in order any more: it is
+ * reset, and every request still in it is answered 503.  A call that waits
+ * for the end of the turn or for the link is left to go.
+ */
+void
+ngx_http_whatsapp_call_timeout(ngx_http_whatsapp_pending_t *p)
+{
+    p->data = NULL;
+
+    if (p->call->state == NGX_OK) {
+        ngx_http_whatsapp_redis_reset(p->call->generation,
+                                      "a reply took longer than "
+                                      "whatsapp_redis_timeout");
+    }
 }
 
 

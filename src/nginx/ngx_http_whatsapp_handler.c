@@ -8,14 +8,12 @@
  * 503 (with Retry-After) otherwise, so that Meta retries and nothing is lost.
  *
  * A request may be finalized while Redis still owes it a reply (timeout,
- * shutdown): the reply then finds its place in the call with the request
- * pointer cleared by the request's pool cleanup, never the request itself.
+ * shutdown): its pool cleanup tells the call layer, and the reply then
+ * finds the request's place in the call empty, never the request itself.
  */
 
 #include "ngx_http_whatsapp_module.h"
 #include "wa_query.h"
-
-#include <jansson.h>
 
 
 #define NGX_HTTP_WHATSAPP_RETRY      "5"
@@ -47,6 +45,8 @@ static ngx_int_t ngx_http_whatsapp_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_whatsapp_submit(ngx_http_request_t *r,
     ngx_http_whatsapp_ctx_t *ctx, wa_batch_t *batch);
+static void ngx_http_whatsapp_done(void *data,
+    ngx_http_whatsapp_result_t *res);
 static void ngx_http_whatsapp_timeout(ngx_event_t *ev);
 static void ngx_http_whatsapp_cleanup(void *data);
 static ngx_int_t ngx_http_whatsapp_header_out(ngx_http_request_t *r,
@@ -268,122 +268,6 @@ ngx_http_whatsapp_post(ngx_http_request_t *r,
 }
 
 
-static void *
-ngx_http_whatsapp_palloc(void *pool, size_t size)
-{
-    return ngx_palloc(pool, size);
-}
-
-
-/*
- * A body is split in a pool of the worker's own: the parsed tree, the
- * events and the few values jansson makes for digests.  Once the events
- * are copied into the turn's call the pool is emptied, its blocks kept
- * warm for the next body rather than allocated and freed with each
- * request; one that an unusually large body made grow past SCRATCH_KEEP
- * blocks is given back whole.  jansson allocates from it only
- * while a body is split (there is no other jansson use in nginx):
- * otherwise, malloc and free.  The worker's JSON parser is reused the same
- * way: the events' strings live in it until the next body is split.
- */
-#define NGX_HTTP_WHATSAPP_SCRATCH_SIZE  16384
-#define NGX_HTTP_WHATSAPP_SCRATCH_KEEP  16
-
-static ngx_pool_t        *ngx_http_whatsapp_scratch;
-static ngx_pool_t        *ngx_http_whatsapp_json_pool;
-static wa_json_parser_t  *ngx_http_whatsapp_parser;
-
-
-static void *
-ngx_http_whatsapp_json_malloc(size_t size)
-{
-    if (ngx_http_whatsapp_json_pool) {
-        return ngx_palloc(ngx_http_whatsapp_json_pool, size);
-    }
-
-    return malloc(size);
-}
-
-
-static void
-ngx_http_whatsapp_json_free(void *p)
-{
-    if (ngx_http_whatsapp_json_pool == NULL) {
-        free(p);
-    }
-}
-
-
-static ngx_pool_t *
-ngx_http_whatsapp_scratch_get(void)
-{
-    if (ngx_http_whatsapp_scratch == NULL) {
-        ngx_http_whatsapp_scratch =
-            ngx_create_pool(NGX_HTTP_WHATSAPP_SCRATCH_SIZE, ngx_cycle->log);
-    }
-
-    ngx_http_whatsapp_json_pool = ngx_http_whatsapp_scratch;
-
-    return ngx_http_whatsapp_scratch;
-}
-
-
-static void
-ngx_http_whatsapp_scratch_done(void)
-{
-    ngx_uint_t   n;
-    ngx_pool_t  *p;
-
-    ngx_http_whatsapp_json_pool = NULL;
-
-    n = 0;
-    for (p = ngx_http_whatsapp_scratch; p; p = p->d.next) {
-        n++;
-    }
-
-    if (n > NGX_HTTP_WHATSAPP_SCRATCH_KEEP) {
-        ngx_destroy_pool(ngx_http_whatsapp_scratch);
-        ngx_http_whatsapp_scratch = NULL;
-        return;
-    }
-
-    ngx_reset_pool(ngx_http_whatsapp_scratch);
-}
-
-
-ngx_int_t
-ngx_http_whatsapp_json_init(ngx_cycle_t *cycle)
-{
-    json_set_alloc_funcs(ngx_http_whatsapp_json_malloc,
-                         ngx_http_whatsapp_json_free);
-
-    ngx_http_whatsapp_parser = wa_json_parser_create();
-
-    if (ngx_http_whatsapp_parser == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "whatsapp webhook: no memory for the JSON parser");
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_whatsapp_json_exit(void)
-{
-    if (ngx_http_whatsapp_parser) {
-        wa_json_parser_destroy(ngx_http_whatsapp_parser);
-        ngx_http_whatsapp_parser = NULL;
-    }
-
-    if (ngx_http_whatsapp_scratch) {
-        ngx_destroy_pool(ngx_http_whatsapp_scratch);
-        ngx_http_whatsapp_scratch = NULL;
-    }
-}
-
-
 static void
 ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 {
@@ -447,16 +331,7 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
     tp = ngx_timeofday();
     now = (int64_t) tp->sec * 1000 + tp->msec;
 
-    batch.alloc = ngx_http_whatsapp_palloc;
-    batch.alloc_data = ngx_http_whatsapp_scratch_get();
-    batch.parser = ngx_http_whatsapp_parser;
-
-    if (batch.alloc_data == NULL) {
-        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
-        return;
-    }
-
-    if (wa_normalize(&batch, (char *) body.data, body.len, now) != 0) {
+    if (ngx_http_whatsapp_json_split(&body, now, &batch) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: body not split into events: %s",
                       batch.error);
@@ -478,7 +353,7 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
         rc = ngx_http_whatsapp_submit(r, ctx, &batch);
     }
 
-    ngx_http_whatsapp_scratch_done();
+    ngx_http_whatsapp_json_done();
 
     if (rc != NGX_OK) {
         ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
@@ -561,7 +436,8 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_whatsapp_module);
 
-    rc = ngx_http_whatsapp_call_add(r, wlcf, batch, &ctx->pending);
+    rc = ngx_http_whatsapp_call_add(wlcf, batch, ngx_http_whatsapp_done, r,
+                                    &ctx->pending);
 
     if (rc == NGX_DECLINED) {
         ngx_http_whatsapp_inc(redis_unavailable);
@@ -594,28 +470,15 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
 }
 
 
-/*
- * The call's reply (NULL: none), and in it the request's own count, if the
- * reply counts each request of the call.
- */
-void
-ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
-    redisReply *count)
+/* what the request's events came to in their call: the answer */
+static void
+ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
 {
-    ngx_int_t                 state;
-    ngx_uint_t                status, events;
+    ngx_uint_t                status;
     ngx_http_request_t       *r;
     ngx_http_whatsapp_ctx_t  *ctx;
 
-    r = p->request;
-    events = p->nevents;
-
-    if (r == NULL) {
-        /* answered already (timeout) or gone: nothing left to tell */
-        return;
-    }
-
-    p->request = NULL;
+    r = data;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
     ctx->pending = NULL;
@@ -626,56 +489,55 @@ ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
 
     status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
-    if (rr == NULL) {
-        state = ngx_http_whatsapp_call_state(p, NULL);
+    switch (res->outcome) {
 
-        if (state == NGX_DECLINED) {
-            ngx_http_whatsapp_inc(redis_unavailable);
-
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "whatsapp webhook: redis is not connected, "
-                          "answering 503 so that Meta retries");
-
-        } else {
-            ngx_http_whatsapp_inc(redis_errors);
-
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "whatsapp webhook: %s, answering 503",
-                          state == NGX_OK ? "redis connection lost before "
-                                            "the reply"
-                                          : "the call was not sent");
-        }
-
-    } else if (rr->type == REDIS_REPLY_ERROR) {
-        ngx_http_whatsapp_inc(redis_errors);
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "whatsapp webhook: redis answered \"%*s\", "
-                      "answering 503", rr->len, rr->str);
-
-    } else if (count && count->type == REDIS_REPLY_INTEGER
-               && count->integer >= 0
-               && (ngx_uint_t) count->integer <= events)
-    {
+    case NGX_HTTP_WHATSAPP_APPENDED:
         /* the events appended; the others were duplicates */
-
         status = NGX_HTTP_OK;
 
         ngx_http_whatsapp_inc(accepted);
-        ngx_http_whatsapp_add(events_appended, count->integer);
-        ngx_http_whatsapp_add(events_duplicate, events - count->integer);
+        ngx_http_whatsapp_add(events_appended, res->appended);
+        ngx_http_whatsapp_add(events_duplicate, res->events - res->appended);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "whatsapp webhook: %L appended, %L duplicates",
-                       count->integer, (long long) events - count->integer);
+                       "whatsapp webhook: %ui appended, %ui duplicates",
+                       res->appended, res->events - res->appended);
+        break;
 
-    } else {
+    case NGX_HTTP_WHATSAPP_NOT_CONNECTED:
+        ngx_http_whatsapp_inc(redis_unavailable);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: redis is not connected, "
+                      "answering 503 so that Meta retries");
+        break;
+
+    case NGX_HTTP_WHATSAPP_LOST:
+    case NGX_HTTP_WHATSAPP_NOT_SENT:
         ngx_http_whatsapp_inc(redis_errors);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "whatsapp webhook: unexpected reply (type %d) from "
-                      "redis to %ui events, answering 503",
-                      count ? count->type : rr->type, events);
+                      "whatsapp webhook: %s, answering 503",
+                      res->outcome == NGX_HTTP_WHATSAPP_LOST
+                      ? "redis connection lost before the reply"
+                      : "the call was not sent");
+        break;
+
+    case NGX_HTTP_WHATSAPP_REDIS_ERROR:
+        ngx_http_whatsapp_inc(redis_errors);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: redis answered \"%V\", "
+                      "answering 503", &res->error);
+        break;
+
+    default: /* NGX_HTTP_WHATSAPP_BAD_REPLY */
+        ngx_http_whatsapp_inc(redis_errors);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: unexpected reply (type %i) from "
+                      "redis to %ui events, answering 503", res->type,
+                      res->events);
     }
 
     ngx_http_whatsapp_finish(r, status);
@@ -685,22 +547,11 @@ ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p, redisReply *rr,
 static void
 ngx_http_whatsapp_timeout(ngx_event_t *ev)
 {
-    ngx_uint_t                sent, generation;
     ngx_http_request_t       *r;
     ngx_http_whatsapp_ctx_t  *ctx;
 
     r = ev->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
-
-    sent = 0;
-    generation = 0;
-
-    if (ctx->pending) {
-        sent = (ngx_http_whatsapp_call_state(ctx->pending, &generation)
-                == NGX_OK);
-        ctx->pending->request = NULL;
-        ctx->pending = NULL;
-    }
 
     ngx_http_whatsapp_inc(redis_timeouts);
 
@@ -708,10 +559,10 @@ ngx_http_whatsapp_timeout(ngx_event_t *ev)
                   "whatsapp webhook: redis did not answer within "
                   "whatsapp_redis_timeout, answering 503");
 
-    if (sent) {
-        ngx_http_whatsapp_redis_reset(generation,
-                                      "a reply took longer than "
-                                      "whatsapp_redis_timeout");
+    /* the call layer decides whether the link is to be reset */
+    if (ctx->pending) {
+        ngx_http_whatsapp_call_timeout(ctx->pending);
+        ctx->pending = NULL;
     }
 
     ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
@@ -724,7 +575,7 @@ ngx_http_whatsapp_cleanup(void *data)
     ngx_http_whatsapp_ctx_t  *ctx = data;
 
     if (ctx->pending) {
-        ctx->pending->request = NULL;
+        ngx_http_whatsapp_call_forget(ctx->pending);
         ctx->pending = NULL;
     }
 

@@ -3,9 +3,15 @@
  *
  *   ngx_http_whatsapp_module.c   directives, configuration, process hooks
  *   ngx_http_whatsapp_handler.c  the webhook location: GET and POST
+ *   ngx_http_whatsapp_json.c     a body split into events: the parser and
+ *                                the scratch pool it works in
  *   ngx_http_whatsapp_call.c     one FCALL for the requests of a turn
  *   ngx_http_whatsapp_redis.c    hiredis on nginx's event loop
  *   ngx_http_whatsapp_status.c   counters in shared memory and their page
+ *
+ * Each layer calls the one below it and is called back through a pointer
+ * it was given: the call layer never names the handler, the Redis link
+ * never names the call layer.
  */
 
 #ifndef _NGX_HTTP_WHATSAPP_MODULE_H_INCLUDED_
@@ -85,9 +91,31 @@ typedef struct {
 typedef struct ngx_http_whatsapp_call_s     ngx_http_whatsapp_call_t;
 typedef struct ngx_http_whatsapp_pending_s  ngx_http_whatsapp_pending_t;
 
+/* what became of a request's events in its call */
+typedef enum {
+    NGX_HTTP_WHATSAPP_APPENDED = 0,     /* counted: appended, or duplicates */
+    NGX_HTTP_WHATSAPP_NOT_CONNECTED,    /* not sent: no Redis link */
+    NGX_HTTP_WHATSAPP_LOST,             /* sent; the link lost before a reply */
+    NGX_HTTP_WHATSAPP_NOT_SENT,         /* not sent: no memory */
+    NGX_HTTP_WHATSAPP_REDIS_ERROR,      /* Redis answered an error */
+    NGX_HTTP_WHATSAPP_BAD_REPLY         /* a reply that does not count them */
+} ngx_http_whatsapp_outcome_e;
+
+typedef struct {
+    ngx_http_whatsapp_outcome_e   outcome;
+    ngx_uint_t                    events;
+    ngx_uint_t                    appended;  /* APPENDED */
+    ngx_str_t                     error;     /* REDIS_ERROR */
+    ngx_int_t                     type;      /* BAD_REPLY: the reply's type */
+} ngx_http_whatsapp_result_t;
+
+typedef void (*ngx_http_whatsapp_done_pt)(void *data,
+    ngx_http_whatsapp_result_t *res);
+
 /* a request in a call; it lives in the call's pool, until the reply */
 struct ngx_http_whatsapp_pending_s {
-    ngx_http_request_t           *request;   /* NULL once it is gone */
+    void                         *data;      /* the caller's; NULL: gone */
+    ngx_http_whatsapp_done_pt     done;
     ngx_http_whatsapp_call_t     *call;
     ngx_http_whatsapp_pending_t  *next;
     wa_event_t                   *events;    /* copies */
@@ -100,16 +128,23 @@ extern ngx_module_t  ngx_http_whatsapp_module;
 
 
 ngx_int_t ngx_http_whatsapp_handler(ngx_http_request_t *r);
+
 ngx_int_t ngx_http_whatsapp_json_init(ngx_cycle_t *cycle);
 void ngx_http_whatsapp_json_exit(void);
-void ngx_http_whatsapp_answer(ngx_http_whatsapp_pending_t *p,
-    redisReply *rr, redisReply *count);
+ngx_int_t ngx_http_whatsapp_json_split(ngx_str_t *body, int64_t now,
+    wa_batch_t *batch);
+void ngx_http_whatsapp_json_done(void);
 
-ngx_int_t ngx_http_whatsapp_call_add(ngx_http_request_t *r,
-    ngx_http_whatsapp_loc_conf_t *wlcf, wa_batch_t *batch,
+/*
+ * The request's events join the call of this turn; done(data, result) is
+ * called once, unless the caller said it is gone (forget, timeout).
+ * NGX_DECLINED: Redis is not connected; NGX_ERROR: no memory.
+ */
+ngx_int_t ngx_http_whatsapp_call_add(ngx_http_whatsapp_loc_conf_t *wlcf,
+    wa_batch_t *batch, ngx_http_whatsapp_done_pt done, void *data,
     ngx_http_whatsapp_pending_t **pending);
-ngx_int_t ngx_http_whatsapp_call_state(ngx_http_whatsapp_pending_t *p,
-    ngx_uint_t *generation);
+void ngx_http_whatsapp_call_forget(ngx_http_whatsapp_pending_t *p);
+void ngx_http_whatsapp_call_timeout(ngx_http_whatsapp_pending_t *p);
 void ngx_http_whatsapp_call_link(ngx_uint_t up);
 void ngx_http_whatsapp_call_exit(void);
 

@@ -83,7 +83,11 @@ ngx_http_whatsapp_redis_write_handler(ngx_event_t *ev)
 {
     ngx_connection_t  *c = ev->data;
 
-    /* a write request made meanwhile means the socket is full: see below */
+    /*
+     * hiredis asks for a write event from inside its own write when the
+     * socket took less than it had (its addWrite hook, the one way its
+     * public API tells): add_write then waits for epoll, see below
+     */
     ngx_http_whatsapp_redis.writing = 1;
     redisAsyncHandleWrite(c->data);
     ngx_http_whatsapp_redis.writing = 0;
@@ -603,9 +607,8 @@ ngx_http_whatsapp_redis_write(void)
     c = ac->ev.data;
 
     if (c->write->posted) {
-        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, c->log, 0,
-                       "whatsapp redis: writing %uz bytes now",
-                       sdslen(ac->c.obuf));
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, c->log, 0,
+                       "whatsapp redis: writing now");
 
         ngx_delete_posted_event(c->write);
         ngx_http_whatsapp_redis_write_handler(c->write);

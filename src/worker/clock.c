@@ -29,6 +29,19 @@ wa_clock_wall_ms(void)
 }
 
 
+int
+wa_clock_due(long long now, long long *next, long long interval)
+{
+    if (now < *next) {
+        return 0;
+    }
+
+    *next = now + interval;
+
+    return 1;
+}
+
+
 void
 wa_clock_sleep_ms(long ms)
 {

@@ -12,4 +12,7 @@ long long wa_clock_wall_ms(void);       /* the epoch, for what Redis keeps */
 /* sleeps ms; a signal cuts it short, which is what callers want */
 void wa_clock_sleep_ms(long ms);
 
+/* a periodic task is due at now: 1, and *next is set an interval later */
+int wa_clock_due(long long now, long long *next, long long interval);
+
 #endif /* WA_CLOCK_H */

@@ -106,6 +106,55 @@ left_out(redisReply *name)
 
 
 /*
+ * One entry's arguments from argv + k: its id, its field count (in nf, a
+ * buffer of 24 bytes), and the fields the rules read.  Values are
+ * binary-safe: lengths come from the reply.  The fields the rules never
+ * read stay behind (left_out): every argument costs Redis a string in the
+ * function's Lua, and the raw JSON is most of an entry's bytes; the
+ * function reads it from the stream if the entry goes dead.  Returns the
+ * new k.
+ */
+static size_t
+prepare_entry(wa_worker_t *w, redisReply *e, const char **argv,
+    size_t *lens, size_t k, char *nf)
+{
+    size_t       m, pairs;
+    const char  *kw;
+    redisReply  *f;
+
+    f = e->element[1];
+    kw = keyword(w, f);
+
+    argv[k] = e->element[0]->str;
+    lens[k++] = e->element[0]->len;
+    pairs = k++;
+
+    for (m = 0; m + 1 < f->elements; m += 2) {
+        if (left_out(f->element[m])) {
+            continue;
+        }
+
+        argv[k] = f->element[m]->str;
+        lens[k++] = f->element[m]->len;
+        argv[k] = f->element[m + 1]->str;
+        lens[k++] = f->element[m + 1]->len;
+    }
+
+    if (kw) {
+        argv[k] = WA_FIELD_KEYWORD;
+        lens[k++] = sizeof(WA_FIELD_KEYWORD) - 1;
+        argv[k] = kw;
+        lens[k++] = strlen(kw);
+    }
+
+    lens[pairs] = snprintf(nf, 24, "%zu", (k - pairs - 1) / 2);
+    argv[pairs] = nf;
+
+    return k;
+}
+
+
+/*
  * The FCALL wa_apply_1 of entries of stream s, formatted: it holds copies
  * of the values, so the reply they came in can be freed at once.
  */
@@ -115,9 +164,8 @@ prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
 {
     int           len;
     char          ttl[32], count[32], *nf, *cmd;
-    size_t        i, j, k, m, argc, pairs, *lens;
-    const char  **argv, *kw;
-    redisReply   *e, *f;
+    size_t        i, j, k, argc, *lens;
+    const char  **argv;
 
     argc = 9;
 
@@ -153,48 +201,10 @@ prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
     }
 
     for (i = 0, j = 0; i < n; i++) {
-        e = entries[i];
-
-        if (!wa_reader_valid(e)) {
-            continue;
+        if (wa_reader_valid(entries[i])) {
+            k = prepare_entry(w, entries[i], argv, lens, k, nf + i * 24);
+            j++;
         }
-
-        f = e->element[1];
-        kw = keyword(w, f);
-
-        argv[k] = e->element[0]->str;
-        lens[k++] = e->element[0]->len;
-        pairs = k++;
-
-        /*
-         * Values are binary-safe: lengths come from the reply.  The fields
-         * the rules never read stay behind (left_out): every argument costs
-         * Redis a string in the function's Lua, and the raw JSON is most of an
-         * entry's bytes; the function reads it from the stream if the entry
-         * goes dead.
-         */
-        for (m = 0; m + 1 < f->elements; m += 2) {
-            if (left_out(f->element[m])) {
-                continue;
-            }
-
-            argv[k] = f->element[m]->str;
-            lens[k++] = f->element[m]->len;
-            argv[k] = f->element[m + 1]->str;
-            lens[k++] = f->element[m + 1]->len;
-        }
-
-        if (kw) {
-            argv[k] = WA_FIELD_KEYWORD;
-            lens[k++] = sizeof(WA_FIELD_KEYWORD) - 1;
-            argv[k] = kw;
-            lens[k++] = strlen(kw);
-        }
-
-        lens[pairs] = snprintf(nf + i * 24, 24, "%zu", (k - pairs - 1) / 2);
-        argv[pairs] = nf + i * 24;
-
-        j++;
     }
 
     lens[8] = snprintf(count, sizeof(count), "%zu", j);
@@ -382,28 +392,51 @@ apply(void *data, int s, redisReply **entries, size_t n)
  * previous run under the same name held when it died).  *r is NULL when
  * there is nothing to apply; -1 if the connection is gone.
  *
- * With a batch in hand (b), its calls go out once the reply is in: sent
- * with the XREADGROUP, they would run before the reply had left (Redis
- * writes a large reply over several turns of its loop), and the worker
- * would wait for them.  This way Redis applies the batch in hand while the
- * worker formats the next.
+ * With a batch in hand (b), its calls go out once Redis has written the
+ * whole reply (a PING behind the XREADGROUP marks its end), and hiredis
+ * parses that reply while Redis applies them.  Sent with the XREADGROUP,
+ * they would run before the reply had left: Redis writes replies at the
+ * end of a turn of its loop, after every command that turn read.  Parsed
+ * before they go, the reply would keep Redis waiting.
  */
 static int
 read_group(wa_worker_t *w, const char *from, long block_ms,
     wa_apply_batch_t *b, redisReply **r)
 {
-    *r = NULL;
+    wa_args_t    a;
+    redisReply  *pong;
 
-    if (wa_reader_append(&w->reader, from, w->o->batch, block_ms) != 0
-        || (*r = wa_link_reply(&w->link)) == NULL)
-    {
+    *r = NULL;
+    pong = NULL;
+
+    if (wa_reader_append(&w->reader, from, w->o->batch, block_ms) != 0) {
         return -1;
     }
 
-    if (b && send_calls(w, b) != 0) {
-        freeReplyObject(*r);
-        *r = NULL;
+    if (b) {
+        wa_args(&a, "PING", NULL);
+
+        if (wa_link_append(&w->link, &a) != 0
+            || wa_link_read_to_pong(&w->link) != 0
+            || send_calls(w, b) != 0)
+        {
+            return -1;
+        }
+    }
+
+    *r = wa_link_reply(&w->link);
+
+    if (*r == NULL || (b && (pong = wa_link_reply(&w->link)) == NULL)) {
+        if (*r) {
+            freeReplyObject(*r);
+            *r = NULL;
+        }
+
         return -1;
+    }
+
+    if (pong) {
+        freeReplyObject(pong);
     }
 
     if (wa_reader_check(&w->reader, r) == 1) {

@@ -66,6 +66,14 @@ int wa_link_append_formatted(wa_link_t *l, const char *cmd, size_t len);
 int wa_link_write(wa_link_t *l);
 redisReply *wa_link_reply(wa_link_t *l);
 
+/*
+ * Waits until what Redis sent ends with the reply of a PING queued after
+ * the commands whose replies matter, without parsing: 0, or -1 if the link
+ * broke.  The bytes go to hiredis's reader as they come (redisReaderFeed),
+ * and wa_link_reply then parses them in order.
+ */
+int wa_link_read_to_pong(wa_link_t *l);
+
 /* a reply that is an error, or none: logs what and returns 1 */
 int wa_link_failed(wa_link_t *l, redisReply *r, const char *what);
 

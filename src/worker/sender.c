@@ -28,565 +28,16 @@
 #include <jansson.h>
 
 #include "log.h"
-#include "pace.h"
-#include "wa_graph.h"
-#include "wa_outbox.h"
-#include "reader.h"
+#include "sender.h"
 #include "worker.h"
-
-#define LEASE_MS       60000        /* a claimed deferred entry's lease */
-#define IDEM_TTL       (30 * 86400) /* Meta keeps a message 30 days */
-#define MAX_FIELDS     64
-
-
-typedef struct job_s  job_t;
-
-struct job_s {
-    job_t               *next;
-    char                 id[64];        /* outbox entry id */
-    json_t              *fields;        /* the entry's fields */
-    wa_outbox_t          out;
-    long                 attempts;
-    int                  pending;       /* still pending in the group */
-    long long            ready_ms;
-    long long            started_ms;
-    CURL                *easy;
-    struct curl_slist   *headers;
-    char                *request;
-    char                *response;
-    size_t               response_len;
-};
-
-
-/* what became of the outbox entries (docs/outbox.md) */
-typedef struct {
-    long long            sent;
-    long long            refused;       /* the governor said no */
-    long long            deferred;      /* to <prefix>:deferred, again later */
-    long long            failed;        /* given up: in <prefix>:dead */
-    long long            duplicates;    /* an idempotency key used before */
-} wa_sender_counters_t;
-
-
-typedef struct {
-    const wa_options_t  *o;
-    wa_link_t            link;
-    wa_reader_t          reader;        /* the outbox, in the group */
-    wa_sender_counters_t n;
-    long long            next_stats;
-    CURLM               *multi;
-    job_t               *ready;         /* in arrival order */
-    job_t              **ready_tail;
-    long                 nready;
-    long                 inflight;
-    int                  paused;        /* a token error: nothing goes */
-    long long            next_pause_check;
-    long long            next_claim;
-    long long            next_trim;
-    char                 outbox[256];
-    char                 deferred[256];
-    char                 entries[256];
-    char                 sent[256];
-    char                 dead[256];
-    char                 alerts[256];
-    char                 paused_key[256];
-    char                 auth[1024];
-    wa_pace_t               numbers;
-    wa_pace_t               pairs;
-} wa_sender_t;
-
 
 static pthread_t              wa_sender_thread;
 static atomic_int             sender_stopping;   /* another thread sets it */
 static int                    sender_running;
 
-
-static void
-job_free(job_t *j)
-{
-    if (j->easy) {
-        curl_easy_cleanup(j->easy);
-    }
-
-    curl_slist_free_all(j->headers);
-    free(j->request);
-    free(j->response);
-    wa_outbox_free(&j->out);
-    json_decref(j->fields);
-    free(j);
-}
-
-
-/* the entry's fields as the parser wants them; -1 and why if it cannot */
-static int
-job_parse(job_t *j, const char **err)
-{
-    size_t       n, lens[MAX_FIELDS];
-    json_t      *v;
-    const char  *key, *names[MAX_FIELDS], *values[MAX_FIELDS];
-
-    n = 0;
-
-    json_object_foreach(j->fields, key, v) {
-        if (n == MAX_FIELDS) {
-            *err = "too many fields";
-            return -1;
-        }
-
-        if (!json_is_string(v)) {
-            continue;
-        }
-
-        names[n] = key;
-        values[n] = json_string_value(v);
-        lens[n] = json_string_length(v);
-        n++;
-    }
-
-    return wa_outbox_parse(&j->out, names, values, lens, n, err);
-}
-
-
-/* the fields plus what the sender keeps: attempts */
-static char *
-job_dump(job_t *j, const char *why)
-{
-    char  attempts[32];
-
-    snprintf(attempts, sizeof(attempts), "%ld", j->attempts);
-    json_object_set_new(j->fields, "_attempts", json_string(attempts));
-    json_object_set_new(j->fields, "_reason", json_string(why));
-
-    return json_dumps(j->fields, JSON_COMPACT);
-}
-
-
-/* run the queued commands of a MULTI ... EXEC; -1 if the link is gone */
-static int
-exec_replies(wa_sender_t *s, int n)
-{
-    int          i;
-    redisReply  *r;
-
-    for (i = 0; i < n; i++) {
-        r = wa_link_reply(&s->link);
-        if (r == NULL) {
-            return -1;
-        }
-
-        if (r->type == REDIS_REPLY_ERROR) {
-            /* a runtime error inside the MULTI: Redis ran the others */
-            wa_log(WA_LOG_ERROR, "sender: Redis: %s", r->str);
-        }
-
-        freeReplyObject(r);
-    }
-
-    return 0;
-}
-
-
-/* a command queued in a MULTI: an error shows in exec_replies */
-static void
-queue(wa_sender_t *s, wa_args_t *a)
-{
-    (void) wa_link_append(&s->link, a);
-}
-
-
-/* the entry leaves its current place: the group, or the deferred set */
-static int
-job_release(wa_sender_t *s, job_t *j)
-{
-    wa_args_t  a;
-
-    if (j->pending) {
-        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
-
-    } else {
-        wa_args(&a, "ZREM", s->deferred, j->id, NULL);
-    }
-
-    queue(s, &a);
-
-    wa_args(&a, "HDEL", s->entries, j->id, NULL);
-    queue(s, &a);
-
-    return 2;
-}
-
-
-static void
-multi(wa_sender_t *s)
-{
-    wa_args_t  a;
-
-    wa_args(&a, "MULTI", NULL);
-    queue(s, &a);
-}
-
-
-/* EXEC, and the replies of the n commands queued before it */
-static int
-exec(wa_sender_t *s, int n)
-{
-    wa_args_t  a;
-
-    wa_args(&a, "EXEC", NULL);
-    queue(s, &a);
-
-    return exec_replies(s, n + 1);
-}
-
-
-static int
-job_defer(wa_sender_t *s, job_t *j, long long due_ms, const char *why)
-{
-    int        n;
-    char      *dump;
-    wa_args_t  a;
-
-    dump = job_dump(j, why);
-    if (dump == NULL) {
-        return -1;
-    }
-
-    multi(s);
-    wa_args(&a, "HSET", s->entries, j->id, dump, NULL);
-    queue(s, &a);
-    wa_args(&a, "ZADD", s->deferred, NULL);
-    wa_args_ll(&a, due_ms);
-    wa_args_add(&a, j->id);
-    queue(s, &a);
-    n = 3;
-
-    if (j->pending) {
-        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
-        queue(s, &a);
-        n++;
-    }
-
-    free(dump);
-
-    wa_log(WA_LOG_DEBUG, "sender: %s deferred %lld ms: %s", j->id,
-            due_ms - wa_clock_wall_ms(), why);
-    s->n.deferred++;
-
-    return exec(s, n);
-}
-
-
-/* <prefix>:idem:<key> */
-static void
-idem_key(wa_sender_t *s, const char *key, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s:idem:%s", s->o->prefix, key);
-}
-
-
-static int
-job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
-    long code)
-{
-    int        n, refused;
-    char      *dump, key[512];
-    wa_args_t  a;
-
-    dump = json_dumps(j->fields, JSON_COMPACT);
-    if (dump == NULL) {
-        return -1;
-    }
-
-    multi(s);
-    wa_args(&a, "XADD", s->dead, "*", "stream", s->outbox, "id", j->id,
-            "outcome", outcome, "reason", why, "code", NULL);
-    wa_args_ll(&a, code);
-    wa_args_add(&a, "entry");
-    wa_args_add(&a, dump);
-    queue(s, &a);
-    n = 2 + job_release(s, j);     /* MULTI, XADD */
-
-    if (j->out.idempotency_key) {
-        /* not sent: the caller may try again with the same key */
-        idem_key(s, j->out.idempotency_key, key, sizeof(key));
-        wa_args(&a, "DEL", key, NULL);
-        queue(s, &a);
-        n++;
-    }
-
-    free(dump);
-
-    refused = strcmp(outcome, "refused") == 0;
-    wa_log(refused ? WA_LOG_INFO : WA_LOG_ERROR, "sender: %s %s: %s", j->id,
-           outcome, why);
-
-    if (refused) {
-        s->n.refused++;
-
-    } else {
-        s->n.failed++;
-    }
-
-    return exec(s, n);
-}
-
-
-/* "" for an absent value of an entry */
-#define opt(v)  ((v) ? (v) : "")
-
-static int
-job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
-{
-    int          n;
-    char         key[512];
-    wa_args_t    a;
-    long long    now;
-    const char  *user;
-
-    now = wa_clock_ms();
-    user = wa_outbox_user(&j->out);
-
-    multi(s);
-    wa_args(&a, "XADD", s->sent, "*", "outbox_id", j->id, "wamid",
-            res->wamid, "phone_number_id", j->out.phone_number_id, "to",
-            opt(user), "attempts", NULL);
-    wa_args_ll(&a, j->attempts + 1);
-    wa_args_add(&a, "latency_ms");
-    wa_args_ll(&a, now - j->started_ms);
-    wa_args_add(&a, "auto_reply");
-    wa_args_add(&a, opt(j->out.auto_reply));
-    queue(s, &a);
-    n = 2 + job_release(s, j);     /* MULTI, XADD */
-
-    if (res->wamid[0] && j->out.type != WA_OUT_READ) {
-        wa_args(&a, "FCALL", "wa_sent_1", "0", s->o->prefix, res->wamid,
-                j->out.phone_number_id, opt(user), NULL);
-        wa_args_ll(&a, (long long) time(NULL));
-        wa_args_add(&a, opt(j->out.template_name));
-        wa_args_add(&a, opt(j->out.language));
-        wa_args_add(&a, opt(j->out.variant));
-        queue(s, &a);
-        n++;
-    }
-
-    if (j->out.idempotency_key) {
-        idem_key(s, j->out.idempotency_key, key, sizeof(key));
-        wa_args(&a, "SET", key, res->wamid, "EX", NULL);
-        wa_args_ll(&a, IDEM_TTL);
-        queue(s, &a);
-        n++;
-    }
-
-    s->n.sent++;
-
-    return exec(s, n);
-}
-
-
-static size_t
-on_data(char *data, size_t size, size_t nmemb, void *arg)
-{
-    job_t   *j = arg;
-    char    *p;
-    size_t   len;
-
-    len = size * nmemb;
-
-    if (j->response_len + len > 1024 * 1024) {
-        return 0;                    /* no answer of ours is that big */
-    }
-
-    p = realloc(j->response, j->response_len + len + 1);
-    if (p == NULL) {
-        return 0;
-    }
-
-    memcpy(p + j->response_len, data, len);
-    j->response = p;
-    j->response_len += len;
-    p[j->response_len] = '\0';
-
-    return len;
-}
-
-
-static int
-job_start(wa_sender_t *s, job_t *j)
-{
-    char  url[1024], callback[128];
-
-    snprintf(callback, sizeof(callback), "wa:%s", j->id);
-    j->request = wa_outbox_request(&j->out, callback);
-
-    j->easy = curl_easy_init();
-    if (j->request == NULL || j->easy == NULL) {
-        wa_log(WA_LOG_ERROR, "sender: out of memory");
-        return -1;
-    }
-
-    snprintf(url, sizeof(url), "%s/%s/%s/messages", s->o->graph_url,
-             s->o->graph_version, j->out.phone_number_id);
-
-    j->headers = curl_slist_append(NULL, s->auth);
-    j->headers = curl_slist_append(j->headers,
-                                   "Content-Type: application/json");
-
-    curl_easy_setopt(j->easy, CURLOPT_URL, url);
-    curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
-    curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->request);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
-    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
-    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, s->o->request_timeout_ms);
-    curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     s->o->request_timeout_ms);
-    curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_HTTP_VERSION,
-                     (long) CURL_HTTP_VERSION_2TLS);
-
-    if (curl_multi_add_handle(s->multi, j->easy) != CURLM_OK) {
-        return -1;
-    }
-
-    j->started_ms = wa_clock_ms();
-    s->inflight++;
-
-    return 0;
-}
-
-
-/* how long before a retry: doubling, 4^n for the pair limit */
-static long long
-backoff(wa_sender_t *s, job_t *j, wa_verdict_t v)
-{
-    long long  d;
-    long       n;
-
-    n = j->attempts < 20 ? j->attempts : 20;
-
-    switch (v) {
-
-    case WA_RETRY_RECIPIENT:
-        d = s->o->retry_base_ms;
-        while (n-- > 1 && d < 3600000) {
-            d *= 4;
-        }
-        return d;
-
-    case WA_RETRY_LATER:
-        return 60 * s->o->retry_base_ms;
-
-    default:
-        d = s->o->retry_base_ms;
-        while (n-- > 1 && d < 600000) {
-            d *= 2;
-        }
-        return d;
-    }
-}
-
-
-static int
-job_done(wa_sender_t *s, job_t *j, CURLcode cc)
-{
-    long               status;
-    wa_args_t          a;
-    wa_graph_result_t  res;
-
-    status = 0;
-
-    if (cc == CURLE_OK) {
-        curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-    }
-
-    wa_graph_result(&res, status, j->response, j->response_len,
-                    curl_easy_strerror(cc));
-
-    if (res.verdict == WA_SENT) {
-        return job_sent(s, j, &res);
-    }
-
-    j->attempts++;
-
-    wa_log(WA_LOG_WARN, "sender: %s attempt %ld: %s (%s)", j->id, j->attempts,
-            res.reason, wa_verdict_name(res.verdict));
-
-    switch (res.verdict) {
-
-    case WA_TOKEN:
-        /* the entry waits; nothing goes until an operator fixes the token */
-        s->paused = 1;
-        multi(s);
-        wa_args(&a, "SET", s->paused_key, res.reason, NULL);
-        queue(s, &a);
-        wa_args(&a, "XADD", s->alerts, "*", "severity", "critical", "kind",
-                "sender", "subject", "token", "message",
-                "the Graph API refused the access token: sending paused "
-                "until the token is fixed and <prefix>:sender:paused "
-                "deleted", NULL);
-        queue(s, &a);
-
-        if (exec(s, 3) != 0) {
-            return -1;
-        }
-
-        wa_log(WA_LOG_ERROR, "sender: the Graph API refused the token (%s): "
-                "sending paused", res.reason);
-
-        return job_defer(s, j, wa_clock_wall_ms() + 1000, res.reason);
-
-    case WA_GIVE_UP:
-        return job_dead(s, j, "failed", res.reason, res.code);
-
-    default:
-        if (j->attempts >= s->o->max_attempts) {
-            return job_dead(s, j, "failed", res.reason, res.code);
-        }
-
-        if (res.verdict == WA_RETRY_NUMBER) {
-            wa_pace_hold(&s->numbers, j->out.phone_number_id,
-                      wa_clock_ms() + backoff(s, j, res.verdict));
-        }
-
-        return job_defer(s, j, wa_clock_wall_ms() + backoff(s, j, res.verdict),
-                         res.reason);
-    }
-}
-
-
-static int
-collect(wa_sender_t *s)
-{
-    int       left, rc;
-    job_t    *j;
-    CURLMsg  *m;
-
-    rc = 0;
-
-    while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE) {
-            continue;
-        }
-
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &j);
-        curl_multi_remove_handle(s->multi, m->easy_handle);
-        s->inflight--;
-
-        if (rc == 0 && job_done(s, j, m->data.result) != 0) {
-            rc = -1;
-        }
-
-        job_free(j);
-    }
-
-    return rc;
-}
-
-
 /* a new job in the ready queue, from a stream entry or a deferred one */
-static int
-job_add(wa_sender_t *s, const char *id, json_t *fields, int pending)
+int
+wa_job_add(wa_sender_t *s, const char *id, json_t *fields, int pending)
 {
     job_t       *j;
     const char  *err, *v;
@@ -603,13 +54,13 @@ job_add(wa_sender_t *s, const char *id, json_t *fields, int pending)
     v = json_string_value(json_object_get(fields, "_attempts"));
     j->attempts = v ? atol(v) : 0;
 
-    if (job_parse(j, &err) != 0) {
-        if (job_dead(s, j, "invalid", err, 0) != 0) {
-            job_free(j);
+    if (wa_job_parse(j, &err) != 0) {
+        if (wa_job_dead(s, j, "invalid", err, 0) != 0) {
+            wa_job_free(j);
             return -1;
         }
 
-        job_free(j);
+        wa_job_free(j);
         return 0;
     }
 
@@ -620,7 +71,6 @@ job_add(wa_sender_t *s, const char *id, json_t *fields, int pending)
 
     return 0;
 }
-
 
 /* an idempotency key seen before: the entry is answered, not sent again */
 static int
@@ -637,7 +87,7 @@ seen_before(wa_sender_t *s, const char *id, json_t *fields)
         return 0;
     }
 
-    idem_key(s, key, idem, sizeof(idem));
+    wa_sender_idem_key(s, key, idem, sizeof(idem));
     wa_args(&a, "SET", idem, id, "NX", "EX", NULL);
     wa_args_ll(&a, IDEM_TTL);
     wa_args_add(&a, "GET");
@@ -653,24 +103,23 @@ seen_before(wa_sender_t *s, const char *id, json_t *fields)
         wa_log(WA_LOG_INFO, "sender: %s: idempotency key %s already used by "
                 "%s, not sent again", id, key, r->str);
 
-        multi(s);
+        wa_sender_multi(s);
         wa_args(&a, "XADD", s->sent, "*", "outbox_id", id, "duplicate_of",
                 NULL);
         wa_args_addn(&a, r->str, r->len);
-        queue(s, &a);
+        wa_sender_queue(s, &a);
         wa_args(&a, "XACK", s->outbox, s->o->group, id, NULL);
-        queue(s, &a);
+        wa_sender_queue(s, &a);
         freeReplyObject(r);
         s->n.duplicates++;
 
-        return exec(s, 3) == 0 ? 1 : -1;
+        return wa_sender_exec(s, 3) == 0 ? 1 : -1;
     }
 
     freeReplyObject(r);
 
     return 0;
 }
-
 
 static json_t *
 entry_fields(redisReply *e)
@@ -688,7 +137,6 @@ entry_fields(redisReply *e)
 
     return f;
 }
-
 
 /* outbox entries read or taken over (a wa_reader_take_pt) */
 static int
@@ -725,14 +173,13 @@ take_entries(void *data, int stream, redisReply **entries, size_t n)
             continue;
         }
 
-        if (job_add(s, e->element[0]->str, f, 1) != 0) {
+        if (wa_job_add(s, e->element[0]->str, f, 1) != 0) {
             return -1;
         }
     }
 
     return 0;
 }
-
 
 static int
 read_outbox(wa_sender_t *s, long block_ms)
@@ -761,7 +208,6 @@ read_outbox(wa_sender_t *s, long block_ms)
     return rc;
 }
 
-
 /* entries a dead sender held: taken over once idle */
 static int
 reclaim_outbox(wa_sender_t *s)
@@ -769,217 +215,6 @@ reclaim_outbox(wa_sender_t *s)
     return wa_reader_claim(&s->reader, 0, s->o->max_inflight, 1,
                            take_entries, s);
 }
-
-
-/* deferred entries now due: claimed with a lease, then into the queue */
-static int
-take_due(wa_sender_t *s)
-{
-    size_t        i;
-    long          room;
-    json_t       *f;
-    wa_args_t     a;
-    redisReply   *r, *e;
-    json_error_t  jerr;
-
-    room = 2 * s->o->max_inflight - s->nready;
-    if (room <= 0) {
-        return 0;
-    }
-
-    wa_args(&a, "ZRANGEBYSCORE", s->deferred, "-inf", NULL);
-    wa_args_ll(&a, wa_clock_wall_ms());
-    wa_args_add(&a, "LIMIT");
-    wa_args_add(&a, "0");
-    wa_args_ll(&a, room);
-
-    r = wa_link_call(&s->link, &a);
-    if (r == NULL) {
-        return -1;
-    }
-
-    for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        wa_args(&a, "HGET", s->entries, r->element[i]->str, NULL);
-        e = wa_link_call(&s->link, &a);
-        if (e == NULL) {
-            freeReplyObject(r);
-            return -1;
-        }
-
-        if (e->type != REDIS_REPLY_STRING) {
-            /* its fields are gone: nothing to send */
-            freeReplyObject(e);
-            wa_args(&a, "ZREM", s->deferred, r->element[i]->str, NULL);
-            e = wa_link_call(&s->link, &a);
-            if (e) {
-                freeReplyObject(e);
-            }
-            continue;
-        }
-
-        f = json_loadb(e->str, e->len, 0, &jerr);
-        freeReplyObject(e);
-
-        /* a lease: if this sender dies, the entry comes due again */
-        wa_args(&a, "ZADD", s->deferred, "XX", NULL);
-        wa_args_ll(&a, wa_clock_wall_ms() + LEASE_MS);
-        wa_args_add(&a, r->element[i]->str);
-        e = wa_link_call(&s->link, &a);
-        if (e == NULL) {
-            json_decref(f);
-            freeReplyObject(r);
-            return -1;
-        }
-
-        freeReplyObject(e);
-
-        if (f == NULL || job_add(s, r->element[i]->str, f, 0) != 0) {
-            freeReplyObject(r);
-            return -1;
-        }
-    }
-
-    freeReplyObject(r);
-
-    return 0;
-}
-
-
-/* governor, pacing, start: every ready job that may go now */
-static int
-dispatch(wa_sender_t *s)
-{
-    job_t       **pj, *j;
-    double        tolerance;
-    wa_args_t     a;
-    long long     now, wait;
-    const char   *user, *type;
-    redisReply   *r;
-
-    tolerance = 500.0 / s->o->rate;
-    if (tolerance < 5.0 && s->o->rate > 200) {
-        tolerance = 5.0;
-    }
-
-    for (pj = &s->ready; (j = *pj) != NULL; ) {
-
-        if (s->inflight >= s->o->max_inflight || s->paused) {
-            break;
-        }
-
-        now = wa_clock_ms();
-
-        /*
-         * the number's rate: wait here, others' numbers go on.  A loop
-         * that comes late (a Redis round trip, a poll) may catch up: the
-         * tolerance is half an interval, or 5 ms at high rates, which
-         * keeps any second within about 1% of the rate.
-         */
-        if (wa_pace_wait(&s->numbers, j->out.phone_number_id, now,
-                      tolerance) > 0)
-        {
-            pj = &j->next;
-            continue;
-        }
-
-        user = wa_outbox_user(&j->out);
-        type = j->out.type == WA_OUT_READ ? "read"
-               : j->out.type == WA_OUT_TEMPLATE ? "template" : "message";
-
-        wa_args(&a, "FCALL", "wa_govern_1", "0", s->o->prefix, NULL);
-        wa_args_ll(&a, (long long) time(NULL));
-        wa_args_add(&a, j->out.phone_number_id);
-        wa_args_add(&a, opt(user));
-        wa_args_add(&a, type);
-        wa_args_add(&a, opt(j->out.template_name));
-        wa_args_add(&a, opt(j->out.language));
-        wa_args_add(&a, j->out.marketing ? "1" : "0");
-        wa_args_add(&a, opt(j->out.auto_reply));
-        wa_args_ll(&a, s->o->window_margin);
-
-        r = wa_link_call(&s->link, &a);
-        if (r == NULL) {
-            return -1;
-        }
-
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-            wa_log(WA_LOG_ERROR, "sender: wa_govern_1: %s",
-                    r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
-            freeReplyObject(r);
-
-            /* "Function not found" after a FUNCTION FLUSH, most likely */
-            wa_link_load_functions(&s->link);
-            return s->link.c->err ? -1 : 0;
-        }
-
-        /* out of the queue from here on */
-        *pj = j->next;
-        if (*pj == NULL) {
-            s->ready_tail = pj;
-        }
-        j->next = NULL;
-        s->nready--;
-
-        if (strcmp(r->element[0]->str, "refuse") == 0) {
-            if (job_dead(s, j, "refused", r->element[1]->str, 0) != 0) {
-                freeReplyObject(r);
-                job_free(j);
-                return -1;
-            }
-
-            freeReplyObject(r);
-            job_free(j);
-            continue;
-        }
-
-        if (strcmp(r->element[0]->str, "defer") == 0) {
-            if (job_defer(s, j, (long long) r->element[2]->integer * 1000,
-                          r->element[1]->str) != 0)
-            {
-                freeReplyObject(r);
-                job_free(j);
-                return -1;
-            }
-
-            freeReplyObject(r);
-            job_free(j);
-            continue;
-        }
-
-        freeReplyObject(r);
-
-        /* the pair limit: a recipient waits in Redis, others go on */
-        wait = 0;
-
-        if (j->out.type != WA_OUT_READ && user && s->o->pair_interval_ms) {
-            wait = wa_pace_take(&s->pairs, user, now,
-                             (double) s->o->pair_interval_ms,
-                             (double) s->o->pair_interval_ms
-                             * (s->o->pair_burst - 1));
-        }
-
-        if (wait > 0) {
-            if (job_defer(s, j, wa_clock_wall_ms() + wait, "pair_limit") != 0) {
-                job_free(j);
-                return -1;
-            }
-
-            job_free(j);
-            continue;
-        }
-
-        wa_pace_take(&s->numbers, j->out.phone_number_id, now,
-                  1000.0 / s->o->rate, tolerance);
-
-        if (job_start(s, j) != 0) {
-            job_free(j);
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
 
 static int
 pause_check(wa_sender_t *s)
@@ -1002,7 +237,6 @@ pause_check(wa_sender_t *s)
 
     return 0;
 }
-
 
 static void
 drop_ready(wa_sender_t *s)
@@ -1029,13 +263,12 @@ drop_ready(wa_sender_t *s)
             }
         }
 
-        job_free(j);
+        wa_job_free(j);
     }
 
     s->ready_tail = &s->ready;
     s->nready = 0;
 }
-
 
 /* counters in the log and in <prefix>:sender:<consumer> for operators */
 static void
@@ -1083,55 +316,49 @@ sender_stats(wa_sender_t *s)
     }
 }
 
-
 /* what Redis holds for the sender, and what may go: -1, the link is gone */
 static int
 wa_sender_turn(wa_sender_t *s, long long now)
 {
     long  block;
 
-    if (now >= s->next_pause_check) {
-        if (pause_check(s) != 0) {
-            return -1;
-        }
-        s->next_pause_check = now + 1000;
+    if (wa_clock_due(now, &s->next_pause_check, 1000)
+        && pause_check(s) != 0)
+    {
+        return -1;
     }
 
     if (!atomic_load(&sender_stopping) && !s->paused) {
-        if (now >= s->next_claim) {
-            if (reclaim_outbox(s) != 0) {
-                return -1;
-            }
-            s->next_claim = now + s->o->claim_idle_ms / 2 + 1;
+        if (wa_clock_due(now, &s->next_claim, s->o->claim_idle_ms / 2 + 1)
+            && reclaim_outbox(s) != 0)
+        {
+            return -1;
         }
 
-        if (take_due(s) != 0) {
+        if (wa_sender_take_due(s) != 0) {
             return -1;
         }
 
         /* block on Redis only when there is nothing else to do */
         block = s->nready || s->inflight ? 0 : 100;
 
-        if (read_outbox(s, block) != 0 || dispatch(s) != 0) {
+        if (read_outbox(s, block) != 0 || wa_sender_dispatch(s) != 0) {
             return -1;
         }
     }
 
-    if (now >= s->next_trim) {
-        if (wa_trim_stream(&s->reader, 0, WA_STREAM_OUTBOX) != 0) {
-            return -1;
-        }
-        s->next_trim = now + s->o->trim_interval_ms;
+    if (wa_clock_due(now, &s->next_trim, s->o->trim_interval_ms)
+        && wa_trim_stream(&s->reader, 0, WA_STREAM_OUTBOX) != 0)
+    {
+        return -1;
     }
 
-    if (now >= s->next_stats) {
+    if (wa_clock_due(now, &s->next_stats, s->o->stats_interval_ms)) {
         sender_stats(s);
-        s->next_stats = now + s->o->stats_interval_ms;
     }
 
     return 0;
 }
-
 
 /* the transfers in flight, and a wait for what comes next */
 static int
@@ -1142,7 +369,7 @@ wa_sender_transfers(wa_sender_t *s)
     if (s->inflight) {
         curl_multi_perform(s->multi, &still);
 
-        if (collect(s) != 0) {
+        if (wa_job_collect(s) != 0) {
             return -1;
         }
     }
@@ -1152,7 +379,7 @@ wa_sender_transfers(wa_sender_t *s)
         curl_multi_poll(s->multi, NULL, 0, s->nready ? 1 : 20, NULL);
         curl_multi_perform(s->multi, &still);
 
-        return collect(s);
+        return wa_job_collect(s);
     }
 
     if (s->paused) {
@@ -1166,7 +393,6 @@ wa_sender_transfers(wa_sender_t *s)
 
     return 0;
 }
-
 
 static void *
 sender_main(void *arg)
@@ -1210,7 +436,6 @@ sender_main(void *arg)
 
     return NULL;
 }
-
 
 int
 wa_sender_start(const wa_options_t *o)
@@ -1264,7 +489,6 @@ wa_sender_start(const wa_options_t *o)
 
     return 0;
 }
-
 
 void
 wa_sender_stop(void)

@@ -124,13 +124,98 @@ stats(wa_worker_t *w, long long since, wa_counters_t *last)
 }
 
 
+/* when the loop's periodic parts run next, and the counters last logged */
+typedef struct {
+    long long       next_claim;
+    long long       next_trim;
+    long long       next_stats;
+    long long       since;
+    wa_counters_t   last;
+} wa_timers_t;
+
+
+/* one turn of the consumer loop: -1 when the link is gone */
+static int
+turn(wa_worker_t *w, wa_timers_t *tm)
+{
+    long long  now;
+
+    now = wa_clock_ms();
+
+    if (wa_clock_due(now, &tm->next_claim, w->o->claim_idle_ms / 2 + 1)
+        && wa_consume_reclaim(w) != 0)
+    {
+        return -1;
+    }
+
+    if (wa_consume_read(w) != 0) {
+        return -1;
+    }
+
+    now = wa_clock_ms();
+
+    if (wa_clock_due(now, &tm->next_trim, w->o->trim_interval_ms)
+        && wa_consume_trim(w) != 0)
+    {
+        return -1;
+    }
+
+    if (wa_clock_due(now, &tm->next_stats, w->o->stats_interval_ms)) {
+        stats(w, tm->since, &tm->last);
+        tm->since = now;
+    }
+
+    return 0;
+}
+
+
+/* the consumer loop, until SIGTERM: the batch in hand is applied then */
+static void
+run(wa_worker_t *w, wa_timers_t *tm)
+{
+    while (!atomic_load(&wa_stopping)) {
+
+        if (atomic_exchange(&wa_reopen, 0)) {
+            if (wa_log_reopen() != 0) {
+                fprintf(stderr, "wa-relayd: cannot reopen the log\n");
+            }
+            wa_log(WA_LOG_INFO, "log reopened");
+        }
+
+        if (w->link.c == NULL) {
+            if (wa_link_connect(&w->link, &wa_stopping) != 0) {
+                continue;
+            }
+
+            tm->next_claim = 0;
+
+            if (wa_consume_start(w) != 0) {
+                wa_consume_forget(w);
+                wa_link_lost(&w->link);
+                continue;
+            }
+        }
+
+        if (turn(w, tm) != 0) {
+            wa_consume_forget(w);
+            wa_link_lost(&w->link);
+        }
+    }
+
+    wa_log(WA_LOG_INFO, "stopping: the batch in hand is applied");
+
+    if (w->link.c && wa_consume_drain(w) != 0) {
+        wa_log(WA_LOG_ERROR, "the batch in hand is left pending");
+    }
+}
+
+
 int
 main(int argc, char **argv)
 {
-    long long    now, next_claim, next_trim, next_stats, since;
-    wa_options_t    o;
-    wa_worker_t     w;
-    wa_counters_t   last;
+    wa_options_t   o;
+    wa_worker_t    w;
+    wa_timers_t    tm;
 
     if (wa_options_parse(&o, argc, argv) != 0) {
         return 2;
@@ -160,78 +245,16 @@ main(int argc, char **argv)
     }
 
     wa_log(WA_LOG_INFO, "wa-relayd starting: consumer %s of group %s, "
-            "prefix %s, Redis %s", o.consumer, o.group, o.prefix, o.redis);
+           "prefix %s, Redis %s", o.consumer, o.group, o.prefix, o.redis);
 
-    next_claim = next_trim = 0;
-    since = next_stats = wa_clock_ms();
-    next_stats += o.stats_interval_ms;
-    last = w.n;
+    memset(&tm, 0, sizeof(wa_timers_t));
+    tm.since = wa_clock_ms();
+    tm.next_stats = tm.since + o.stats_interval_ms;
 
-    while (!atomic_load(&wa_stopping)) {
-
-        if (atomic_exchange(&wa_reopen, 0)) {
-            if (wa_log_reopen() != 0) {
-                fprintf(stderr, "wa-relayd: cannot reopen the log\n");
-            }
-            wa_log(WA_LOG_INFO, "log reopened");
-        }
-
-        if (w.link.c == NULL) {
-            if (wa_link_connect(&w.link, &wa_stopping) != 0) {
-                continue;
-            }
-
-            if (wa_consume_start(&w) != 0) {
-                goto lost;
-            }
-
-            next_claim = 0;
-        }
-
-        now = wa_clock_ms();
-
-        if (now >= next_claim) {
-            if (wa_consume_reclaim(&w) != 0) {
-                goto lost;
-            }
-            next_claim = now + o.claim_idle_ms / 2 + 1;
-        }
-
-        if (wa_consume_read(&w) != 0) {
-            goto lost;
-        }
-
-        now = wa_clock_ms();
-
-        if (now >= next_trim) {
-            if (wa_consume_trim(&w) != 0) {
-                goto lost;
-            }
-            next_trim = now + o.trim_interval_ms;
-        }
-
-        if (now >= next_stats) {
-            stats(&w, since, &last);
-            since = now;
-            next_stats = now + o.stats_interval_ms;
-        }
-
-        continue;
-
-    lost:
-
-        wa_consume_forget(&w);
-        wa_link_lost(&w.link);
-    }
-
-    wa_log(WA_LOG_INFO, "stopping: the batch in hand is applied");
-
-    if (w.link.c && wa_consume_drain(&w) != 0) {
-        wa_log(WA_LOG_ERROR, "the batch in hand is left pending");
-    }
+    run(&w, &tm);
 
     wa_sender_stop();
-    stats(&w, since, &last);
+    stats(&w, tm.since, &tm.last);
 
     wa_link_close(&w.link);
     wa_options_free(&o);

@@ -72,11 +72,11 @@ sub one_turn {
     return \%status;
 }
 
-my $before = () = debug_log() =~ /writing \d+ bytes now/g;
+my $before = () = debug_log() =~ /a call of \d+ bytes is written now/g;
 my $calls_before = () = debug_log() =~ /events of \d+ requests sent to redis/g;
 my $st = one_turn('PL', 16);
 is_deeply $st, { 200 => 16 }, 'one turn of 16 requests: 16 answered 200';
-my @early = debug_log() =~ /writing (\d+) bytes now/g;
+my @early = debug_log() =~ /a call of (\d+) bytes is written now/g;
 splice @early, 0, $before;
 cmp_ok scalar @early, '>=', 2, 'their calls left in ' . (@early + 1)
     . ' writes, not one at the end of the turn';

@@ -1,0 +1,106 @@
+/*
+ * wa-relayd: the sender's parts (sender.c: the thread, the outbox read;
+ * sender_job.c: a job's request and what is recorded of it;
+ * sender_govern.c: what may go now, and when deferred entries come due).
+ */
+
+#ifndef WA_SENDER_H
+#define WA_SENDER_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "link.h"
+#include "pace.h"
+#include "reader.h"
+#include "wa_graph.h"
+#include "wa_outbox.h"
+
+#define LEASE_MS       60000        /* a claimed deferred entry's lease */
+#define IDEM_TTL       (30 * 86400) /* Meta keeps a message 30 days */
+#define MAX_FIELDS     64
+
+
+typedef struct job_s  job_t;
+
+struct job_s {
+    job_t               *next;
+    char                 id[64];        /* outbox entry id */
+    json_t              *fields;        /* the entry's fields */
+    wa_outbox_t          out;
+    long                 attempts;
+    int                  pending;       /* still pending in the group */
+    long long            ready_ms;
+    long long            started_ms;
+    CURL                *easy;
+    struct curl_slist   *headers;
+    char                *request;
+    char                *response;
+    size_t               response_len;
+};
+
+
+/* what became of the outbox entries (docs/outbox.md) */
+typedef struct {
+    long long            sent;
+    long long            refused;       /* the governor said no */
+    long long            deferred;      /* to <prefix>:deferred, again later */
+    long long            failed;        /* given up: in <prefix>:dead */
+    long long            duplicates;    /* an idempotency key used before */
+} wa_sender_counters_t;
+
+
+typedef struct {
+    const wa_options_t  *o;
+    wa_link_t            link;
+    wa_reader_t          reader;        /* the outbox, in the group */
+    wa_sender_counters_t n;
+    long long            next_stats;
+    CURLM               *multi;
+    job_t               *ready;         /* in arrival order */
+    job_t              **ready_tail;
+    long                 nready;
+    long                 inflight;
+    int                  paused;        /* a token error: nothing goes */
+    long long            next_pause_check;
+    long long            next_claim;
+    long long            next_trim;
+    char                 outbox[256];
+    char                 deferred[256];
+    char                 entries[256];
+    char                 sent[256];
+    char                 dead[256];
+    char                 alerts[256];
+    char                 paused_key[256];
+    char                 auth[1024];
+    wa_pace_t               numbers;
+    wa_pace_t               pairs;
+} wa_sender_t;
+
+/* "" for an absent value of an entry */
+#define opt(v)  ((v) ? (v) : "")
+
+/* sender.c */
+int wa_job_add(wa_sender_t *s, const char *id, json_t *fields, int pending);
+
+/* sender_job.c: the Redis side of a job, queued in a MULTI ... EXEC */
+void wa_sender_multi(wa_sender_t *s);
+void wa_sender_queue(wa_sender_t *s, wa_args_t *a);
+int wa_sender_exec(wa_sender_t *s, int n);
+void wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf,
+    size_t size);
+
+void wa_job_free(job_t *j);
+int wa_job_parse(job_t *j, const char **err);
+int wa_job_start(wa_sender_t *s, job_t *j);
+int wa_job_defer(wa_sender_t *s, job_t *j, long long due_ms,
+    const char *why);
+int wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome,
+    const char *why, long code);
+int wa_job_collect(wa_sender_t *s);
+
+/* sender_govern.c */
+int wa_sender_take_due(wa_sender_t *s);
+int wa_sender_dispatch(wa_sender_t *s);
+
+#endif /* WA_SENDER_H */

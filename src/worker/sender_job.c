@@ -1,0 +1,479 @@
+/*
+ * wa-relayd: a sender's job: the Graph API request that libcurl runs, the
+ * verdict on Meta's answer, and what is recorded of it in Redis (wa:sent,
+ * wa:deferred, wa:dead), each in one MULTI with the entry leaving its
+ * place.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "log.h"
+#include "sender.h"
+
+
+void
+wa_job_free(job_t *j)
+{
+    if (j->easy) {
+        curl_easy_cleanup(j->easy);
+    }
+
+    curl_slist_free_all(j->headers);
+    free(j->request);
+    free(j->response);
+    wa_outbox_free(&j->out);
+    json_decref(j->fields);
+    free(j);
+}
+
+/* the entry's fields as the parser wants them; -1 and why if it cannot */
+int
+wa_job_parse(job_t *j, const char **err)
+{
+    size_t       n, lens[MAX_FIELDS];
+    json_t      *v;
+    const char  *key, *names[MAX_FIELDS], *values[MAX_FIELDS];
+
+    n = 0;
+
+    json_object_foreach(j->fields, key, v) {
+        if (n == MAX_FIELDS) {
+            *err = "too many fields";
+            return -1;
+        }
+
+        if (!json_is_string(v)) {
+            continue;
+        }
+
+        names[n] = key;
+        values[n] = json_string_value(v);
+        lens[n] = json_string_length(v);
+        n++;
+    }
+
+    return wa_outbox_parse(&j->out, names, values, lens, n, err);
+}
+
+/* the fields plus what the sender keeps: attempts */
+static char *
+job_dump(job_t *j, const char *why)
+{
+    char  attempts[32];
+
+    snprintf(attempts, sizeof(attempts), "%ld", j->attempts);
+    json_object_set_new(j->fields, "_attempts", json_string(attempts));
+    json_object_set_new(j->fields, "_reason", json_string(why));
+
+    return json_dumps(j->fields, JSON_COMPACT);
+}
+
+/* run the queued commands of a MULTI ... EXEC; -1 if the link is gone */
+static int
+exec_replies(wa_sender_t *s, int n)
+{
+    int          i;
+    redisReply  *r;
+
+    for (i = 0; i < n; i++) {
+        r = wa_link_reply(&s->link);
+        if (r == NULL) {
+            return -1;
+        }
+
+        if (r->type == REDIS_REPLY_ERROR) {
+            /* a runtime error inside the MULTI: Redis ran the others */
+            wa_log(WA_LOG_ERROR, "sender: Redis: %s", r->str);
+        }
+
+        freeReplyObject(r);
+    }
+
+    return 0;
+}
+
+/* a command queued in a MULTI: an error shows in exec_replies */
+void
+wa_sender_queue(wa_sender_t *s, wa_args_t *a)
+{
+    (void) wa_link_append(&s->link, a);
+}
+
+/* the entry leaves its current place: the group, or the deferred set */
+static int
+job_release(wa_sender_t *s, job_t *j)
+{
+    wa_args_t  a;
+
+    if (j->pending) {
+        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
+
+    } else {
+        wa_args(&a, "ZREM", s->deferred, j->id, NULL);
+    }
+
+    wa_sender_queue(s, &a);
+
+    wa_args(&a, "HDEL", s->entries, j->id, NULL);
+    wa_sender_queue(s, &a);
+
+    return 2;
+}
+
+void
+wa_sender_multi(wa_sender_t *s)
+{
+    wa_args_t  a;
+
+    wa_args(&a, "MULTI", NULL);
+    wa_sender_queue(s, &a);
+}
+
+/* EXEC, and the replies of the n commands queued before it */
+int
+wa_sender_exec(wa_sender_t *s, int n)
+{
+    wa_args_t  a;
+
+    wa_args(&a, "EXEC", NULL);
+    wa_sender_queue(s, &a);
+
+    return exec_replies(s, n + 1);
+}
+
+int
+wa_job_defer(wa_sender_t *s, job_t *j, long long due_ms, const char *why)
+{
+    int        n;
+    char      *dump;
+    wa_args_t  a;
+
+    dump = job_dump(j, why);
+    if (dump == NULL) {
+        return -1;
+    }
+
+    wa_sender_multi(s);
+    wa_args(&a, "HSET", s->entries, j->id, dump, NULL);
+    wa_sender_queue(s, &a);
+    wa_args(&a, "ZADD", s->deferred, NULL);
+    wa_args_ll(&a, due_ms);
+    wa_args_add(&a, j->id);
+    wa_sender_queue(s, &a);
+    n = 3;
+
+    if (j->pending) {
+        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
+        wa_sender_queue(s, &a);
+        n++;
+    }
+
+    free(dump);
+
+    wa_log(WA_LOG_DEBUG, "sender: %s deferred %lld ms: %s", j->id,
+            due_ms - wa_clock_wall_ms(), why);
+    s->n.deferred++;
+
+    return wa_sender_exec(s, n);
+}
+
+/* <prefix>:idem:<key> */
+void
+wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s:idem:%s", s->o->prefix, key);
+}
+
+int
+wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
+    long code)
+{
+    int        n, refused;
+    char      *dump, key[512];
+    wa_args_t  a;
+
+    dump = json_dumps(j->fields, JSON_COMPACT);
+    if (dump == NULL) {
+        return -1;
+    }
+
+    wa_sender_multi(s);
+    wa_args(&a, "XADD", s->dead, "*", "stream", s->outbox, "id", j->id,
+            "outcome", outcome, "reason", why, "code", NULL);
+    wa_args_ll(&a, code);
+    wa_args_add(&a, "entry");
+    wa_args_add(&a, dump);
+    wa_sender_queue(s, &a);
+    n = 2 + job_release(s, j);     /* MULTI, XADD */
+
+    if (j->out.idempotency_key) {
+        /* not sent: the caller may try again with the same key */
+        wa_sender_idem_key(s, j->out.idempotency_key, key, sizeof(key));
+        wa_args(&a, "DEL", key, NULL);
+        wa_sender_queue(s, &a);
+        n++;
+    }
+
+    free(dump);
+
+    refused = strcmp(outcome, "refused") == 0;
+    wa_log(refused ? WA_LOG_INFO : WA_LOG_ERROR, "sender: %s %s: %s", j->id,
+           outcome, why);
+
+    if (refused) {
+        s->n.refused++;
+
+    } else {
+        s->n.failed++;
+    }
+
+    return wa_sender_exec(s, n);
+}
+
+static int
+job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
+{
+    int          n;
+    char         key[512];
+    wa_args_t    a;
+    long long    now;
+    const char  *user;
+
+    now = wa_clock_ms();
+    user = wa_outbox_user(&j->out);
+
+    wa_sender_multi(s);
+    wa_args(&a, "XADD", s->sent, "*", "outbox_id", j->id, "wamid",
+            res->wamid, "phone_number_id", j->out.phone_number_id, "to",
+            opt(user), "attempts", NULL);
+    wa_args_ll(&a, j->attempts + 1);
+    wa_args_add(&a, "latency_ms");
+    wa_args_ll(&a, now - j->started_ms);
+    wa_args_add(&a, "auto_reply");
+    wa_args_add(&a, opt(j->out.auto_reply));
+    wa_sender_queue(s, &a);
+    n = 2 + job_release(s, j);     /* MULTI, XADD */
+
+    if (res->wamid[0] && j->out.type != WA_OUT_READ) {
+        wa_args(&a, "FCALL", "wa_sent_1", "0", s->o->prefix, res->wamid,
+                j->out.phone_number_id, opt(user), NULL);
+        wa_args_ll(&a, (long long) time(NULL));
+        wa_args_add(&a, opt(j->out.template_name));
+        wa_args_add(&a, opt(j->out.language));
+        wa_args_add(&a, opt(j->out.variant));
+        wa_sender_queue(s, &a);
+        n++;
+    }
+
+    if (j->out.idempotency_key) {
+        wa_sender_idem_key(s, j->out.idempotency_key, key, sizeof(key));
+        wa_args(&a, "SET", key, res->wamid, "EX", NULL);
+        wa_args_ll(&a, IDEM_TTL);
+        wa_sender_queue(s, &a);
+        n++;
+    }
+
+    s->n.sent++;
+
+    return wa_sender_exec(s, n);
+}
+
+static size_t
+on_data(char *data, size_t size, size_t nmemb, void *arg)
+{
+    job_t   *j = arg;
+    char    *p;
+    size_t   len;
+
+    len = size * nmemb;
+
+    if (j->response_len + len > 1024 * 1024) {
+        return 0;                    /* no answer of ours is that big */
+    }
+
+    p = realloc(j->response, j->response_len + len + 1);
+    if (p == NULL) {
+        return 0;
+    }
+
+    memcpy(p + j->response_len, data, len);
+    j->response = p;
+    j->response_len += len;
+    p[j->response_len] = '\0';
+
+    return len;
+}
+
+int
+wa_job_start(wa_sender_t *s, job_t *j)
+{
+    char  url[1024], callback[128];
+
+    snprintf(callback, sizeof(callback), "wa:%s", j->id);
+    j->request = wa_outbox_request(&j->out, callback);
+
+    j->easy = curl_easy_init();
+    if (j->request == NULL || j->easy == NULL) {
+        wa_log(WA_LOG_ERROR, "sender: out of memory");
+        return -1;
+    }
+
+    snprintf(url, sizeof(url), "%s/%s/%s/messages", s->o->graph_url,
+             s->o->graph_version, j->out.phone_number_id);
+
+    j->headers = curl_slist_append(NULL, s->auth);
+    j->headers = curl_slist_append(j->headers,
+                                   "Content-Type: application/json");
+
+    curl_easy_setopt(j->easy, CURLOPT_URL, url);
+    curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
+    curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->request);
+    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, s->o->request_timeout_ms);
+    curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     s->o->request_timeout_ms);
+    curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(j->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(j->easy, CURLOPT_HTTP_VERSION,
+                     (long) CURL_HTTP_VERSION_2TLS);
+
+    if (curl_multi_add_handle(s->multi, j->easy) != CURLM_OK) {
+        return -1;
+    }
+
+    j->started_ms = wa_clock_ms();
+    s->inflight++;
+
+    return 0;
+}
+
+/* how long before a retry: doubling, 4^n for the pair limit */
+static long long
+backoff(wa_sender_t *s, job_t *j, wa_verdict_t v)
+{
+    long long  d;
+    long       n;
+
+    n = j->attempts < 20 ? j->attempts : 20;
+
+    switch (v) {
+
+    case WA_RETRY_RECIPIENT:
+        d = s->o->retry_base_ms;
+        while (n-- > 1 && d < 3600000) {
+            d *= 4;
+        }
+        return d;
+
+    case WA_RETRY_LATER:
+        return 60 * s->o->retry_base_ms;
+
+    default:
+        d = s->o->retry_base_ms;
+        while (n-- > 1 && d < 600000) {
+            d *= 2;
+        }
+        return d;
+    }
+}
+
+static int
+job_done(wa_sender_t *s, job_t *j, CURLcode cc)
+{
+    long               status;
+    wa_args_t          a;
+    wa_graph_result_t  res;
+
+    status = 0;
+
+    if (cc == CURLE_OK) {
+        curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    }
+
+    wa_graph_result(&res, status, j->response, j->response_len,
+                    curl_easy_strerror(cc));
+
+    if (res.verdict == WA_SENT) {
+        return job_sent(s, j, &res);
+    }
+
+    j->attempts++;
+
+    wa_log(WA_LOG_WARN, "sender: %s attempt %ld: %s (%s)", j->id, j->attempts,
+            res.reason, wa_verdict_name(res.verdict));
+
+    switch (res.verdict) {
+
+    case WA_TOKEN:
+        /* the entry waits; nothing goes until an operator fixes the token */
+        s->paused = 1;
+        wa_sender_multi(s);
+        wa_args(&a, "SET", s->paused_key, res.reason, NULL);
+        wa_sender_queue(s, &a);
+        wa_args(&a, "XADD", s->alerts, "*", "severity", "critical", "kind",
+                "sender", "subject", "token", "message",
+                "the Graph API refused the access token: sending paused "
+                "until the token is fixed and <prefix>:sender:paused "
+                "deleted", NULL);
+        wa_sender_queue(s, &a);
+
+        if (wa_sender_exec(s, 3) != 0) {
+            return -1;
+        }
+
+        wa_log(WA_LOG_ERROR, "sender: the Graph API refused the token (%s): "
+                "sending paused", res.reason);
+
+        return wa_job_defer(s, j, wa_clock_wall_ms() + 1000, res.reason);
+
+    case WA_GIVE_UP:
+        return wa_job_dead(s, j, "failed", res.reason, res.code);
+
+    default:
+        if (j->attempts >= s->o->max_attempts) {
+            return wa_job_dead(s, j, "failed", res.reason, res.code);
+        }
+
+        if (res.verdict == WA_RETRY_NUMBER) {
+            wa_pace_hold(&s->numbers, j->out.phone_number_id,
+                      wa_clock_ms() + backoff(s, j, res.verdict));
+        }
+
+        return wa_job_defer(s, j, wa_clock_wall_ms() + backoff(s, j, res.verdict),
+                         res.reason);
+    }
+}
+
+int
+wa_job_collect(wa_sender_t *s)
+{
+    int       left, rc;
+    job_t    *j;
+    CURLMsg  *m;
+
+    rc = 0;
+
+    while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &j);
+        curl_multi_remove_handle(s->multi, m->easy_handle);
+        s->inflight--;
+
+        if (rc == 0 && job_done(s, j, m->data.result) != 0) {
+            rc = -1;
+        }
+
+        wa_job_free(j);
+    }
+
+    return rc;
+}
