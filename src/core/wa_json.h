@@ -61,8 +61,9 @@ wa_json_parser_t *wa_json_parser_create(void);
 void wa_json_parser_destroy(wa_json_parser_t *p);
 
 /*
- * Parses buf (never NULL, even when len is 0: it is copied).  Returns WA_JSON_OK with *root set, WA_JSON_INVALID with
- * *error set to the parser's reason (a static string), or WA_JSON_NOMEM.
+ * Parses buf (never NULL, even when len is 0: it is copied).  Returns
+ * WA_JSON_OK with *root set, WA_JSON_INVALID with *error set to the
+ * parser's reason (a static string), or WA_JSON_NOMEM.
  */
 int wa_json_parse(wa_json_parser_t *p, const char *buf, size_t len,
     wa_json_alloc_pt alloc, void *alloc_data, wa_json_t **root,

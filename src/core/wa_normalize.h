@@ -62,8 +62,9 @@ typedef struct {
 /*
  * Fills b->events from the body.  b->alloc and b->parser must be set;
  * everything else is set by the call.  Returns 0, or -1 when memory ran out
- * (b->error says so).  A body that is not JSON or not a WhatsApp envelope is not an error:
- * it becomes one "unparsed" event holding the body, and b->error says why.
+ * (b->error says so).  A body that is not JSON or not a WhatsApp envelope
+ * is not an error: it becomes one "unparsed" event holding the body, and
+ * b->error says why.
  */
 int wa_normalize(wa_batch_t *b, const char *body, size_t len,
     int64_t received_ms);

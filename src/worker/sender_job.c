@@ -445,8 +445,9 @@ job_done(wa_sender_t *s, job_t *j, CURLcode cc)
                       wa_clock_ms() + backoff(s, j, res.verdict));
         }
 
-        return wa_job_defer(s, j, wa_clock_wall_ms() + backoff(s, j, res.verdict),
-                         res.reason);
+        return wa_job_defer(s, j,
+                            wa_clock_wall_ms() + backoff(s, j, res.verdict),
+                            res.reason);
     }
 }
 
