@@ -80,7 +80,8 @@ sub stop {
     waitpid $pid, 0;
 }
 
-sub DESTROY { $_[0]->stop if $$ == $_[0]{owner} }
+# reaping the server sets $?: at exit it would replace the exit status
+sub DESTROY { local $?; $_[0]->stop if $$ == $_[0]{owner} }
 
 # --- the server ---------------------------------------------------------
 
