@@ -664,8 +664,9 @@ wa_message_text(const wa_json_t *m)
             return NULL;
         }
 
-        v = wa_json_get(wa_member(obj, itype), "title");
-        return v ? v : wa_json_get(wa_member(obj, itype), "body");
+        obj = wa_member(obj, itype);
+        v = wa_json_get(obj, "title");
+        return v ? v : wa_json_get(obj, "body");
     }
 
     if (wa_text_is(type, "reaction")) {
@@ -919,21 +920,19 @@ wa_is_reserved(const char *name, size_t len)
 }
 
 
-/* the event being built has a field of that name already */
-static int
-wa_has_field(wa_builder_t *bd, const char *name, size_t len)
+/* the field of that name among n fields, or NULL */
+static const wa_field_t *
+wa_field_find(const wa_field_t *f, size_t n, const char *name, size_t len)
 {
     size_t  i;
 
-    for (i = 0; i < bd->n; i++) {
-        if (bd->f[i].name_len == len
-            && memcmp(bd->f[i].name, name, len) == 0)
-        {
-            return 1;
+    for (i = 0; i < n; i++) {
+        if (f[i].name_len == len && memcmp(f[i].name, name, len) == 0) {
+            return &f[i];
         }
     }
 
-    return 0;
+    return NULL;
 }
 
 
@@ -966,6 +965,26 @@ wa_same_name(const wa_json_t *a, const wa_json_t *b)
 }
 
 
+/* member i of obj is marked in *later, made at the first mark */
+static int
+wa_mark(wa_builder_t *bd, const wa_json_t *obj, unsigned char **later,
+    size_t i)
+{
+    if (*later == NULL) {
+        *later = wa_alloc(bd->batch, obj->len);
+        if (*later == NULL) {
+            return -1;
+        }
+
+        memset(*later, 0, obj->len);
+    }
+
+    (*later)[i] = 1;
+
+    return 0;
+}
+
+
 /*
  * Marks, in *later, the members of obj whose name comes again further on:
  * a name given twice counts once, with its last value.  *later is NULL when
@@ -978,7 +997,6 @@ wa_repeated_names(wa_builder_t *bd, const wa_json_t *obj,
     unsigned char **later)
 {
     size_t            i, j;
-    unsigned char    *mark;
     const wa_json_t **sorted;
 
     *later = NULL;
@@ -987,19 +1005,14 @@ wa_repeated_names(wa_builder_t *bd, const wa_json_t *obj,
         return 0;
     }
 
-    mark = wa_alloc(bd->batch, obj->len);
-    if (mark == NULL) {
-        return -1;
-    }
-
-    memset(mark, 0, obj->len);
-
     if (obj->len <= WA_FLATTEN_SCAN) {
         for (i = 0; i < obj->len; i++) {
             for (j = i + 1; j < obj->len; j++) {
                 if (wa_same_name(&obj->items[i], &obj->items[j])) {
-                    mark[i] = 1;
-                    *later = mark;
+                    if (wa_mark(bd, obj, later, i) != 0) {
+                        return -1;
+                    }
+
                     break;
                 }
             }
@@ -1021,9 +1034,10 @@ wa_repeated_names(wa_builder_t *bd, const wa_json_t *obj,
 
     /* in a run of one name, every member but the last in the body */
     for (i = 0; i + 1 < obj->len; i++) {
-        if (wa_same_name(sorted[i], sorted[i + 1])) {
-            mark[sorted[i] - obj->items] = 1;
-            *later = mark;
+        if (wa_same_name(sorted[i], sorted[i + 1])
+            && wa_mark(bd, obj, later, sorted[i] - obj->items) != 0)
+        {
+            return -1;
         }
     }
 
@@ -1074,7 +1088,8 @@ wa_flat_name(wa_builder_t *bd, wa_text_t outer, const wa_json_t *v,
         name->len += 6;
     }
 
-    if (wa_has_field(bd, name->data, name->len)) {
+    /* the event being built has a field of that name already */
+    if (wa_field_find(bd->f, bd->n, name->data, name->len) != NULL) {
         name->data = NULL;
     }
 
@@ -1490,17 +1505,7 @@ wa_event_field(const wa_event_t *ev, const char *name)
 const wa_field_t *
 wa_event_fieldn(const wa_event_t *ev, const char *name, size_t len)
 {
-    size_t  i;
-
-    for (i = 0; i < ev->nfields; i++) {
-        if (ev->fields[i].name_len == len
-            && memcmp(ev->fields[i].name, name, len) == 0)
-        {
-            return &ev->fields[i];
-        }
-    }
-
-    return NULL;
+    return wa_field_find(ev->fields, ev->nfields, name, len);
 }
 
 

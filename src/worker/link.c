@@ -393,6 +393,32 @@ wa_link_read_to_pong(wa_link_t *l)
 }
 
 
+void
+wa_link_counters(wa_link_t *l, const char *key, const char **names,
+    const long long *v, int n)
+{
+    int          i;
+    wa_args_t    a;
+    redisReply  *r;
+
+    if (l->c == NULL || l->c->err) {
+        return;
+    }
+
+    wa_args(&a, "HSET", key, NULL);
+
+    for (i = 0; i < n; i++) {
+        wa_args_add(&a, names[i]);
+        wa_args_ll(&a, v[i]);
+    }
+
+    r = wa_link_call(l, &a);
+    if (r) {
+        freeReplyObject(r);
+    }
+}
+
+
 int
 wa_link_failed(wa_link_t *l, redisReply *r, const char *what)
 {

@@ -74,6 +74,10 @@ redisReply *wa_link_reply(wa_link_t *l);
  */
 int wa_link_read_to_pong(wa_link_t *l);
 
+/* HSET key name value ... of n counters, for operators; best effort */
+void wa_link_counters(wa_link_t *l, const char *key, const char **names,
+    const long long *v, int n);
+
 /* a reply that is an error, or none: logs what and returns 1 */
 int wa_link_failed(wa_link_t *l, redisReply *r, const char *what);
 

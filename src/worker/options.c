@@ -140,6 +140,7 @@ static const wa_option_t  wa_options[] = {
 };
 
 #define WA_NOPTIONS  (sizeof(wa_options) / sizeof(wa_options[0]) - 1)
+#define WA_CONSUMER_SIZE  sizeof(((wa_options_t *) 0)->consumer)
 #define WA_OPT_HELP           'h'
 #define WA_OPT_HELP_MARKDOWN  'm'
 #define WA_OPT_TABLE          1000      /* getopt's value for row 0 */
@@ -228,13 +229,10 @@ opt_consumer(const wa_option_t *opt, const char *v, void *field)
     (void) opt;
 
     if (v != NULL) {
-        snprintf(consumer, sizeof(((wa_options_t *) 0)->consumer), "%s", v);
+        snprintf(consumer, WA_CONSUMER_SIZE, "%s", v);
 
-    } else if (gethostname(consumer, sizeof(((wa_options_t *) 0)->consumer) - 1)
-               != 0)
-    {
-        snprintf(consumer, sizeof(((wa_options_t *) 0)->consumer),
-                 "wa-relayd");
+    } else if (gethostname(consumer, WA_CONSUMER_SIZE - 1) != 0) {
+        snprintf(consumer, WA_CONSUMER_SIZE, "wa-relayd");
     }
 
     return 0;

@@ -274,11 +274,8 @@ drop_ready(wa_sender_t *s)
 static void
 sender_stats(wa_sender_t *s)
 {
-    int          i;
     char         key[512];
     long long    v[7];
-    wa_args_t    a;
-    redisReply  *r;
 
     static const char  *names[] = {
         "sent", "refused", "deferred", "failed", "duplicates", "reclaimed",
@@ -297,23 +294,9 @@ sender_stats(wa_sender_t *s)
            "failed %lld, duplicates %lld, reclaimed %lld, dead %lld",
            v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
 
-    if (s->link.c == NULL || s->link.c->err) {
-        return;
-    }
-
     snprintf(key, sizeof(key), "%s:sender:%s", s->o->prefix,
              s->o->consumer);
-    wa_args(&a, "HSET", key, NULL);
-
-    for (i = 0; i < 7; i++) {
-        wa_args_add(&a, names[i]);
-        wa_args_ll(&a, v[i]);
-    }
-
-    r = wa_link_call(&s->link, &a);
-    if (r) {
-        freeReplyObject(r);
-    }
+    wa_link_counters(&s->link, key, names, v, 7);
 }
 
 /* what Redis holds for the sender, and what may go: -1, the link is gone */

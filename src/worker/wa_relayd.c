@@ -71,12 +71,9 @@ signals(void)
 static void
 stats(wa_worker_t *w, long long since, wa_counters_t *last)
 {
-    int                    i;
     char                   key[512];
     double                 secs;
     long long              v[9];
-    wa_args_t              a;
-    redisReply            *r;
     wa_reader_counters_t  *rn;
 
     static const char  *names[] = {
@@ -104,23 +101,9 @@ stats(wa_worker_t *w, long long since, wa_counters_t *last)
 
     *last = w->n;
 
-    if (w->link.c == NULL) {
-        return;
-    }
-
     snprintf(key, sizeof(key), "%s:worker:%s", w->o->prefix,
              w->o->consumer);
-    wa_args(&a, "HSET", key, NULL);
-
-    for (i = 0; i < (int) (sizeof(names) / sizeof(names[0])); i++) {
-        wa_args_add(&a, names[i]);
-        wa_args_ll(&a, v[i]);
-    }
-
-    r = wa_link_call(&w->link, &a);
-    if (r) {
-        freeReplyObject(r);
-    }
+    wa_link_counters(&w->link, key, names, v, 9);
 }
 
 
