@@ -4,6 +4,8 @@
 #   make run        build, start Redis + nginx + a demo sender on loopback
 #   make test       install what is missing, build, run every test
 #   make deps       install the Debian packages the project needs (as root)
+#   make install    the module, the worker, its man page and unit (DESTDIR,
+#                   PREFIX); make deb builds the Debian packages instead
 #
 # NGINX_SRC names the nginx source tree to build against: by default the one
 # Debian's nginx-dev ships, configured with the packaged nginx's own flags so
@@ -17,7 +19,7 @@ NGX_BUILD  := $(BUILD)/nginx
 MODULE     := $(BUILD)/ngx_http_whatsapp_module.so
 UNIT       := $(BUILD)/unit_tests
 WORKER     := $(BUILD)/wa-relayd
-FIXTURES   ?= $(abspath $(CURDIR)/../shared/fixtures/meta-payloads)
+FIXTURES   ?= $(CURDIR)/t/fixtures/payloads
 
 CC         ?= cc
 CXX        ?= g++
@@ -34,12 +36,13 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
               libsimdjson-dev g++ redis-server libcurl4-openssl-dev check \
               pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
-              procps
+              procps man-db
 
 PROVE_ARGS ?= -r
 
-.PHONY: all module worker unit deps test test-unit test-t run bench asan \
-        test-asan fuzz fuzz-build test-fuzz clean
+.PHONY: all module worker unit man deps test test-unit test-t run bench \
+        asan test-asan fuzz fuzz-build test-fuzz clean install \
+        install-module install-worker deb test-deb
 
 all: module worker unit
 
@@ -90,10 +93,21 @@ $(BUILD)/wa_state_lua.h: redis/wa_state.lua tools/lua2c
 
 $(WORKER): $(WORKER_SRCS) $(wildcard src/worker/*.h) $(CORE_HDRS) \
            $(BUILD)/wa_state_lua.h
-	$(CC) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker -I$(BUILD) \
-	    -o $@ $(WORKER_SRCS) -lhiredis -ljansson -lcurl -lpthread
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker -I$(BUILD) \
+	    $(LDFLAGS) -o $@ $(WORKER_SRCS) -lhiredis -ljansson -lcurl -lpthread
 
 worker: $(WORKER)
+
+# wa-relayd(8): the prose of docs/wa-relayd.8.in around the OPTIONS that the
+# worker prints from its option table
+MAN := $(BUILD)/wa-relayd.8
+
+$(MAN): docs/wa-relayd.8.in $(WORKER)
+	$(WORKER) --help-man > $@.options
+	sed -e '/^@OPTIONS@$$/{r $@.options' -e 'd}' $< > $@
+	rm -f $@.options
+
+man: $(MAN)
 
 # --- C unit tests (Check) --------------------------------------------------
 
@@ -147,6 +161,75 @@ run: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# --- installing, without packages ---------------------------------------
+#
+#   make install [DESTDIR=/staging] [PREFIX=/usr/local]
+#
+# The module goes where the nginx of NGINX_BIN looks for modules, whatever
+# PREFIX is; configuration under SYSCONFDIR is written only where there is
+# none yet (an administrator's file is never overwritten).
+
+PREFIX      ?= /usr/local
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/wa-relay
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
+NGX_MODULES ?= $(or $(shell $(NGINX_BIN) -V 2>&1 | \
+                 sed -n 's/.*--modules-path=\([^ ]*\).*/\1/p'), \
+                 /usr/lib/nginx/modules)
+NGX_AVAILABLE ?= $(PREFIX)/share/nginx/modules-available
+
+install: install-module install-worker
+
+install-module: module
+	install -D -m 644 $(MODULE) \
+	    $(DESTDIR)$(NGX_MODULES)/ngx_http_whatsapp_module.so
+	install -d $(DESTDIR)$(NGX_AVAILABLE)
+	echo 'load_module $(NGX_MODULES)/ngx_http_whatsapp_module.so;' \
+	    > $(DESTDIR)$(NGX_AVAILABLE)/mod-http-whatsapp.conf
+	install -D -m 644 dist/whatsapp-site.conf \
+	    $(DESTDIR)$(DOCDIR)/examples/whatsapp-site.conf
+	@echo "enable it: ln -s $(NGX_AVAILABLE)/mod-http-whatsapp.conf" \
+	      "/etc/nginx/modules-enabled/50-mod-http-whatsapp.conf"
+
+install-worker: worker man
+	install -D -m 755 $(WORKER) $(DESTDIR)$(SBINDIR)/wa-relayd
+	install -D -m 644 $(MAN) $(DESTDIR)$(MANDIR)/man8/wa-relayd.8
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@SBINDIR@|$(SBINDIR)|' dist/wa-relayd.service \
+	    > $(DESTDIR)$(UNITDIR)/wa-relayd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/wa-relayd.service
+	install -D -m 644 dist/wa-relayd.env \
+	    $(DESTDIR)$(DOCDIR)/examples/wa-relayd.env
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	test -e $(DESTDIR)$(SYSCONFDIR)/wa-relay/wa-relayd.env || \
+	    install -D -m 644 dist/wa-relayd.env \
+	        $(DESTDIR)$(SYSCONFDIR)/wa-relay/wa-relayd.env
+
+# --- Debian packages: libnginx-mod-http-whatsapp and wa-relayd, in ../ of a
+# copy of the tree (dpkg-buildpackage writes beside the source), collected
+# in build/deb/.  make test-deb installs them, uses them, and purges them
+# (as root: it changes the machine's packages).
+
+DEB        := $(BUILD)/deb
+DEB_DEPS   := debhelper dpkg-dev fakeroot lintian systemd
+
+deb:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(PACKAGES) $(DEB_DEPS)"
+	rm -rf $(DEB) && mkdir -p $(DEB)/src
+	tar -cf - --exclude=./build --exclude=./.git . | tar -xf - -C $(DEB)/src
+	cd $(DEB)/src && dpkg-buildpackage -b -us -uc > ../build.log 2>&1 || \
+	    { tail -40 $(DEB)/build.log; exit 1; }
+	rm -rf $(DEB)/src
+	set -o pipefail; cd $(DEB) && \
+	    lintian --fail-on error --tag-display-limit 0 *.deb \
+	    | tee lintian.log
+	cd $(DEB) && for d in *.deb; do echo "$$d:"; dpkg -c $$d; done
+
+test-deb:
+	WA_DEBS=$(DEB) WA_NGINX=$(NGINX_BIN) prove t/package/
 
 # --- sanitizers: the module, the worker and the unit tests built with
 # AddressSanitizer and UndefinedBehaviorSanitizer, and every test run

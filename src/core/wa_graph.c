@@ -1,7 +1,7 @@
 /*
  * wa-relay: Graph API answers.  Decide on Meta's error code, never on the
- * text, and on the HTTP status only when there is no code
- * (whatsapp-facts.md, section 4).
+ * text, and on the HTTP status only when there is no code (docs/outbox.md,
+ * "Errors and retries").
  */
 
 #include <stdio.h>

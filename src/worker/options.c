@@ -4,8 +4,9 @@
  *
  * One table says everything of an option: its flag, its variable, its
  * default, where its value goes in wa_options_t and how it is read.  --help,
- * the environment and docs/worker.md (--help-markdown) all come from it:
- * adding an option is adding a row.
+ * the environment, docs/worker.md (--help-markdown) and the OPTIONS of the
+ * wa-relayd(8) man page (--help-man) all come from it: adding an option is
+ * adding a row.
  */
 
 #include <errno.h>
@@ -143,6 +144,7 @@ static const wa_option_t  wa_options[] = {
 #define WA_CONSUMER_SIZE  sizeof(((wa_options_t *) 0)->consumer)
 #define WA_OPT_HELP           'h'
 #define WA_OPT_HELP_MARKDOWN  'm'
+#define WA_OPT_HELP_MAN       'r'
 #define WA_OPT_TABLE          1000      /* getopt's value for row 0 */
 
 
@@ -162,8 +164,10 @@ usage(FILE *fp)
                 opt->def ? ", default " : "", opt->def ? opt->def : "");
     }
 
-    fprintf(fp, "  --%-22s %s\n  --%-22s %s\n", "help", "this text",
-            "help-markdown", "the options as docs/worker.md shows them");
+    fprintf(fp, "  --%-22s %s\n  --%-22s %s\n  --%-22s %s\n", "help",
+            "this text", "help-markdown",
+            "the options as docs/worker.md shows them", "help-man",
+            "the options as the man page shows them (roff)");
 }
 
 
@@ -319,13 +323,77 @@ read_secret(const char *path)
 }
 
 
+/*
+ * text for roff: hyphens that are minus signs, backslashes, no request, and
+ * a place to break a line after each comma (the keyword lists are long)
+ */
+static void
+roff_puts(FILE *fp, const char *s)
+{
+    if (*s == '.' || *s == '\'') {
+        fputs("\\&", fp);
+    }
+
+    for ( /* void */ ; *s; s++) {
+        switch (*s) {
+        case '-':
+            fputs("\\-", fp);
+            break;
+        case '\\':
+            fputs("\\e", fp);
+            break;
+        case ',':
+            fputs(",\\:", fp);
+            break;
+        default:
+            fputc(*s, fp);
+        }
+    }
+}
+
+
+/* the OPTIONS section of wa-relayd(8); docs/wa-relayd.8.in holds the rest */
+static void
+usage_man(FILE *fp)
+{
+    const wa_option_t  *opt;
+
+    /* left-aligned, unhyphenated: defaults are long words of commas */
+    fprintf(fp, ".SH OPTIONS\n.ad l\n.nh\n");
+
+    for (opt = wa_options; opt->name; opt++) {
+        fprintf(fp, ".TP\n.BI \"\\-\\-");
+        roff_puts(fp, opt->name);
+        fprintf(fp, " \" value\n");
+        roff_puts(fp, opt->help);
+        fprintf(fp, ".\n.br\nEnvironment: \\fB");
+        roff_puts(fp, opt->env);
+        fprintf(fp, "\\fR");
+
+        if (opt->def) {
+            fprintf(fp, "; default: \\fB");
+            roff_puts(fp, opt->def);
+            fprintf(fp, "\\fR");
+        }
+
+        fprintf(fp, ".\n");
+    }
+
+    fprintf(fp, ".TP\n.B \\-\\-help\nThe options, briefly.\n"
+            ".TP\n.B \\-\\-help\\-markdown\n"
+            "The options as a Markdown table.\n"
+            ".TP\n.B \\-\\-help\\-man\n"
+            "This section of the manual, in roff.\n.ad\n.hy\n");
+}
+
+
 /* the flags given, by row of the table; 1 when the caller should exit 0 */
 static int
 options_flags(int argc, char **argv, const char **flag)
 {
     int            c;
     size_t         i;
-    struct option  longopts[WA_NOPTIONS + 3];
+    struct option  longopts[WA_NOPTIONS + 4];
 
     for (i = 0; i < WA_NOPTIONS; i++) {
         longopts[i].name = wa_options[i].name;
@@ -338,11 +406,16 @@ options_flags(int argc, char **argv, const char **flag)
                                       WA_OPT_HELP };
     longopts[i++] = (struct option) { "help-markdown", no_argument, NULL,
                                       WA_OPT_HELP_MARKDOWN };
+    longopts[i++] = (struct option) { "help-man", no_argument, NULL,
+                                      WA_OPT_HELP_MAN };
     memset(&longopts[i], 0, sizeof(longopts[i]));
 
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (c == WA_OPT_HELP || c == WA_OPT_HELP_MARKDOWN) {
-            (c == WA_OPT_HELP ? usage : usage_markdown)(stdout);
+        if (c == WA_OPT_HELP || c == WA_OPT_HELP_MARKDOWN
+            || c == WA_OPT_HELP_MAN)
+        {
+            (c == WA_OPT_HELP ? usage
+             : c == WA_OPT_HELP_MAN ? usage_man : usage_markdown)(stdout);
             return 1;
         }
 

@@ -8,6 +8,7 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
+use File::Basename qw(dirname);
 use File::Spec;
 use Digest::SHA qw(hmac_sha256_hex hmac_sha1_hex);
 use File::Temp qw(tempdir);
@@ -19,13 +20,17 @@ use Time::HiRes qw(sleep time);
 
 our $JSON = JSON::PP->new->ascii->canonical(0);
 
+# the payloads the repository carries: t/fixtures/payloads/README.md
+our $FIXTURES =
+    File::Spec->rel2abs(dirname(__FILE__) . '/../fixtures/payloads');
+
 sub new {
     my ($class, %opt) = @_;
 
     my $self = bless {
         module => $ENV{WA_MODULE} || 'build/ngx_http_whatsapp_module.so',
         nginx => $ENV{WA_NGINX} || '/usr/sbin/nginx',
-        fixtures => $ENV{WA_FIXTURES} || '../shared/fixtures/meta-payloads',
+        fixtures => $ENV{WA_FIXTURES} || $FIXTURES,
         redis_bin => $ENV{WA_REDIS_SERVER} || 'redis-server',
         worker_bin => $ENV{WA_WORKER} || 'build/wa-relayd',
         secret => 'test_app_secret',
@@ -35,9 +40,10 @@ sub new {
         owner => $$,
     }, $class;
 
+    # a test of the installed packages uses nginx's own modules directory
     $self->{module} = File::Spec->rel2abs($self->{module});
     croak "module $self->{module} not built (make module)"
-        unless -f $self->{module};
+        unless -f $self->{module} || $opt{packaged};
 
     $self->{dir} = tempdir('wa-test-XXXXXX', TMPDIR => 1,
                            CLEANUP => !$ENV{WA_KEEP});

@@ -1,4 +1,5 @@
-# every real payload shape: the right events, on the right streams, none lost
+# every payload shape the repository carries (t/fixtures/payloads): the
+# right events, on the right streams, none lost
 use strict;
 use warnings;
 use lib 't/lib';
@@ -55,6 +56,7 @@ sub expected {
 }
 
 my ($cases, $events) = (0, 0);
+my %fields;
 
 for my $case ($t->fixtures) {
     my ($file, $name, $data) = @$case;
@@ -65,6 +67,8 @@ for my $case ($t->fixtures) {
     is $r->{status}, 200, "$label: 200" or diag $r->{content};
 
     my $want = expected($data);
+    $fields{ $_->{field} }++
+        for map { @{ $_->{changes} } } @{ $data->{entry} };
 
     for my $stream (qw(messages statuses account)) {
         my @got = $t->stream_events("wa:$stream");
@@ -131,7 +135,20 @@ for my $case ($t->fixtures) {
     $cases++;
 }
 
-is $cases, 74, 'all 74 payload shapes sent';
+# the fields a WhatsApp Business Account subscribes to, and one Meta has
+# not announced yet
+my @known = qw(messages calls smb_message_echoes history smb_app_state_sync
+    user_preferences account_update account_alerts account_review_update
+    business_capability_update phone_number_quality_update
+    phone_number_name_update security flows partner_solutions
+    payment_configuration_update message_template_status_update
+    message_template_quality_update message_template_components_update
+    template_category_update);
+my @missing = grep { !$fields{$_} } @known;
+is "@missing", '', 'a payload for each of the ' . scalar(@known) . ' fields';
+my %is_known = map { $_ => 1 } @known;
+ok((grep { !$is_known{$_} } keys %fields), 'and one field nobody announced');
+cmp_ok $cases, '>=', 110, "$cases payload shapes sent";
 diag "$events events checked";
 
 my $c = $t->status_counters;

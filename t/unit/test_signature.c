@@ -6,7 +6,7 @@
 #include "wa_signature.h"
 
 
-/* the test vector of whatsapp-facts.md, section 1 */
+/* a vector computed apart from the code: openssl dgst -sha256 -hmac */
 static const char *vector_body =
     "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":"
     "\"102290129340398\",\"changes\":[{\"value\":{\"messaging_product\":"

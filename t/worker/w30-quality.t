@@ -152,11 +152,13 @@ $h = $t->hash("wa:waba:$WABA");
 is $h->{max_daily_conversations_per_business}, 'TIER_100K', 'capability';
 is $h->{max_phone_numbers_per_waba}, 25, 'numbers per WABA';
 
-# account: restriction and ban, from the real fixtures
+# account: restriction and ban, from the fixtures, for this test's account
 my %fx = map { ("$_->[0]/$_->[1]" => $_->[2]) } $t->fixtures;
 for my $case ('account_update.json/account_restriction',
               'account_update.json/account_disabled') {
-    my $body = WaTest::meta_json($fx{$case} or die "no fixture $case");
+    my $data = $fx{$case} or die "no fixture $case";
+    $_->{id} = $WABA for @{ $data->{entry} };
+    my $body = WaTest::meta_json($data);
     is $t->post($body)->{status}, 200, "$case posted";
 }
 settle();
