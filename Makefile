@@ -36,7 +36,7 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
               libsimdjson-dev g++ redis-server libcurl4-openssl-dev check \
               pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
-              procps man-db
+              procps man-db systemd
 
 PROVE_ARGS ?= -r
 
@@ -214,13 +214,14 @@ install-worker: worker man
 # (as root: it changes the machine's packages).
 
 DEB        := $(BUILD)/deb
-DEB_DEPS   := debhelper dpkg-dev fakeroot lintian systemd
+DEB_DEPS   := debhelper dpkg-dev fakeroot lintian
 
 deb:
 	@$(MAKE) --no-print-directory deps PACKAGES="$(PACKAGES) $(DEB_DEPS)"
 	rm -rf $(DEB) && mkdir -p $(DEB)/src
 	tar -cf - --exclude=./build --exclude=./.git . | tar -xf - -C $(DEB)/src
-	cd $(DEB)/src && dpkg-buildpackage -b -us -uc > ../build.log 2>&1 || \
+	cd $(DEB)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    dpkg-buildpackage -b -us -uc > ../build.log 2>&1 || \
 	    { tail -40 $(DEB)/build.log; exit 1; }
 	rm -rf $(DEB)/src
 	set -o pipefail; cd $(DEB) && \

@@ -49,6 +49,14 @@ is slurp("$dest/opt/wa-relay/share/nginx/modules-available/"
    "load_module $modules/ngx_http_whatsapp_module.so;\n",
    'the snippet loads the module from where nginx looks for modules';
 
+# the sandbox of the unit, as systemd rates it (0 best, 10 worst)
+my $unit = "$dest/opt/wa-relay/lib/systemd/system/wa-relayd.service";
+my $sec = `systemd-analyze security --offline=true $unit 2>&1`;
+my ($level) = $sec =~ /Overall exposure level for \S+: ([\d.]+)/;
+ok defined $level && $level <= 2, 'systemd-analyze security: exposure '
+                                  . ($level // '?') . ' of 10'
+    or diag $sec;
+
 # the man page renders without a warning from groff
 my $warn = `LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z \\
             $dest/opt/wa-relay/share/man/man8/wa-relayd.8 2>&1 >/dev/null`;
