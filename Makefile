@@ -40,8 +40,8 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
 
 PROVE_ARGS ?= -r
 
-.PHONY: all module worker unit man deps test test-unit test-t run bench \
-        asan test-asan fuzz fuzz-build test-fuzz clean install \
+.PHONY: all module worker unit man deps test test-unit test-t test-acl run \
+        bench asan test-asan fuzz fuzz-build test-fuzz clean install \
         install-module install-worker deb test-deb
 
 all: module worker unit
@@ -152,6 +152,14 @@ test-t: module $(UNIT) $(WORKER)
 	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
 	    WA_WORKER=$(WORKER) \
 	    prove $(PROVE_ARGS) t/
+
+# the suites of the module, the worker, the sender and the faults again,
+# the module and the worker logging in as the ACL users of docs/redis.md
+# with those permissions only (a test that cannot, says so: acl => 0)
+test-acl: module $(WORKER)
+	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+	    WA_WORKER=$(WORKER) WA_REDIS_ACL=1 \
+	    prove $(PROVE_ARGS) t/module t/worker t/sender t/faults
 
 run: deps
 	$(MAKE) all

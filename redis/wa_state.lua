@@ -724,9 +724,16 @@ end
 -- expiring ttl seconds after that day ends, or after now for an older day:
 -- a member costs far less than a key with its own TTL, which showed as a
 -- fifth of the worker's throughput.
-local function first_time(group, e, ts, ttl, now)
+-- an error of Redis's ACL: the user may not run a command or touch a key
+local function refused(err)
+    local s = tostring(type(err) == 'table' and err.err or err)
+    return s:find('^NOPERM') ~= nil
+        or s:find("^ERR The user executing the script can't") ~= nil
+end
+
+-- the seen set of an event: its key, made once per kind and day in a call
+local function seen_key(group, e, ts, now)
     local day = math.floor((ts or now) / DAY)
-    -- the set's key, made once per kind and day in a call
     local kinds = SEEN[e.kind]
     if not kinds then
         kinds = {}
@@ -737,6 +744,11 @@ local function first_time(group, e, ts, ttl, now)
         k = key('seen', group, e.kind, I(day))
         kinds[day] = k
     end
+    return k, day
+end
+
+local function first_time(group, e, ts, ttl, now)
+    local k, day = seen_key(group, e, ts, now)
     if redis.call('SADD', k, e.event_id) == 0 then return false end
     if not EXPIRING[k] then
         redis.call('EXPIREAT', k, I(math.max((day + 1) * DAY, now) + ttl))
@@ -771,20 +783,17 @@ local function apply(keys, args)
     local applied, dups, skipped, dead = 0, 0, 0, 0
 
     -- Acknowledged in the call that applies them.  With seen_ttl, one XACK
-    -- for the batch: an entry another consumer took over and applied
-    -- meanwhile is known by its event_id (first_time).  Without, each XACK
-    -- says whether the entry was still to be applied (0: acknowledged by
-    -- another consumer already).
+    -- for the batch, once it is applied (a call that fails on the way
+    -- leaves the batch pending): an entry another consumer took over and
+    -- applied meanwhile is known by its event_id (first_time).  Without,
+    -- each XACK says whether the entry was still to be applied (0:
+    -- acknowledged by another consumer already).
     local i = 6
+    local ids = {}
     if ttl > 0 then
-        local ids = {}
         for k = 1, n do
             ids[k] = args[i]
             i = i + 2 + 2 * count_of(args[i + 1])
-        end
-        for from = 1, n, 1000 do        -- unpack has a limit
-            redis.call('XACK', stream, group,
-                       unpack(ids, from, math.min(from + 999, n)))
         end
         i = 6
     end
@@ -808,16 +817,34 @@ local function apply(keys, args)
                 if ok then
                     if res == 'skipped' then skipped = skipped + 1
                     else applied = applied + 1 end
+                elseif refused(res) and ttl > 0 then
+                    -- a permission the worker's user lacks is no fault of
+                    -- the entry: not seen after all, the call fails, the
+                    -- worker stops; what is not acknowledged yet (this
+                    -- entry and those after it) is read again later
+                    redis.call('SREM', (seen_key(group, e, ts, now)),
+                               e.event_id)
+                    return redis.error_reply(tostring(res.err or res))
                 else
                     -- a bug or a wrong key type: keep the entry, say why
+                    -- (refused with no seen set: it is acknowledged
+                    -- already, so it is kept here, and the call fails)
                     redis.call('XADD', key('dead'), '*', 'stream', stream,
                                'id', id, 'reason', tostring(res.err or res),
                                'event_id', e.event_id, 'kind', e.kind,
                                'raw', e.raw or raw(stream, id))
                     dead = dead + 1
+                    if refused(res) then
+                        return redis.error_reply(tostring(res.err or res))
+                    end
                 end
             end
         end
+    end
+
+    for from = 1, #ids, 1000 do         -- unpack has a limit
+        redis.call('XACK', stream, group,
+                   unpack(ids, from, math.min(from + 999, #ids)))
     end
 
     flush()

@@ -528,7 +528,11 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: redis answered \"%V\", "
-                      "answering 503", &res->error);
+                      "answering 503%s", &res->error,
+                      ngx_http_whatsapp_redis_denied(res->error.data,
+                                                     res->error.len)
+                      ? " (a permission the Redis user lacks: see "
+                        "docs/redis.md)" : "");
         break;
 
     default: /* NGX_HTTP_WHATSAPP_BAD_REPLY */

@@ -90,6 +90,13 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
       0,
       NULL },
 
+    { ngx_string("whatsapp_redis_user"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_whatsapp_main_conf_t, user),
+      NULL },
+
     { ngx_string("whatsapp_redis_database"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -174,6 +181,7 @@ ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     wmcf->addr = { 0, NULL };
+     *     wmcf->user = { 0, NULL };
      *     wmcf->password = { 0, NULL };
      *     wmcf->used = 0;
      *     wmcf->shm_zone = NULL;
@@ -201,6 +209,13 @@ ngx_http_whatsapp_init_main_conf(ngx_conf_t *cf, void *conf)
     if (wmcf->database < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_database must not be negative");
+        return NGX_CONF_ERROR;
+    }
+
+    if (wmcf->user.len && wmcf->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_redis_user \"%V\" needs "
+                           "whatsapp_redis_password_file", &wmcf->user);
         return NGX_CONF_ERROR;
     }
 

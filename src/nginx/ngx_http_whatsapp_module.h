@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                   addr;       /* text IP, or a socket path */
     ngx_int_t                   port;       /* 0 for a unix socket */
+    ngx_str_t                   user;       /* ACL user, or empty */
     ngx_str_t                   password;   /* NUL-terminated, or empty */
     ngx_int_t                   database;
     ngx_msec_t                  timeout;
@@ -163,6 +164,7 @@ void ngx_http_whatsapp_redis_write(void);
 void ngx_http_whatsapp_redis_reset(ngx_uint_t generation,
     const char *reason);
 void ngx_http_whatsapp_redis_load_functions(void);
+ngx_uint_t ngx_http_whatsapp_redis_denied(const u_char *error, size_t len);
 
 ngx_int_t ngx_http_whatsapp_status_init_zone(ngx_conf_t *cf,
     ngx_http_whatsapp_main_conf_t *wmcf);

@@ -62,6 +62,7 @@ static void ngx_http_whatsapp_redis_down(void);
 
 
 static ngx_http_whatsapp_redis_t  ngx_http_whatsapp_redis;
+static ngx_str_t  ngx_http_whatsapp_default_user = ngx_string("default");
 
 /* redis/wa_ingest.lua, made into a C string by the config script */
 static const char  ngx_http_whatsapp_ingest_lua[] =
@@ -216,9 +217,21 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
     }
 
     if (rr->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "whatsapp redis: %s failed: %s, dropping the "
-                      "connection", (char *) data, rr->str);
+        if (ngx_http_whatsapp_redis_denied((u_char *) rr->str, rr->len)) {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "whatsapp redis: %s refused to the Redis user "
+                          "\"%V\": %s; docs/redis.md lists what the module "
+                          "needs, requests are answered 503 until then",
+                          (char *) data,
+                          rd->wmcf->user.len
+                          ? &rd->wmcf->user : &ngx_http_whatsapp_default_user,
+                          rr->str);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "whatsapp redis: %s failed: %s, dropping the "
+                          "connection", (char *) data, rr->str);
+        }
 
         redisAsyncDisconnect(ac);
         return;
@@ -274,6 +287,34 @@ ngx_http_whatsapp_redis_load_functions(void)
 }
 
 
+/*
+ * An error that no retry mends: the credentials, or a permission the ACL
+ * user lacks (a command or a key refused, itself or inside a function)
+ */
+ngx_uint_t
+ngx_http_whatsapp_redis_denied(const u_char *error, size_t len)
+{
+    static ngx_str_t  prefixes[] = {
+        ngx_string("NOPERM"),
+        ngx_string("WRONGPASS"),
+        ngx_string("NOAUTH"),
+        ngx_string("ERR The user executing the script can't")
+    };
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        if (len >= prefixes[i].len
+            && ngx_strncmp(error, prefixes[i].data, prefixes[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* AUTH, SELECT and FUNCTION LOAD, ahead of anything else on the link */
 static ngx_int_t
 ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
@@ -287,7 +328,19 @@ ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
     rd->state = NGX_HTTP_WHATSAPP_REDIS_PREAMBLE;
     rd->preamble = 1;
 
-    if (wmcf->password.len) {
+    if (wmcf->user.len) {
+        if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_preamble_reply,
+                              "AUTH", "AUTH %b %b", wmcf->user.data,
+                              wmcf->user.len, wmcf->password.data,
+                              wmcf->password.len)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rd->preamble++;
+
+    } else if (wmcf->password.len) {
         if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_preamble_reply,
                               "AUTH", "AUTH %b", wmcf->password.data,
                               wmcf->password.len)

@@ -83,6 +83,42 @@ wa_args_ll(wa_args_t *a, long long n)
 }
 
 
+static void       (*wa_link_denied_fn)(void);
+static atomic_int   wa_link_denied_told;
+
+
+void
+wa_link_on_denied(void (*fn)(void))
+{
+    wa_link_denied_fn = fn;
+}
+
+
+/* the credentials, or a command or key refused, itself or in a function */
+static int
+wa_link_denied(const redisReply *r)
+{
+    static const char  *prefixes[] = {
+        "NOPERM", "WRONGPASS", "NOAUTH",
+        "ERR The user executing the script can't"
+    };
+
+    size_t  i;
+
+    if (r->type != REDIS_REPLY_ERROR) {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        if (strncmp(r->str, prefixes[i], strlen(prefixes[i])) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 void
 wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who)
 {
@@ -150,7 +186,11 @@ wa_link_preamble(wa_link_t *l)
     redisReply  *r;
 
     if (l->o->password) {
-        wa_args(&a, "AUTH", l->o->password, NULL);
+        wa_args(&a, "AUTH", NULL);
+        if (l->o->user) {
+            wa_args_add(&a, l->o->user);
+        }
+        wa_args_add(&a, l->o->password);
         r = wa_link_call(l, &a);
         if (wa_link_failed(l, r, "AUTH")) {
             return -1;
@@ -325,6 +365,24 @@ wa_link_reply(wa_link_t *l)
         return NULL;
     }
 
+    if (wa_link_denied(r)) {
+        if (atomic_exchange(&wa_link_denied_told, 1) == 0) {
+            wa_log(WA_LOG_ERROR, "%sRedis refused the user \"%s\": %s; "
+                   "docs/redis.md lists what the worker needs; stopping",
+                   l->who, l->o->user ? l->o->user : "default",
+                   ((redisReply *) r)->str);
+        }
+
+        freeReplyObject(r);
+        l->denied = 1;
+
+        if (wa_link_denied_fn) {
+            wa_link_denied_fn();
+        }
+
+        return NULL;
+    }
+
     return r;
 }
 
@@ -423,8 +481,10 @@ int
 wa_link_failed(wa_link_t *l, redisReply *r, const char *what)
 {
     if (r == NULL) {
-        wa_log(WA_LOG_ERROR, "%sRedis %s: %s", l->who, what,
-               l->c && l->c->errstr[0] ? l->c->errstr : "no reply");
+        if (!l->denied) {
+            wa_log(WA_LOG_ERROR, "%sRedis %s: %s", l->who, what,
+                   l->c && l->c->errstr[0] ? l->c->errstr : "no reply");
+        }
         return 1;
     }
 

@@ -30,6 +30,7 @@ typedef struct {
     const char          *who;       /* "" or "sender: ", for log lines */
     redisContext        *c;         /* NULL while down */
     long                 backoff;   /* ms before the next attempt */
+    int                  denied;    /* Redis refused the user: stopping */
 } wa_link_t;
 
 /* wa_args(a, "XACK", key, group, id, NULL): a new command of C strings */
@@ -39,6 +40,13 @@ void wa_args_addn(wa_args_t *a, const char *p, size_t len);
 void wa_args_ll(wa_args_t *a, long long n);
 
 void wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who);
+
+/*
+ * What every link calls, once, when Redis refuses the credentials or a
+ * permission the ACL user lacks: no retry mends that.  The reply is taken
+ * for a broken link (NULL), so that nothing is acknowledged or buried.
+ */
+void wa_link_on_denied(void (*fn)(void));
 
 /*
  * Connected with its preamble done: 0.  Otherwise -1, after waiting the

@@ -56,6 +56,9 @@ static int opt_hours(const wa_option_t *opt, const char *v, void *field);
 static const wa_option_t  wa_options[] = {
     { "redis", "WA_REDIS", "127.0.0.1:6379", STR(redis),
       "Redis address, host:port or unix:/path" },
+    { "redis-user", "WA_REDIS_USER", NULL, STR(user),
+      "Redis ACL user (needs --redis-password-file); docs/redis.md lists "
+      "its permissions" },
     { "redis-password-file", "WA_REDIS_PASSWORD_FILE", NULL,
       STR(password_file),
       "file holding the Redis password (not world-readable)" },
@@ -488,6 +491,11 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
         if (o->password == NULL) {
             return -1;
         }
+
+    } else if (o->user) {
+        fprintf(stderr, "wa-relayd: --redis-user \"%s\" needs "
+                "--redis-password-file\n", o->user);
+        return -1;
     }
 
     return 0;

@@ -15,6 +15,7 @@ typedef struct {
 
 typedef struct {
     const char     *redis;              /* host:port or unix:/path */
+    const char     *user;               /* ACL user, or NULL: default */
     const char     *password_file;
     char           *password;
     long            db;

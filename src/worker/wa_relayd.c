@@ -10,7 +10,8 @@
  *               log and publish counters (every stats-interval)
  *
  * SIGTERM/SIGINT finish the batch in hand and exit 0; SIGHUP reopens the
- * log.  A lost Redis connection is made again with a backoff.
+ * log.  A lost Redis connection is made again with a backoff; Redis
+ * refusing the user (credentials, a permission) stops it with exit code 2.
  */
 
 #include <signal.h>
@@ -29,12 +30,22 @@
 /* set by signal handlers: lock-free atomics are safe to write there */
 static atomic_int  wa_stopping;
 static atomic_int  wa_reopen;
+static atomic_int  wa_exit_code;
 
 
 static void
 on_stop(int sig)
 {
     (void) sig;
+    atomic_store(&wa_stopping, 1);
+}
+
+
+/* Redis refused the user (logged by the link): a clear exit, not a loop */
+static void
+on_denied(void)
+{
+    atomic_store(&wa_exit_code, 2);
     atomic_store(&wa_stopping, 1);
 }
 
@@ -211,6 +222,7 @@ main(int argc, char **argv)
     }
 
     signals();
+    wa_link_on_denied(on_denied);
 
     wa_consume_init(&w, &o);
 
@@ -245,5 +257,5 @@ main(int argc, char **argv)
     curl_global_cleanup();
     wa_log(WA_LOG_INFO, "wa-relayd stopped");
 
-    return 0;
+    return atomic_load(&wa_exit_code);
 }

@@ -15,7 +15,8 @@ my @lines;
 
 # --- worker kill -9 over several rounds vs a clean run ----------------------
 {
-    my $t = WaTest->new;
+    # acl => 0: Redis restarts, forgetting users made at run time
+    my $t = WaTest->new(acl => 0);
     $t->start_redis;
     $t->start_nginx;
 
@@ -89,7 +90,8 @@ my @lines;
 
 # --- Redis killed under the worker (AOF, fsync always) and restarted ------
 {
-    my $t = WaTest->new;
+    # acl => 0: Redis restarts, forgetting users made at run time
+    my $t = WaTest->new(acl => 0);
     my @aof = ('--appendonly', 'yes', '--appendfsync', 'always');
     $t->start_redis(@aof);
     $t->start_nginx;
@@ -130,7 +132,8 @@ my @lines;
 
 # --- the Graph API failing, slow, closing connections -----------------------
 {
-    my $t = WaTest->new;
+    # acl => 0: Redis restarts, forgetting users made at run time
+    my $t = WaTest->new(acl => 0);
     $t->start_redis;
     my $g = FakeGraph->new(dir => $t->dir);
     my $url = $g->start;

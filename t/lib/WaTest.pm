@@ -35,6 +35,7 @@ sub new {
         worker_bin => $ENV{WA_WORKER} || 'build/wa-relayd',
         secret => 'test_app_secret',
         token => 'test-verify-token',
+        acl => $ENV{WA_REDIS_ACL},
         %opt,
         pids => {},
         owner => $$,
@@ -135,7 +136,37 @@ sub start_redis {
                  '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
                  '--dir', $self->{dir}, '--daemonize', 'no', @extra);
     wait_port($port) or croak "redis-server did not start on $port";
+    $self->acl_users if $self->{acl};
     return $port;
+}
+
+# acl => 1: the module and the worker each log in as the user of
+# docs/redis.md, with the permissions written there and no other (the
+# default user stays the tests' own, to look at what they did)
+sub acl_rules {
+    my ($self) = @_;
+    my $doc = File::Spec->rel2abs(dirname(__FILE__) . '/../../docs/redis.md');
+    open my $fh, '<', $doc or croak "$doc: $!";
+    my %rules;
+    while (<$fh>) {
+        $rules{$1} = [ split ' ', $2 ] if /^ACL SETUSER (\S+) (.*)$/;
+    }
+    return \%rules;
+}
+
+# acl_users(user => '+cmd'): the users again, that one without the rule
+sub acl_users {
+    my ($self, %drop) = @_;
+    my $rules = $self->acl_rules;
+    for my $user (sort keys %$rules) {
+        my $pw = "$user-password";
+        $self->write_file("redis-$user-password", $pw, 0600);
+        my @r = map { $_ eq '>PASSWORD' ? ">$pw" : $_ }
+                grep { !$drop{$user} || $_ ne $drop{$user} }
+                @{ $rules->{$user} };
+        my $ok = $self->redis('ACL', 'SETUSER', $user, @r);
+        croak "ACL SETUSER $user: $ok" unless ($ok // '') eq 'OK';
+    }
 }
 
 sub stop_redis { $_[0]->stop('redis') }
@@ -189,6 +220,10 @@ sub nginx_conf {
     my $timeout = $o{redis_timeout} // '3s';
     my $port = $self->port;
     my $daemon = $o{daemon} ? 'on' : 'off';
+    my $acl = $self->{acl} && $http !~ /whatsapp_redis_(?:user|password)/
+        ? "\n    whatsapp_redis_user wa-ingest;"
+          . "\n    whatsapp_redis_password_file $d/redis-wa-ingest-password;"
+        : '';
 
     return <<"EOF";
 load_module $self->{module};
@@ -208,7 +243,7 @@ http {
     scgi_temp_path $d/scgi;
     client_max_body_size 4m;
     whatsapp_redis $redis;
-    whatsapp_redis_timeout $timeout;
+    whatsapp_redis_timeout $timeout;$acl
     whatsapp_app_secret_file $d/secret;
     whatsapp_verify_token_file $d/token;
 $http
@@ -308,6 +343,9 @@ sub start_worker {
     my @args = ('--redis', '127.0.0.1:' . $self->redis_port,
                 '--log-file', "$self->{dir}/$name.log",
                 '--stats-interval-ms', 500);
+    push @args, '--redis-user', 'wa-relayd', '--redis-password-file',
+        "$self->{dir}/redis-wa-relayd-password"
+        if $self->{acl} && !exists $o{'redis-password-file'};
     push @args, "--$_", $o{$_} for sort keys %o;
     $self->spawn($name, File::Spec->rel2abs($self->{worker_bin}), @args);
     return $name;

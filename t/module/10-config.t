@@ -5,7 +5,8 @@ use lib 't/lib';
 use Test::More;
 use WaTest;
 
-my $t = WaTest->new;
+# acl => 0: configurations only, no Redis users (test-acl)
+my $t = WaTest->new(acl => 0);
 my $d = $t->dir;
 
 sub conf_ok {

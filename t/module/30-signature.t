@@ -5,7 +5,8 @@ use lib 't/lib';
 use Test::More;
 use WaTest;
 
-my $t = WaTest->new(secret => 'my_app_secret');
+# acl => 0: other stream prefixes than the ACL users' (test-acl)
+my $t = WaTest->new(secret => 'my_app_secret', acl => 0);
 my $d = $t->dir;
 $t->write_file('next', "next_app_secret\n", 0600);
 $t->start_redis;

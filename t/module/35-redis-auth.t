@@ -7,7 +7,8 @@ use Test::More;
 use WaTest;
 use WaBody qw(text_message messages_body);
 
-my $t = WaTest->new;
+# acl => 0: a password of its own, requirepass (test-acl)
+my $t = WaTest->new(acl => 0);
 my $d = $t->dir;
 $t->start_redis('--requirepass', 'r3d1s-pass');
 $t->write_file('redis-password', "r3d1s-pass\n", 0600);
@@ -34,7 +35,8 @@ unlike $t->error_log . $t->worker_log, qr/r3d1s-pass/,
 # a wrong password: the module says so and answers 503
 $t->write_file('redis-password', "wrong\n", 0600);
 $t->reload_nginx;
-ok $t->wait_log(qr/whatsapp redis: AUTH failed/, 10), 'AUTH failure logged';
+ok $t->wait_log(qr/whatsapp redis: AUTH refused to the Redis user "default": /
+                . qr/WRONGPASS/, 10), 'AUTH failure logged';
 my $r;
 for (1 .. 20) {
     $r = $t->post(messages_body(messages => [ text_message('wamid.NO', 'x') ]));

@@ -15,7 +15,8 @@ use Time::HiRes qw(sleep time);
 use WaTest;
 use WaBody qw(text_message messages_body);
 
-my $t = WaTest->new;
+# acl => 0: other stream prefixes than the ACL users' (test-acl)
+my $t = WaTest->new(acl => 0);
 $t->start_redis;
 $t->start_nginx(main => 'error_log ' . $t->dir . '/debug.log debug;',
                 server => <<EOF);

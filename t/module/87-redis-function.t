@@ -10,7 +10,8 @@ use Test::More;
 use WaTest;
 use WaBody qw(text_message status_item messages_body);
 
-my $t = WaTest->new;
+# acl => 0: other stream prefixes than the ACL users' (test-acl)
+my $t = WaTest->new(acl => 0);
 $t->start_redis;
 $t->start_nginx(server => <<EOF);
         location = /nodedupe {

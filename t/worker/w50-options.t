@@ -7,7 +7,8 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use WaTest;
 
-my $t = WaTest->new;
+# acl => 0: other stream prefixes than the ACL users' (test-acl)
+my $t = WaTest->new(acl => 0);
 my $bin = File::Spec->rel2abs($t->{worker_bin});
 
 my $help = `timeout 10 $bin --help 2>&1`;
