@@ -26,6 +26,12 @@
  * its preamble) is held until the link is up, then sent; if the link goes
  * down instead, its requests are answered 503.  Each request's own timer
  * bounds the wait.
+ *
+ * With whatsapp_redis_wait, a WAIT follows each call on the link: what the
+ * call's reply says is kept, and told to the requests once WAIT counts the
+ * replicas that have the writes; too few turn "appended" into 503, so that
+ * Meta redelivers what a failover could lose (the dedupe keys went to the
+ * replicas with the entries: a redelivery appends nothing twice).
  */
 
 #include "ngx_http_whatsapp_module.h"
@@ -48,6 +54,7 @@ struct ngx_http_whatsapp_call_s {
     size_t                         size;
     u_char                         used[WA_STREAM_COUNT];
     ngx_uint_t                     generation;
+    ngx_int_t                      wait;      /* replicas WAIT wants, or 0 */
     /*
      * NGX_OK: sent, on the connection of that generation; NGX_AGAIN: it
      * waits for the end of the turn or for the link to come up;
@@ -68,6 +75,12 @@ static ngx_int_t ngx_http_whatsapp_call_format(ngx_http_whatsapp_call_t *call,
     int *argc, const char ***argv, size_t **lens);
 static void ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply,
     void *data);
+static void ngx_http_whatsapp_call_wait(ngx_http_whatsapp_call_t *call);
+static void ngx_http_whatsapp_call_wait_reply(redisAsyncContext *ac,
+    void *reply, void *data);
+static void ngx_http_whatsapp_call_results(ngx_http_whatsapp_call_t *call,
+    redisReply *rr);
+static void ngx_http_whatsapp_call_answer(ngx_http_whatsapp_call_t *call);
 static void ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call,
     redisReply *rr);
 
@@ -322,6 +335,10 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
 
     call->state = rc;
 
+    if (rc == NGX_OK) {
+        ngx_http_whatsapp_call_wait(call);
+    }
+
     if (rc != NGX_OK) {
         if (rc == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
@@ -466,7 +483,86 @@ ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply, void *data)
         ngx_http_whatsapp_redis_load_functions();
     }
 
+    if (call->wait > 0) {
+        /* told once WAIT answers: it always does, NULL if the link is lost */
+        ngx_http_whatsapp_call_results(call, rr);
+        return;
+    }
+
     ngx_http_whatsapp_call_done(call, rr);
+}
+
+
+/*
+ * WAIT numreplicas timeout, after the call on the same link.  A WAIT that
+ * cannot be queued leaves the call without its count: "appended" is then
+ * answered as not replicated.
+ */
+static void
+ngx_http_whatsapp_call_wait(ngx_http_whatsapp_call_t *call)
+{
+    u_char                         *p, num[2][NGX_INT_T_LEN];
+    size_t                          lens[3];
+    const char                     *argv[3];
+    ngx_http_whatsapp_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_whatsapp_module);
+
+    if (wmcf->wait_replicas == 0) {
+        return;
+    }
+
+    argv[0] = "WAIT";
+    lens[0] = 4;
+
+    p = ngx_sprintf(num[0], "%i", wmcf->wait_replicas);
+    argv[1] = (const char *) num[0];
+    lens[1] = p - num[0];
+
+    p = ngx_sprintf(num[1], "%M", wmcf->wait_timeout);
+    argv[2] = (const char *) num[1];
+    lens[2] = p - num[1];
+
+    call->wait = wmcf->wait_replicas;
+
+    if (ngx_http_whatsapp_redis_command(3, argv, lens,
+                                        ngx_http_whatsapp_call_wait_reply,
+                                        call, &call->generation)
+        != NGX_OK)
+    {
+        call->wait = -1;
+    }
+}
+
+
+static void
+ngx_http_whatsapp_call_wait_reply(redisAsyncContext *ac, void *reply,
+    void *data)
+{
+    ngx_http_whatsapp_call_t  *call = data;
+
+    redisReply                   *rr = reply;
+    ngx_int_t                     replicas;
+    ngx_http_whatsapp_pending_t  *p;
+
+    replicas = (rr && rr->type == REDIS_REPLY_INTEGER) ? rr->integer : -1;
+
+    for (p = call->first; p; p = p->next) {
+        if (p->res.outcome != NGX_HTTP_WHATSAPP_APPENDED) {
+            continue;
+        }
+
+        if (rr == NULL) {
+            p->res.outcome = NGX_HTTP_WHATSAPP_LOST;
+
+        } else if (replicas < call->wait) {
+            p->res.outcome = NGX_HTTP_WHATSAPP_NOT_REPLICATED;
+            p->res.replicas = replicas;
+        }
+    }
+
+    ngx_http_whatsapp_call_answer(call);
 }
 
 
@@ -510,19 +606,58 @@ ngx_http_whatsapp_call_result(ngx_http_whatsapp_call_t *call,
 }
 
 
-/* each request still there is told what its events came to */
+/*
+ * What each request's events came to, kept with it.  Told later (after
+ * WAIT), an error's text is copied: hiredis frees the reply on return.
+ */
 static void
-ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
+ngx_http_whatsapp_call_results(ngx_http_whatsapp_call_t *call,
+    redisReply *rr)
 {
-    void                         *data;
+    u_char                       *copy;
     ngx_uint_t                    i, each;
-    ngx_http_whatsapp_result_t    res;
     ngx_http_whatsapp_pending_t  *p;
 
     each = (rr && rr->type == REDIS_REPLY_ARRAY
             && rr->elements == call->requests);
 
+    copy = NULL;
+
+    if (call->wait > 0 && rr && rr->type == REDIS_REPLY_ERROR) {
+        copy = ngx_pnalloc(call->pool, rr->len);
+        if (copy) {
+            ngx_memcpy(copy, rr->str, rr->len);
+        }
+    }
+
     for (p = call->first, i = 0; p; p = p->next, i++) {
+        ngx_http_whatsapp_call_result(call, rr,
+                                      each ? rr->element[i] : NULL,
+                                      p->nevents, &p->res);
+
+        if (call->wait > 0 && p->res.outcome == NGX_HTTP_WHATSAPP_REDIS_ERROR)
+        {
+            p->res.error.data = copy;
+            p->res.error.len = copy ? rr->len : 0;
+        }
+
+        if (call->wait < 0 && p->res.outcome == NGX_HTTP_WHATSAPP_APPENDED) {
+            /* WAIT could not be sent: replication unknown */
+            p->res.outcome = NGX_HTTP_WHATSAPP_NOT_REPLICATED;
+            p->res.replicas = -1;
+        }
+    }
+}
+
+
+/* each request still there is told what its events came to */
+static void
+ngx_http_whatsapp_call_answer(ngx_http_whatsapp_call_t *call)
+{
+    void                         *data;
+    ngx_http_whatsapp_pending_t  *p;
+
+    for (p = call->first; p; p = p->next) {
         if (p->data == NULL) {
             /* answered already (timeout) or gone: nothing left to tell */
             continue;
@@ -531,14 +666,18 @@ ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
         data = p->data;
         p->data = NULL;
 
-        ngx_http_whatsapp_call_result(call, rr,
-                                      each ? rr->element[i] : NULL,
-                                      p->nevents, &res);
-
-        p->done(data, &res);
+        p->done(data, &p->res);
     }
 
     ngx_destroy_pool(call->pool);
+}
+
+
+static void
+ngx_http_whatsapp_call_done(ngx_http_whatsapp_call_t *call, redisReply *rr)
+{
+    ngx_http_whatsapp_call_results(call, rr);
+    ngx_http_whatsapp_call_answer(call);
 }
 
 

@@ -535,6 +535,16 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
                         "docs/redis.md)" : "");
         break;
 
+    case NGX_HTTP_WHATSAPP_NOT_REPLICATED:
+        ngx_http_whatsapp_inc(redis_not_replicated);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "whatsapp webhook: %ui events appended, but %i "
+                      "replicas acknowledged them within "
+                      "whatsapp_redis_wait's timeout, answering 503 so "
+                      "that Meta retries", res->appended, res->replicas);
+        break;
+
     default: /* NGX_HTTP_WHATSAPP_BAD_REPLY */
         ngx_http_whatsapp_inc(redis_errors);
 

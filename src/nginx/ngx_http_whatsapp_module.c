@@ -31,6 +31,8 @@ static char *ngx_http_whatsapp_verify_token_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_whatsapp_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_whatsapp_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_maxlen(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -109,6 +111,13 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_whatsapp_main_conf_t, timeout),
+      NULL },
+
+    { ngx_string("whatsapp_redis_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_whatsapp_redis_wait,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("whatsapp_stream_prefix"),
@@ -190,6 +199,7 @@ ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf)
     wmcf->port = NGX_CONF_UNSET;
     wmcf->database = NGX_CONF_UNSET;
     wmcf->timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->wait_replicas = NGX_CONF_UNSET;
 
     return wmcf;
 }
@@ -209,6 +219,16 @@ ngx_http_whatsapp_init_main_conf(ngx_conf_t *cf, void *conf)
     if (wmcf->database < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_database must not be negative");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_value(wmcf->wait_replicas, 0);
+
+    if (wmcf->wait_replicas && wmcf->wait_timeout >= wmcf->timeout) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_redis_wait's timeout must be shorter "
+                           "than whatsapp_redis_timeout (%M ms)",
+                           wmcf->timeout);
         return NGX_CONF_ERROR;
     }
 
@@ -702,6 +722,54 @@ ngx_http_whatsapp_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     wmcf->port = u.port;
+
+    return NGX_CONF_OK;
+}
+
+
+/* whatsapp_redis_wait N timeout | off */
+static char *
+ngx_http_whatsapp_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_whatsapp_main_conf_t *wmcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (wmcf->wait_replicas != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        wmcf->wait_replicas = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts != 3) {
+        return "takes \"off\" or the number of replicas and a timeout";
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n < 1 || n > 64) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_redis_wait: \"%V\" is not a number of "
+                           "replicas from 1 to 64", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->wait_timeout = ngx_parse_time(&value[2], 0);
+    if (wmcf->wait_timeout == (ngx_msec_t) NGX_ERROR
+        || wmcf->wait_timeout == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_redis_wait: \"%V\" is not a timeout",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->wait_replicas = n;
 
     return NGX_CONF_OK;
 }

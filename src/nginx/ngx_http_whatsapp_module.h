@@ -46,6 +46,8 @@ typedef struct {
     ngx_str_t                   password;   /* NUL-terminated, or empty */
     ngx_int_t                   database;
     ngx_msec_t                  timeout;
+    ngx_int_t                   wait_replicas;  /* 0: no WAIT */
+    ngx_msec_t                  wait_timeout;
     ngx_msec_t                  backoff_max;
     ngx_uint_t                  used;       /* a webhook location exists */
     ngx_shm_zone_t             *shm_zone;
@@ -86,6 +88,7 @@ typedef struct {
     ngx_atomic_t                redis_timeouts;
     ngx_atomic_t                redis_errors;
     ngx_atomic_t                redis_connects;
+    ngx_atomic_t                redis_not_replicated;
 } ngx_http_whatsapp_counters_t;
 
 
@@ -99,7 +102,8 @@ typedef enum {
     NGX_HTTP_WHATSAPP_LOST,             /* sent; the link lost before a reply */
     NGX_HTTP_WHATSAPP_NOT_SENT,         /* not sent: no memory */
     NGX_HTTP_WHATSAPP_REDIS_ERROR,      /* Redis answered an error */
-    NGX_HTTP_WHATSAPP_BAD_REPLY         /* a reply that does not count them */
+    NGX_HTTP_WHATSAPP_BAD_REPLY,        /* a reply that does not count them */
+    NGX_HTTP_WHATSAPP_NOT_REPLICATED    /* appended, not on enough replicas */
 } ngx_http_whatsapp_outcome_e;
 
 typedef struct {
@@ -108,6 +112,7 @@ typedef struct {
     ngx_uint_t                    appended;  /* APPENDED */
     ngx_str_t                     error;     /* REDIS_ERROR */
     ngx_int_t                     type;      /* BAD_REPLY: the reply's type */
+    ngx_int_t                     replicas;  /* NOT_REPLICATED: WAIT's count */
 } ngx_http_whatsapp_result_t;
 
 typedef void (*ngx_http_whatsapp_done_pt)(void *data,
@@ -122,6 +127,7 @@ struct ngx_http_whatsapp_pending_s {
     wa_event_t                   *events;    /* copies */
     ngx_str_t                    *keys;      /* their dedupe keys */
     ngx_uint_t                    nevents;
+    ngx_http_whatsapp_result_t    res;       /* kept for WAIT's reply */
 };
 
 

@@ -95,6 +95,7 @@ static ngx_http_whatsapp_counter_name_t  ngx_http_whatsapp_counter_names[] = {
     ngx_http_whatsapp_counter(redis_timeouts),
     ngx_http_whatsapp_counter(redis_errors),
     ngx_http_whatsapp_counter(redis_connects),
+    ngx_http_whatsapp_counter(redis_not_replicated),
     { NULL, 0 }
 };
 
