@@ -36,7 +36,7 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
               libsimdjson-dev g++ redis-server libcurl4-openssl-dev check \
               pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
-              procps man-db systemd
+              procps man-db systemd libnginx-mod-stream openssl
 
 PROVE_ARGS ?= -r
 
