@@ -483,6 +483,14 @@ ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply, void *data)
         ngx_http_whatsapp_redis_load_functions();
     }
 
+    if (rr && rr->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(rr->str, "READONLY", 8) == 0)
+    {
+        /* a failover made the primary a replica: the link finds the new */
+        ngx_http_whatsapp_redis_reset(call->generation,
+                                      "Redis became a replica (READONLY)");
+    }
+
     if (call->wait > 0) {
         /* told once WAIT answers: it always does, NULL if the link is lost */
         ngx_http_whatsapp_call_results(call, rr);

@@ -18,6 +18,8 @@ static void *ngx_http_whatsapp_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_whatsapp_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_whatsapp_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_whatsapp_sentinels_check(ngx_conf_t *cf,
+    ngx_http_whatsapp_main_conf_t *wmcf);
 static ngx_int_t ngx_http_whatsapp_init_process(ngx_cycle_t *cycle);
 static void ngx_http_whatsapp_exit_process(ngx_cycle_t *cycle);
 
@@ -33,6 +35,8 @@ static char *ngx_http_whatsapp_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_whatsapp_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_whatsapp_redis_sentinel(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_maxlen(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -113,6 +117,20 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
       offsetof(ngx_http_whatsapp_main_conf_t, timeout),
       NULL },
 
+    { ngx_string("whatsapp_redis_sentinel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_whatsapp_redis_sentinel,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("whatsapp_redis_master"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_whatsapp_main_conf_t, master),
+      NULL },
+
     { ngx_string("whatsapp_redis_wait"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_whatsapp_redis_wait,
@@ -190,6 +208,9 @@ ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     wmcf->addr = { 0, NULL };
+     *     wmcf->sentinels = NULL;
+     *     wmcf->master = { 0, NULL };
+     *     wmcf->resolver = NULL;
      *     wmcf->user = { 0, NULL };
      *     wmcf->password = { 0, NULL };
      *     wmcf->used = 0;
@@ -366,10 +387,16 @@ ngx_http_whatsapp_postconfiguration(ngx_conf_t *cf)
 
     wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module);
 
-    if (wmcf->used && wmcf->addr.len == 0) {
+    if (wmcf->used && wmcf->addr.len == 0 && wmcf->sentinels == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"whatsapp_webhook\" needs \"whatsapp_redis\" "
-                      "in the http block");
+                      "or \"whatsapp_redis_sentinel\" in the http block");
+        return NGX_ERROR;
+    }
+
+    if (wmcf->sentinels && ngx_http_whatsapp_sentinels_check(cf, wmcf)
+                           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -724,6 +751,116 @@ ngx_http_whatsapp_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     wmcf->port = u.port;
 
     return NGX_CONF_OK;
+}
+
+
+/* whatsapp_redis_sentinel host:port ...: numeric, or names to resolve */
+static char *
+ngx_http_whatsapp_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_whatsapp_main_conf_t *wmcf = conf;
+
+    ngx_str_t                          *value;
+    ngx_uint_t                          i;
+    ngx_addr_t                          addr;
+    ngx_url_t                           u;
+    ngx_http_whatsapp_sentinel_addr_t  *sa;
+
+    if (wmcf->sentinels == NULL) {
+        wmcf->sentinels = ngx_array_create(cf->pool, 3,
+                                 sizeof(ngx_http_whatsapp_sentinel_addr_t));
+        if (wmcf->sentinels == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = value[i];
+        u.no_resolve = 1;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.no_port
+            || u.host.len == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "whatsapp_redis_sentinel: \"%V\" is not "
+                               "host:port", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        sa = ngx_array_push(wmcf->sentinels);
+        if (sa == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* IPv6 without its brackets, for hiredis; a copy with a NUL */
+        if (u.host.data[0] == '[') {
+            u.host.data++;
+            u.host.len -= 2;
+        }
+
+        sa->host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
+        if (sa->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        sa->host.len = u.host.len;
+        ngx_cpystrn(sa->host.data, u.host.data, u.host.len + 1);
+        sa->port = u.port;
+        sa->numeric = (ngx_parse_addr(cf->pool, &addr, sa->host.data,
+                                      sa->host.len)
+                       == NGX_OK);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the name to ask for, and nginx's resolver for sentinels given by name */
+static ngx_int_t
+ngx_http_whatsapp_sentinels_check(ngx_conf_t *cf,
+    ngx_http_whatsapp_main_conf_t *wmcf)
+{
+    ngx_uint_t                          i;
+    ngx_http_core_loc_conf_t           *clcf;
+    ngx_http_whatsapp_sentinel_addr_t  *sa;
+
+    if (wmcf->master.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"whatsapp_redis_sentinel\" needs "
+                      "\"whatsapp_redis_master\": the name the sentinels "
+                      "know the primary by");
+        return NGX_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->resolver != NGX_CONF_UNSET_PTR && clcf->resolver != NULL
+        && clcf->resolver->connections.nelts)
+    {
+        wmcf->resolver = clcf->resolver;
+        wmcf->resolver_timeout = clcf->resolver_timeout
+                                 == NGX_CONF_UNSET_MSEC
+                                 ? 30000 : clcf->resolver_timeout;
+    }
+
+    sa = wmcf->sentinels->elts;
+
+    for (i = 0; i < wmcf->sentinels->nelts; i++) {
+        if (!sa[i].numeric && wmcf->resolver == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "whatsapp_redis_sentinel \"%V\" is a name: it "
+                          "needs a \"resolver\" in the http block (it is "
+                          "resolved again whenever the sentinels are "
+                          "asked)", &sa[i].host);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

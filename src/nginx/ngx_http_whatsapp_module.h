@@ -6,7 +6,10 @@
  *   ngx_http_whatsapp_json.c     a body split into events: the parser and
  *                                the scratch pool it works in
  *   ngx_http_whatsapp_call.c     one FCALL for the requests of a turn
- *   ngx_http_whatsapp_redis.c    hiredis on nginx's event loop
+ *   ngx_http_whatsapp_redis.c    the Redis link: connection, preamble,
+ *                                reconnection
+ *   ngx_http_whatsapp_sentinel.c the primary's address, asked of sentinels
+ *   ngx_http_whatsapp_hiredis.c  hiredis on nginx's event loop
  *   ngx_http_whatsapp_status.c   counters in shared memory and their page
  *
  * Each layer calls the one below it and is called back through a pointer
@@ -39,9 +42,20 @@ typedef struct {
 } ngx_http_whatsapp_secret_t;
 
 
+/* whatsapp_redis_sentinel: a name is resolved on every question */
+typedef struct {
+    ngx_str_t                   host;       /* NUL-terminated */
+    ngx_int_t                   port;
+    ngx_uint_t                  numeric;
+} ngx_http_whatsapp_sentinel_addr_t;
+
 typedef struct {
     ngx_str_t                   addr;       /* text IP, or a socket path */
     ngx_int_t                   port;       /* 0 for a unix socket */
+    ngx_array_t                *sentinels;  /* of sentinel_addr_t */
+    ngx_str_t                   master;     /* the name they know it by */
+    ngx_resolver_t             *resolver;   /* for sentinels by name */
+    ngx_msec_t                  resolver_timeout;
     ngx_str_t                   user;       /* ACL user, or empty */
     ngx_str_t                   password;   /* NUL-terminated, or empty */
     ngx_int_t                   database;
@@ -170,6 +184,19 @@ void ngx_http_whatsapp_redis_write(void);
 void ngx_http_whatsapp_redis_reset(ngx_uint_t generation,
     const char *reason);
 void ngx_http_whatsapp_redis_load_functions(void);
+
+/* the primary named by the sentinels: addr NULL if none did */
+typedef void (*ngx_http_whatsapp_sentinel_found_pt)(ngx_str_t *addr,
+    ngx_int_t port);
+
+void ngx_http_whatsapp_sentinel_ask(ngx_http_whatsapp_main_conf_t *wmcf,
+    ngx_log_t *log, ngx_http_whatsapp_sentinel_found_pt found);
+void ngx_http_whatsapp_sentinel_exit(void);
+
+/* hiredis on nginx's loop (ngx_http_whatsapp_hiredis.c) */
+ngx_int_t ngx_http_whatsapp_hiredis_attach(redisAsyncContext *ac,
+    ngx_log_t *log);
+void ngx_http_whatsapp_hiredis_write(redisAsyncContext *ac);
 ngx_uint_t ngx_http_whatsapp_redis_denied(const u_char *error, size_t len);
 
 ngx_int_t ngx_http_whatsapp_status_init_zone(ngx_conf_t *cf,

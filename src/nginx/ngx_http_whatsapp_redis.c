@@ -1,30 +1,21 @@
 /*
- * wa-relay: hiredis's async API on nginx's own event loop.
+ * wa-relay: the Redis link of a worker process: one connection, made on
+ * nginx's own loop (ngx_http_whatsapp_hiredis.c), found through the
+ * sentinels when they are configured (ngx_http_whatsapp_sentinel.c).
  *
- * One connection per worker process.  Its socket is wrapped in an
- * ngx_connection_t whose events drive redisAsyncHandleRead/Write; hiredis
- * owns the descriptor and closes it, nginx only frees the connection
- * structure.  Events are level-triggered: hiredis reads at most 16 KB per
- * call, and an edge-triggered socket would stall with a reply half read.
- *
- * Commands issued in the same turn of the event loop leave in one write at
- * the end of that turn: hiredis's request for a write event is answered by
- * posting the write handler to ngx_posted_events, which nginx runs after
- * every ready event of the turn.  Only when the socket is full does epoll
- * watch it for writability.  Commands are thus pipelined without an
- * epoll_ctl() pair per write and without waiting for one more turn; a
+ * While there is no connection, callers are told at once (they answer
+ * 503), and a cancelable timer reconnects with exponential backoff.  A
  * caller that wants Redis to start on what waits before the turn ends
- * writes it at once (ngx_http_whatsapp_redis_write).  While there is no
- * connection, callers are told at once (they answer 503), and a cancelable
- * timer reconnects with exponential backoff.
+ * writes it at once (ngx_http_whatsapp_redis_write).
  *
  * A new connection is not ready when its socket is: its preamble (AUTH,
- * SELECT, FUNCTION LOAD) goes first, and only once Redis has answered every
- * part of it without an error is the link up.  A command sent earlier
- * would run unauthenticated, in database 0 or without the function, and a
- * reply to it could be a 200 for events written in the wrong place.  The
- * link tells its user when it comes up or goes down through the handler it
- * was given, so that calls made meanwhile wait for it.
+ * SELECT, FUNCTION LOAD, and ROLE behind sentinels) goes first, and only
+ * once Redis has answered every part of it without an error is the link
+ * up.  A command sent earlier would run unauthenticated, in database 0,
+ * without the function or on a replica, and a reply to it could be a 200
+ * for events written in the wrong place.  The link tells its user when it
+ * comes up or goes down through the handler it was given, so that calls
+ * made meanwhile wait for it.
  */
 
 #include "ngx_http_whatsapp_module.h"
@@ -47,7 +38,10 @@ typedef struct {
     ngx_msec_t                        backoff;
     ngx_uint_t                        generation;
     ngx_uint_t                        exiting;
-    ngx_uint_t                        writing;
+    ngx_uint_t                        asking;     /* the sentinels */
+    ngx_str_t                         addr;       /* of the primary */
+    ngx_int_t                         port;
+    u_char                            primary[NGX_SOCKADDR_STRLEN + 1];
     ngx_log_t                        *log;
     ngx_http_whatsapp_main_conf_t    *wmcf;
 } ngx_http_whatsapp_redis_t;
@@ -57,6 +51,8 @@ typedef struct {
 
 
 static void ngx_http_whatsapp_redis_connect(void);
+static void ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port);
+static void ngx_http_whatsapp_redis_open(void);
 static void ngx_http_whatsapp_redis_schedule(void);
 static void ngx_http_whatsapp_redis_down(void);
 
@@ -68,133 +64,6 @@ static ngx_str_t  ngx_http_whatsapp_default_user = ngx_string("default");
 static const char  ngx_http_whatsapp_ingest_lua[] =
 #include "ngx_http_whatsapp_lua.h"
     ;
-
-
-static void
-ngx_http_whatsapp_redis_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    redisAsyncHandleRead(c->data);
-}
-
-
-static void
-ngx_http_whatsapp_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    /*
-     * hiredis asks for a write event from inside its own write when the
-     * socket took less than it had (its addWrite hook, the one way its
-     * public API tells): add_write then waits for epoll, see below
-     */
-    ngx_http_whatsapp_redis.writing = 1;
-    redisAsyncHandleWrite(c->data);
-    ngx_http_whatsapp_redis.writing = 0;
-}
-
-
-static void
-ngx_http_whatsapp_redis_event(ngx_event_t *ev, ngx_int_t event,
-    ngx_uint_t add)
-{
-    ngx_int_t  rc;
-
-    if (add == (ev->active != 0)) {
-        return;
-    }
-
-    rc = add ? ngx_add_event(ev, event, NGX_LEVEL_EVENT)
-             : ngx_del_event(ev, event, 0);
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
-                      "whatsapp redis: cannot %s an event",
-                      add ? "add" : "delete");
-    }
-}
-
-
-static void
-ngx_http_whatsapp_redis_add_read(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    ngx_http_whatsapp_redis_event(c->read, NGX_READ_EVENT, 1);
-}
-
-
-static void
-ngx_http_whatsapp_redis_del_read(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    ngx_http_whatsapp_redis_event(c->read, NGX_READ_EVENT, 0);
-}
-
-
-static void
-ngx_http_whatsapp_redis_add_write(void *data)
-{
-    ngx_connection_t   *c = data;
-    redisAsyncContext  *ac = c->data;
-
-    if (c->write->active || c->write->posted) {
-        return;
-    }
-
-    /*
-     * Waiting for the connection to complete, or a write that left bytes
-     * behind: only epoll knows when the socket can take more.  Otherwise
-     * the write is made once this turn of the loop has queued its commands.
-     */
-
-    if (ngx_http_whatsapp_redis.writing
-        || !(ac->c.flags & REDIS_CONNECTED))
-    {
-        ngx_http_whatsapp_redis_event(c->write, NGX_WRITE_EVENT, 1);
-        return;
-    }
-
-    ngx_post_event(c->write, &ngx_posted_events);
-}
-
-
-static void
-ngx_http_whatsapp_redis_del_write(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    ngx_http_whatsapp_redis_event(c->write, NGX_WRITE_EVENT, 0);
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-}
-
-
-/* hiredis is freeing its context and will close the descriptor itself */
-static void
-ngx_http_whatsapp_redis_cleanup(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    ngx_http_whatsapp_redis_event(c->read, NGX_READ_EVENT, 0);
-    ngx_http_whatsapp_redis_event(c->write, NGX_WRITE_EVENT, 0);
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    c->fd = (ngx_socket_t) -1;
-
-    ngx_free_connection(c);
-}
 
 
 /*
@@ -245,10 +114,44 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
 
     ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                   "whatsapp redis: connected to %V:%i, database %i, "
-                  "function loaded", &rd->wmcf->addr, rd->wmcf->port,
+                  "function loaded", &rd->addr, rd->port,
                   rd->wmcf->database);
 
     rd->link(1);
+}
+
+
+/* ROLE, in the preamble behind sentinels: a replica is dropped */
+static void
+ngx_http_whatsapp_redis_role_reply(redisAsyncContext *ac, void *reply,
+    void *data)
+{
+    redisReply                 *rr = reply;
+    ngx_http_whatsapp_redis_t  *rd;
+
+    rd = &ngx_http_whatsapp_redis;
+
+    if (rr == NULL || ac != rd->ac || rr->type == REDIS_REPLY_ERROR) {
+        ngx_http_whatsapp_redis_preamble_reply(ac, reply, "ROLE");
+        return;
+    }
+
+    if (rr->type != REDIS_REPLY_ARRAY || rr->elements == 0
+        || rr->element[0]->type != REDIS_REPLY_STRING
+        || ngx_strcmp(rr->element[0]->str, "master") != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "whatsapp redis: %V:%i is not the primary (%s), "
+                      "asking the sentinels again", &rd->addr, rd->port,
+                      rr->type == REDIS_REPLY_ARRAY && rr->elements
+                      && rr->element[0]->type == REDIS_REPLY_STRING
+                      ? rr->element[0]->str : "no role");
+
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    ngx_http_whatsapp_redis_preamble_reply(ac, reply, "ROLE");
 }
 
 
@@ -363,6 +266,18 @@ ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
         rd->preamble++;
     }
 
+    /* behind sentinels: the address named may be a replica by now */
+    if (wmcf->sentinels) {
+        if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_role_reply, NULL,
+                              "ROLE")
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rd->preamble++;
+    }
+
     return ngx_http_whatsapp_redis_load(
                                    ngx_http_whatsapp_redis_preamble_reply);
 }
@@ -371,17 +286,15 @@ ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
 static void
 ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
 {
-    redisAsyncContext              *ac;
-    ngx_http_whatsapp_redis_t      *rd;
-    ngx_http_whatsapp_main_conf_t  *wmcf;
+    redisAsyncContext          *ac;
+    ngx_http_whatsapp_redis_t  *rd;
 
     rd = &ngx_http_whatsapp_redis;
-    wmcf = rd->wmcf;
 
     if (status != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "whatsapp redis: cannot connect to %V:%i: %s",
-                      &wmcf->addr, wmcf->port, cac->errstr);
+                      &rd->addr, rd->port, cac->errstr);
 
         /* hiredis frees the context when this returns */
         if (rd->ac == cac) {
@@ -397,7 +310,7 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
 
     ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                   "whatsapp redis: connection to %V:%i made, sending its "
-                  "preamble", &wmcf->addr, wmcf->port);
+                  "preamble", &rd->addr, rd->port);
 
     ngx_http_whatsapp_inc(redis_connects);
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
@@ -471,7 +384,7 @@ ngx_http_whatsapp_redis_schedule(void)
 
     rd = &ngx_http_whatsapp_redis;
 
-    if (rd->exiting || rd->ac || rd->reconnect.timer_set) {
+    if (rd->exiting || rd->ac || rd->asking || rd->reconnect.timer_set) {
         return;
     }
 
@@ -484,29 +397,75 @@ ngx_http_whatsapp_redis_schedule(void)
 }
 
 
+/* behind sentinels, the primary is asked for on every connect */
 static void
 ngx_http_whatsapp_redis_connect(void)
 {
-    ngx_connection_t               *c;
-    redisAsyncContext              *ac;
-    ngx_http_whatsapp_redis_t      *rd;
-    ngx_http_whatsapp_main_conf_t  *wmcf;
+    ngx_http_whatsapp_redis_t  *rd;
 
     rd = &ngx_http_whatsapp_redis;
-    wmcf = rd->wmcf;
+
+    if (rd->wmcf->sentinels == NULL) {
+        ngx_http_whatsapp_redis_open();
+        return;
+    }
+
+    rd->asking = 1;
+    rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
+
+    ngx_http_whatsapp_sentinel_ask(rd->wmcf, rd->log,
+                                   ngx_http_whatsapp_redis_primary);
+}
+
+
+static void
+ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port)
+{
+    ngx_http_whatsapp_redis_t  *rd;
+
+    rd = &ngx_http_whatsapp_redis;
+    rd->asking = 0;
+
+    if (rd->exiting) {
+        return;
+    }
+
+    if (addr == NULL) {
+        ngx_http_whatsapp_redis_down();
+        ngx_http_whatsapp_redis_schedule();
+        return;
+    }
+
+    rd->addr.data = rd->primary;
+    rd->addr.len = ngx_min(addr->len, NGX_SOCKADDR_STRLEN);
+    ngx_memcpy(rd->primary, addr->data, rd->addr.len);
+    rd->primary[rd->addr.len] = '\0';
+    rd->port = port;
+
+    ngx_http_whatsapp_redis_open();
+}
+
+
+static void
+ngx_http_whatsapp_redis_open(void)
+{
+    redisAsyncContext          *ac;
+    ngx_http_whatsapp_redis_t  *rd;
+
+    rd = &ngx_http_whatsapp_redis;
 
     /* the address is numeric or a path: connecting never resolves */
-    if (wmcf->port) {
-        ac = redisAsyncConnect((char *) wmcf->addr.data, (int) wmcf->port);
+    if (rd->port) {
+        ac = redisAsyncConnect((char *) rd->addr.data, (int) rd->port);
 
     } else {
-        ac = redisAsyncConnectUnix((char *) wmcf->addr.data);
+        ac = redisAsyncConnectUnix((char *) rd->addr.data);
     }
 
     if (ac == NULL || ac->err) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "whatsapp redis: cannot connect to %V:%i: %s",
-                      &wmcf->addr, wmcf->port,
+                      &rd->addr, rd->port,
                       ac ? ac->errstr : "out of memory");
         if (ac) {
             redisAsyncFree(ac);
@@ -516,25 +475,11 @@ ngx_http_whatsapp_redis_connect(void)
         return;
     }
 
-    c = ngx_get_connection(ac->c.fd, rd->log);
-    if (c == NULL) {
+    if (ngx_http_whatsapp_hiredis_attach(ac, rd->log) != NGX_OK) {
         redisAsyncFree(ac);
         ngx_http_whatsapp_redis_schedule();
         return;
     }
-
-    c->data = ac;
-    c->read->handler = ngx_http_whatsapp_redis_read_handler;
-    c->write->handler = ngx_http_whatsapp_redis_write_handler;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
-
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_whatsapp_redis_add_read;
-    ac->ev.delRead = ngx_http_whatsapp_redis_del_read;
-    ac->ev.addWrite = ngx_http_whatsapp_redis_add_write;
-    ac->ev.delWrite = ngx_http_whatsapp_redis_del_write;
-    ac->ev.cleanup = ngx_http_whatsapp_redis_cleanup;
 
     rd->ac = ac;
     rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
@@ -558,6 +503,8 @@ ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
 
     rd->link = link;
     rd->wmcf = wmcf;
+    rd->addr = wmcf->addr;
+    rd->port = wmcf->port;
     rd->log = cycle->log;
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
 
@@ -582,6 +529,9 @@ ngx_http_whatsapp_redis_exit(void)
 
     rd = &ngx_http_whatsapp_redis;
     rd->exiting = 1;
+
+    ngx_http_whatsapp_sentinel_exit();
+    rd->asking = 0;
 
     if (rd->reconnect.timer_set) {
         ngx_del_timer(&rd->reconnect);
@@ -609,6 +559,10 @@ ngx_http_whatsapp_redis_state(void)
 
     rd = &ngx_http_whatsapp_redis;
     ac = rd->ac;
+
+    if (rd->asking) {
+        return NGX_AGAIN;
+    }
 
     if (ac == NULL || (ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING))) {
         return NGX_DECLINED;
@@ -648,23 +602,8 @@ ngx_http_whatsapp_redis_command(int argc, const char **argv,
 void
 ngx_http_whatsapp_redis_write(void)
 {
-    ngx_connection_t   *c;
-    redisAsyncContext  *ac;
-
-    ac = ngx_http_whatsapp_redis.ac;
-
-    if (ac == NULL) {
-        return;
-    }
-
-    c = ac->ev.data;
-
-    if (c->write->posted) {
-        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, c->log, 0,
-                       "whatsapp redis: writing now");
-
-        ngx_delete_posted_event(c->write);
-        ngx_http_whatsapp_redis_write_handler(c->write);
+    if (ngx_http_whatsapp_redis.ac) {
+        ngx_http_whatsapp_hiredis_write(ngx_http_whatsapp_redis.ac);
     }
 }
 

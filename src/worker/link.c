@@ -129,8 +129,9 @@ wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who)
 }
 
 
+/* host:port or unix:/path, with the link's timeout */
 static redisContext *
-wa_link_open(wa_link_t *l)
+wa_link_dial(wa_link_t *l, const char *addr)
 {
     long            port;
     char            host[256], *colon, *end;
@@ -140,11 +141,11 @@ wa_link_open(wa_link_t *l)
     tv.tv_sec = l->o->timeout_ms / 1000;
     tv.tv_usec = (l->o->timeout_ms % 1000) * 1000;
 
-    if (strncmp(l->o->redis, "unix:", 5) == 0) {
-        c = redisConnectUnixWithTimeout(l->o->redis + 5, tv);
+    if (strncmp(addr, "unix:", 5) == 0) {
+        c = redisConnectUnixWithTimeout(addr + 5, tv);
 
     } else {
-        snprintf(host, sizeof(host), "%s", l->o->redis);
+        snprintf(host, sizeof(host), "%s", addr);
         colon = strrchr(host, ':');
         port = 6379;
 
@@ -154,7 +155,7 @@ wa_link_open(wa_link_t *l)
 
             if (*end != '\0' || port <= 0 || port > 65535) {
                 wa_log(WA_LOG_ERROR, "%sbad Redis address \"%s\"", l->who,
-                       l->o->redis);
+                       addr);
                 return NULL;
             }
         }
@@ -163,8 +164,8 @@ wa_link_open(wa_link_t *l)
     }
 
     if (c == NULL || c->err) {
-        wa_log(WA_LOG_ERROR, "%scannot connect to Redis at %s: %s", l->who,
-               l->o->redis, c ? c->errstr : "out of memory");
+        wa_log(WA_LOG_ERROR, "%scannot connect to %s: %s", l->who, addr,
+               c ? c->errstr : "out of memory");
         if (c) {
             redisFree(c);
         }
@@ -175,6 +176,73 @@ wa_link_open(wa_link_t *l)
     redisSetTimeout(c, tv);
 
     return c;
+}
+
+
+/*
+ * The primary's address, asked of each sentinel in turn (--sentinel): the
+ * worker blocks on nothing but Redis, so it asks synchronously, and names
+ * are resolved again on every question.  0, or -1 if none named it.
+ */
+static int
+wa_link_ask_sentinels(wa_link_t *l)
+{
+    char           list[1024], *s, *save;
+    redisReply    *r;
+    redisContext  *c;
+
+    snprintf(list, sizeof(list), "%s", l->o->sentinel);
+
+    for (s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        c = wa_link_dial(l, s);
+        if (c == NULL) {
+            continue;
+        }
+
+        r = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
+                         l->o->master);
+
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+            && r->element[0]->type == REDIS_REPLY_STRING
+            && r->element[1]->type == REDIS_REPLY_STRING)
+        {
+            snprintf(l->primary, sizeof(l->primary), "%s:%s",
+                     r->element[0]->str, r->element[1]->str);
+            wa_log(WA_LOG_INFO, "%ssentinel %s names %s the primary of "
+                   "\"%s\"", l->who, s, l->primary, l->o->master);
+            freeReplyObject(r);
+            redisFree(c);
+            return 0;
+        }
+
+        wa_log(WA_LOG_ERROR, "%ssentinel %s knows no primary \"%s\"%s%s",
+               l->who, s, l->o->master, r && r->type == REDIS_REPLY_ERROR
+               ? ": " : "", r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+
+        if (r) {
+            freeReplyObject(r);
+        }
+        redisFree(c);
+    }
+
+    wa_log(WA_LOG_ERROR, "%sno sentinel named the primary of \"%s\"",
+           l->who, l->o->master);
+
+    return -1;
+}
+
+
+static redisContext *
+wa_link_open(wa_link_t *l)
+{
+    if (l->o->sentinel == NULL) {
+        snprintf(l->primary, sizeof(l->primary), "%s", l->o->redis);
+
+    } else if (wa_link_ask_sentinels(l) != 0) {
+        return NULL;
+    }
+
+    return wa_link_dial(l, l->primary);
 }
 
 
@@ -208,6 +276,27 @@ wa_link_preamble(wa_link_t *l)
         freeReplyObject(r);
     }
 
+    /* behind sentinels: the address named may be a replica by now */
+    if (l->o->sentinel) {
+        wa_args(&a, "ROLE", NULL);
+        r = wa_link_call(l, &a);
+        if (wa_link_failed(l, r, "ROLE")) {
+            return -1;
+        }
+
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0
+            || r->element[0]->type != REDIS_REPLY_STRING
+            || strcmp(r->element[0]->str, "master") != 0)
+        {
+            wa_log(WA_LOG_ERROR, "%sRedis at %s is not the primary; asking "
+                   "the sentinels again", l->who, l->primary);
+            freeReplyObject(r);
+            return -1;
+        }
+
+        freeReplyObject(r);
+    }
+
     return wa_link_load_functions(l);
 }
 
@@ -225,7 +314,7 @@ wa_link_connect(wa_link_t *l, atomic_int *stop)
 
     if (l->c != NULL && wa_link_preamble(l) == 0) {
         wa_log(WA_LOG_INFO, "%sconnected to Redis at %s", l->who,
-               l->o->redis);
+               l->primary);
         l->backoff = WA_LINK_BACKOFF_MIN;
         return 0;
     }
@@ -362,6 +451,17 @@ wa_link_reply(wa_link_t *l)
 
     if (redisGetReply(l->c, &r) != REDIS_OK) {
         wa_log(WA_LOG_ERROR, "%sRedis: %s", l->who, l->c->errstr);
+        return NULL;
+    }
+
+    if (((redisReply *) r)->type == REDIS_REPLY_ERROR
+        && strncmp(((redisReply *) r)->str, "READONLY", 8) == 0)
+    {
+        /* a failover made it a replica: taken for a broken link */
+        wa_log(WA_LOG_ERROR, "%sRedis at %s became a replica (READONLY)%s",
+               l->who, l->primary,
+               l->o->sentinel ? "; asking the sentinels again" : "");
+        freeReplyObject(r);
         return NULL;
     }
 

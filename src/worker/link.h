@@ -31,6 +31,7 @@ typedef struct {
     redisContext        *c;         /* NULL while down */
     long                 backoff;   /* ms before the next attempt */
     int                  denied;    /* Redis refused the user: stopping */
+    char                 primary[300];  /* the address in use */
 } wa_link_t;
 
 /* wa_args(a, "XACK", key, group, id, NULL): a new command of C strings */

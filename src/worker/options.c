@@ -56,6 +56,11 @@ static int opt_hours(const wa_option_t *opt, const char *v, void *field);
 static const wa_option_t  wa_options[] = {
     { "redis", "WA_REDIS", "127.0.0.1:6379", STR(redis),
       "Redis address, host:port or unix:/path" },
+    { "sentinel", "WA_SENTINEL", NULL, STR(sentinel),
+      "sentinels to ask for the primary, host:port,host:port (then --redis "
+      "is not used); asked again whenever the link breaks" },
+    { "master", "WA_MASTER", NULL, STR(master),
+      "the name the sentinels know the primary by (with --sentinel)" },
     { "redis-user", "WA_REDIS_USER", NULL, STR(user),
       "Redis ACL user (needs --redis-password-file); docs/redis.md lists "
       "its permissions" },
@@ -484,6 +489,12 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
         if (o->token == NULL) {
             return -1;
         }
+    }
+
+    if (o->sentinel && o->master == NULL) {
+        fprintf(stderr, "wa-relayd: --sentinel needs --master, the name the "
+                "sentinels know the primary by\n");
+        return -1;
     }
 
     if (o->password_file) {

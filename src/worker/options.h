@@ -15,6 +15,8 @@ typedef struct {
 
 typedef struct {
     const char     *redis;              /* host:port or unix:/path */
+    const char     *sentinel;           /* host:port,... or NULL */
+    const char     *master;             /* the name the sentinels know */
     const char     *user;               /* ACL user, or NULL: default */
     const char     *password_file;
     char           *password;

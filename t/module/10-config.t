@@ -89,6 +89,23 @@ conf_fails 'bad database', qr/whatsapp_redis_database/,
 conf_fails 'redis not in a location', qr/not allowed|whatsapp_redis/,
     location => 'whatsapp_redis 127.0.0.1:1;';
 
+# sentinels: a name to ask for, and a resolver for those given by name
+conf_ok 'sentinels by address',
+    http => "whatsapp_redis_sentinel 127.0.0.1:26379 [::1]:26380;\n"
+            . 'whatsapp_redis_master wa;';
+conf_fails 'sentinels without a master', qr/needs "whatsapp_redis_master"/,
+    http => 'whatsapp_redis_sentinel 127.0.0.1:26379;';
+conf_fails 'a sentinel by name without a resolver',
+    qr/"sentinel.example" is a name: it needs a "resolver"/,
+    http => "whatsapp_redis_sentinel sentinel.example:26379;\n"
+            . 'whatsapp_redis_master wa;';
+conf_ok 'a sentinel by name with a resolver',
+    http => "resolver 127.0.0.1;\n"
+            . "whatsapp_redis_sentinel sentinel.example:26379;\n"
+            . 'whatsapp_redis_master wa;';
+conf_fails 'a sentinel without a port', qr/is not host:port/,
+    http => "whatsapp_redis_sentinel 127.0.0.1;\nwhatsapp_redis_master wa;";
+
 # secrets can repeat, up to a limit
 my @many = map { $t->write_file("s$_", "secret$_", 0600);
                  "whatsapp_app_secret_file $d/s$_;" } 1 .. 9;

@@ -132,9 +132,9 @@ $t->spawn('wa-relayd', 'env', '-i', @env, 'setpriv',
 ok $t->wait_for(sub { slurp("$d/wa-relayd.out") =~ /wa-relayd starting/ },
                 10), "ExecStart ($u{ExecStart}) running as $u{User}"
     or diag slurp("$d/wa-relayd.out");
-my ($wpid) = run('pgrep', '-x', 'wa-relayd') =~ /(\d+)/;
-is((stat "/proc/$wpid")[4], (getpwnam $u{User})[2], 'as that user')
-    if $wpid;
+# env and setpriv exec: the pid spawned is the worker's
+my $wpid = $t->{pids}{'wa-relayd'};
+is((stat "/proc/$wpid")[4], (getpwnam $u{User})[2], 'as that user');
 
 # --- a signed webhook through them -------------------------------------------
 my %fx = map { ("$_->[0]/$_->[1]" => $_->[2]) } $t->fixtures;
