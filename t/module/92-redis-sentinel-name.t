@@ -67,7 +67,7 @@ cmp_ok $asked->(), '>=', 1, 'the sentinel\'s name resolved';
 like $t->error_log, qr/sentinel sentinel.test:$sport names 127.0.0.1:$port/,
      'and the primary found through it';
 is $t->post(messages_body(messages => [ text_message('wamid.N1', 'x') ]))
-    ->{status}, 200, '200';
+    ->{status}, 200, 'answered 200';
 
 # the link breaks: the name is looked up again before the sentinel is
 # asked, once its time to live is over (nginx keeps an answer that second)
