@@ -36,11 +36,12 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
               libsimdjson-dev g++ redis-server libcurl4-openssl-dev check \
               pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
-              procps man-db systemd libnginx-mod-stream openssl
+              procps man-db systemd libnginx-mod-stream openssl \
+              python3 python3-redis python3-jsonschema nodejs
 
 PROVE_ARGS ?= -r
 
-.PHONY: all module worker unit man deps test test-unit test-t test-acl run \
+.PHONY: all module worker unit man deps test test-unit test-t test-acl consumers run \
         bench asan test-asan fuzz fuzz-build test-fuzz clean install \
         install-module install-worker deb test-deb
 
@@ -94,7 +95,8 @@ $(BUILD)/wa_state_lua.h: redis/wa_state.lua tools/lua2c
 $(WORKER): $(WORKER_SRCS) $(wildcard src/worker/*.h) $(CORE_HDRS) \
            $(BUILD)/wa_state_lua.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker -I$(BUILD) \
-	    $(LDFLAGS) -o $@ $(WORKER_SRCS) -lhiredis -ljansson -lcurl -lpthread
+	    $(LDFLAGS) -o $@ $(WORKER_SRCS) -lhiredis -ljansson -lcurl -lcrypto \
+	    -lpthread
 
 worker: $(WORKER)
 
@@ -148,10 +150,24 @@ test: deps
 test-unit: $(UNIT)
 	$(UNIT)
 
-test-t: module $(UNIT) $(WORKER)
+test-t: module $(UNIT) $(WORKER) consumers
 	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
-	    WA_WORKER=$(WORKER) \
+	    WA_WORKER=$(WORKER) WA_NODE_MODULES=$(CONSUMERS_NODE)/node_modules \
 	    prove $(PROVE_ARGS) t/
+
+# the Node reference consumer's ioredis, from the lock file, into a
+# directory of its own under build/ (examples/consumers/node)
+CONSUMERS_NODE := $(BUILD)/consumers-node
+NODE_EXAMPLE   := examples/consumers/node
+
+$(CONSUMERS_NODE)/node_modules/ioredis/package.json: \
+	    $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	rm -rf $(CONSUMERS_NODE) && mkdir -p $(CONSUMERS_NODE)
+	cp $^ $(CONSUMERS_NODE)/
+	cd $(CONSUMERS_NODE) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+consumers: $(CONSUMERS_NODE)/node_modules/ioredis/package.json
 
 # the suites of the module, the worker, the sender and the faults again,
 # the module and the worker logging in as the ACL users of docs/redis.md
@@ -212,6 +228,12 @@ install-worker: worker man
 	install -D -m 644 dist/wa-relayd.env \
 	    $(DESTDIR)$(DOCDIR)/examples/wa-relayd.env
 	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -D -m 644 -t $(DESTDIR)$(DOCDIR)/schema docs/schema/*.json
+	install -D -m 644 -t $(DESTDIR)$(DOCDIR)/examples/consumers \
+	    examples/consumers/python/wa_consumer.py \
+	    examples/consumers/node/wa-consumer.js \
+	    examples/consumers/node/package.json \
+	    examples/consumers/node/package-lock.json
 	test -e $(DESTDIR)$(SYSCONFDIR)/wa-relay/wa-relayd.env || \
 	    install -D -m 644 dist/wa-relayd.env \
 	        $(DESTDIR)$(SYSCONFDIR)/wa-relay/wa-relayd.env
@@ -262,12 +284,13 @@ asan: $(ASAN)/nginx/objs/Makefile $(BUILD)/wa_state_lua.h
 	    CFLAGS="-O1 -g $(SANITIZE)" $(ASAN)/wa-relayd $(ASAN)/unit_tests
 
 test-asan: deps
-	$(MAKE) asan
+	$(MAKE) asan consumers
 	rm -rf $(ASAN)/reports && mkdir -p $(ASAN)/reports && \
 	    chmod 1777 $(ASAN)/reports
 	WA_MODULE=$(ASAN)/ngx_http_whatsapp_module.so WA_NGINX=$(NGINX_BIN) \
 	    WA_NGINX_PRELOAD="$(ASAN_RT)" WA_FIXTURES=$(FIXTURES) \
 	    WA_WORKER=$(ASAN)/wa-relayd WA_UNIT=$(ASAN)/unit_tests \
+	    WA_NODE_MODULES=$(CONSUMERS_NODE)/node_modules \
 	    ASAN_OPTIONS=log_path=$(ASAN)/reports/asan:detect_leaks=0 \
 	    UBSAN_OPTIONS=log_path=$(ASAN)/reports/ubsan:print_stacktrace=1 \
 	    prove $(PROVE_ARGS) t/

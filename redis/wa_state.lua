@@ -41,6 +41,9 @@ local DAY = 86400
 local MSG_TTL = 35 * DAY            -- Meta keeps a message alive 30 days
 local DAILY_TTL = 400 * DAY
 local ALERTS_MAXLEN = 100000
+-- the format of the entries this file writes: WA_EVENTS_V of
+-- src/core/wa_streams.h (t/worker/w60-contract.t checks they agree)
+local V = '1'
 
 -- outbound status steps; failed is final, unknown statuses are recorded only
 local RANK = { sent = 1, delivered = 2, read = 3, played = 4 }
@@ -150,7 +153,7 @@ end
 
 local function alert(e, severity, subject, text)
     redis.call('XADD', key('alerts'), 'MAXLEN', '~', ALERTS_MAXLEN, '*',
-               'severity', severity, 'kind', e.kind, 'subject', subject,
+               'v', V, 'severity', severity, 'kind', e.kind, 'subject', subject,
                'message', text, 'event_id', e.event_id or '',
                'ts', e.ts or '')
 end
@@ -176,7 +179,7 @@ local function flush()
             local r = redis.pcall('HINCRBY', k, f, I(n))
             if type(r) == 'table' and r.err then
                 redis.call('XADD', key('alerts'), 'MAXLEN', '~',
-                           ALERTS_MAXLEN, '*', 'severity', 'error',
+                           ALERTS_MAXLEN, '*', 'v', V, 'severity', 'error',
                            'kind', 'counter', 'subject', k,
                            'message', f .. ' +' .. I(n) .. ': ' .. r.err)
             end
@@ -829,7 +832,8 @@ local function apply(keys, args)
                     -- a bug or a wrong key type: keep the entry, say why
                     -- (refused with no seen set: it is acknowledged
                     -- already, so it is kept here, and the call fails)
-                    redis.call('XADD', key('dead'), '*', 'stream', stream,
+                    redis.call('XADD', key('dead'), '*', 'v', V,
+                               'stream', stream,
                                'id', id, 'reason', tostring(res.err or res),
                                'event_id', e.event_id, 'kind', e.kind,
                                'raw', e.raw or raw(stream, id))

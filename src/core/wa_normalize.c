@@ -43,7 +43,7 @@ static const wa_text_t  wa_reserved[] = {
     WA_TEXT(WA_FIELD_EVENT_ID), WA_TEXT(WA_FIELD_WABA_ID),
     WA_TEXT(WA_FIELD_PHONE_NUMBER_ID), WA_TEXT(WA_FIELD_DISPLAY_PHONE_NUMBER),
     WA_TEXT(WA_FIELD_TS), WA_TEXT(WA_FIELD_RECEIVED_AT),
-    WA_TEXT(WA_FIELD_RAW), WA_TEXT(WA_FIELD_ERROR)
+    WA_TEXT(WA_FIELD_RAW), WA_TEXT(WA_FIELD_ERROR), WA_TEXT(WA_FIELD_V)
 };
 
 #define WA_RESERVED_N  (sizeof(wa_reserved) / sizeof(wa_reserved[0]))
@@ -438,6 +438,8 @@ wa_begin(wa_builder_t *bd, wa_text_t kind, wa_text_t event_id,
     bd->n = 0;
 
     wa_add_text(bd, WA_FIELD_KIND, sizeof(WA_FIELD_KIND) - 1, kind);
+    wa_add(bd, WA_FIELD_V, sizeof(WA_FIELD_V) - 1, WA_EVENTS_V,
+           sizeof(WA_EVENTS_V) - 1);
     wa_add_text(bd, WA_FIELD_FIELD, sizeof(WA_FIELD_FIELD) - 1, bd->field);
     wa_add_text(bd, WA_FIELD_EVENT_ID, sizeof(WA_FIELD_EVENT_ID) - 1,
                 event_id);
@@ -686,6 +688,79 @@ wa_message_text(const wa_json_t *m)
 }
 
 
+/* name: how many elements the array v has (nothing if it is not one) */
+static int
+wa_add_count(wa_builder_t *bd, const char *name, const wa_json_t *v)
+{
+    size_t       len;
+    const char  *p;
+
+    if (!WA_IS_ARRAY(v)) {
+        return 0;
+    }
+
+    p = wa_decimal(bd->batch, (long long) v->len, &len);
+    if (p == NULL) {
+        return -1;
+    }
+
+    wa_add(bd, name, strlen(name), p, len);
+
+    return 0;
+}
+
+
+/*
+ * image, video, audio, document, sticker: what a service needs to fetch
+ * the file (the worker's --media-dir does it for them) and to show it
+ */
+static int
+wa_media_fields(wa_builder_t *bd, const wa_json_t *obj)
+{
+    if (wa_add_path(bd, "media_id", obj, "id", NULL, NULL) != 0
+        || wa_add_path(bd, "mime_type", obj, "mime_type", NULL, NULL) != 0
+        || wa_add_path(bd, "sha256", obj, "sha256", NULL, NULL) != 0
+        || wa_add_path(bd, "caption", obj, "caption", NULL, NULL) != 0
+        || wa_add_path(bd, "filename", obj, "filename", NULL, NULL) != 0
+        || wa_add_path(bd, "voice", obj, "voice", NULL, NULL) != 0
+        || wa_add_path(bd, "animated", obj, "animated", NULL, NULL) != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+wa_location_fields(wa_builder_t *bd, const wa_json_t *obj)
+{
+    if (wa_add_path(bd, "latitude", obj, "latitude", NULL, NULL) != 0
+        || wa_add_path(bd, "longitude", obj, "longitude", NULL, NULL) != 0
+        || wa_add_path(bd, "name", obj, "name", NULL, NULL) != 0
+        || wa_add_path(bd, "address", obj, "address", NULL, NULL) != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+wa_order_fields(wa_builder_t *bd, const wa_json_t *obj)
+{
+    if (wa_add_path(bd, "catalog_id", obj, "catalog_id", NULL, NULL) != 0
+        || wa_add_count(bd, "order_items_count",
+                        wa_json_get(obj, "product_items")) != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
 /* the fields that depend on a message's type */
 static int
 wa_message_type_fields(wa_builder_t *bd, wa_text_t type, const wa_json_t *obj)
@@ -710,6 +785,25 @@ wa_message_type_fields(wa_builder_t *bd, wa_text_t type, const wa_json_t *obj)
         v = wa_json_get(obj, "wa_id");
         return wa_add_json(bd, "new_wa_id", 9,
                            v ? v : wa_json_get(obj, "new_wa_id"));
+    }
+
+    if (wa_text_is(type, "image") || wa_text_is(type, "video")
+        || wa_text_is(type, "audio") || wa_text_is(type, "document")
+        || wa_text_is(type, "sticker"))
+    {
+        return wa_media_fields(bd, obj);
+    }
+
+    if (wa_text_is(type, "location")) {
+        return wa_location_fields(bd, obj);
+    }
+
+    if (wa_text_is(type, "contacts")) {
+        return wa_add_count(bd, "contacts_count", obj);
+    }
+
+    if (wa_text_is(type, "order")) {
+        return wa_order_fields(bd, obj);
     }
 
     itype = wa_string(wa_json_get(obj, "type"));

@@ -22,8 +22,16 @@ extern const char *wa_stream_names[WA_STREAM_COUNT];
 #define WA_STREAM_DEAD      "dead"
 #define WA_STREAM_OUTBOX    "outbox"
 
+/*
+ * The version of the entries' format (docs/events.md, "Versions"): every
+ * entry of every stream carries it in the field v.  It goes up when a field
+ * changes meaning or goes away, never for a field added.
+ */
+#define WA_EVENTS_V                    "1"
+
 /* the fields of every event, set by the normalizer */
 #define WA_FIELD_KIND                  "kind"
+#define WA_FIELD_V                     "v"
 #define WA_FIELD_FIELD                 "field"
 #define WA_FIELD_EVENT_ID              "event_id"
 #define WA_FIELD_WABA_ID               "waba_id"
@@ -55,6 +63,9 @@ extern const char *wa_stream_names[WA_STREAM_COUNT];
     X(interactive_type) X(reply_id) X(status) X(recipient_id)                 \
     X(recipient_user_id) X(recipient_type) X(pricing_category)                \
     X(pricing_type) X(billable) X(conversation_id) X(conversation_origin)     \
-    X(conversation_expires) X(biz_opaque_callback_data)
+    X(conversation_expires) X(biz_opaque_callback_data)                      \
+    X(media_id) X(mime_type) X(sha256) X(caption) X(filename) X(voice)       \
+    X(animated) X(latitude) X(longitude) X(name) X(address)                  \
+    X(contacts_count) X(catalog_id) X(order_items_count)
 
 #endif /* WA_STREAMS_H */

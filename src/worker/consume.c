@@ -89,6 +89,7 @@ left_out(redisReply *name)
         { WA_FIELD_RAW, sizeof(WA_FIELD_RAW) - 1 },
         { WA_FIELD_FIELD, sizeof(WA_FIELD_FIELD) - 1 },
         { WA_FIELD_RECEIVED_AT, sizeof(WA_FIELD_RECEIVED_AT) - 1 },
+        { WA_FIELD_V, sizeof(WA_FIELD_V) - 1 },
     };
 
     size_t  i;

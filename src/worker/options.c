@@ -145,6 +145,17 @@ static const wa_option_t  wa_options[] = {
     { "window-margin", "WA_WINDOW_MARGIN", "300",
       NUM(window_margin, 0, 86400),
       "seconds before the 24 h window's end treated as closed" },
+    { "media-dir", "WA_MEDIA_DIR", NULL, STR(media_dir),
+      "fetch inbound media into this directory (needs --token-file; "
+      "docs/media.md)" },
+    { "media-max-bytes", "WA_MEDIA_MAX_BYTES", "104857600",
+      NUM(media_max_bytes, 1, LONG_MAX),
+      "a larger media file is not fetched: in <prefix>:dead" },
+    { "media-concurrency", "WA_MEDIA_CONCURRENCY", "4",
+      NUM(media_concurrency, 1, 1000), "media files fetched at once" },
+    { "media-attempts", "WA_MEDIA_ATTEMPTS", "5",
+      NUM(media_attempts, 1, 1000),
+      "attempts at a media file before it is given up" },
     { NULL, NULL, NULL, 0, NULL, 0, 0, NULL }
 };
 
@@ -489,6 +500,12 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
         if (o->token == NULL) {
             return -1;
         }
+    }
+
+    if (o->media_dir && o->token == NULL) {
+        fprintf(stderr, "wa-relayd: --media-dir needs --token-file: Meta "
+                "gives media to the token's holder only\n");
+        return -1;
     }
 
     if (o->sentinel && o->master == NULL) {

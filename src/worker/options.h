@@ -60,6 +60,12 @@ typedef struct {
     long            retry_base_ms;
     long            max_attempts;
     long            window_margin;
+
+    /* the media fetcher */
+    const char     *media_dir;
+    long            media_max_bytes;
+    long            media_concurrency;
+    long            media_attempts;
 } wa_options_t;
 
 /*

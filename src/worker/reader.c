@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "reader.h"
+#include "wa_streams.h"
 
 
 void
@@ -17,6 +18,17 @@ wa_reader_init(wa_reader_t *rd, wa_link_t *link, const char *dead)
     rd->link = link;
     rd->o = link->o;
     rd->dead = dead;
+    rd->group = link->o->group;
+    rd->group_from = "0";
+}
+
+
+/* a group other than --group (the media fetcher's), made at "from" */
+void
+wa_reader_group(wa_reader_t *rd, const char *group, const char *from)
+{
+    rd->group = group;
+    rd->group_from = from;
 }
 
 
@@ -40,8 +52,8 @@ wa_reader_groups(wa_reader_t *rd)
 
     for (i = 0; i < rd->nstreams; i++) {
         /* from 0: a new group reads what is already in the stream */
-        wa_args(&a, "XGROUP", "CREATE", rd->stream[i], rd->o->group, "0",
-                "MKSTREAM", NULL);
+        wa_args(&a, "XGROUP", "CREATE", rd->stream[i], rd->group,
+                rd->group_from, "MKSTREAM", NULL);
 
         r = wa_link_call(rd->link, &a);
         if (r == NULL) {
@@ -58,7 +70,7 @@ wa_reader_groups(wa_reader_t *rd)
 
         } else {
             wa_log(WA_LOG_INFO, "%screated group %s on %s", rd->link->who,
-                   rd->o->group, rd->stream[i]);
+                   rd->group, rd->stream[i]);
         }
 
         freeReplyObject(r);
@@ -75,7 +87,7 @@ wa_reader_append(wa_reader_t *rd, const char *from, long count,
     int        i;
     wa_args_t  a;
 
-    wa_args(&a, "XREADGROUP", "GROUP", rd->o->group, rd->o->consumer,
+    wa_args(&a, "XREADGROUP", "GROUP", rd->group, rd->o->consumer,
             "COUNT", NULL);
     wa_args_ll(&a, count);
 
@@ -210,15 +222,16 @@ static int
 wa_reader_bury(wa_reader_t *rd, int s, redisReply *e, long long deliveries)
 {
     int           i;
-    size_t        m, argc, *lens;
+    size_t        m, k, argc, *lens;
     const char  **argv;
     wa_args_t     a;
-    redisReply   *r;
+    redisReply   *r, *f;
     wa_link_t    *l;
 
     l = rd->link;
 
-    wa_args(&a, "XADD", rd->dead, "*", "stream", rd->stream[s], "id", NULL);
+    wa_args(&a, "XADD", rd->dead, "*", WA_FIELD_V, WA_EVENTS_V, "stream",
+            rd->stream[s], "id", NULL);
     wa_args_addn(&a, e->element[0]->str, e->element[0]->len);
     wa_args_add(&a, "reason");
     wa_args_add(&a, "delivered too many times without being handled");
@@ -238,15 +251,28 @@ wa_reader_bury(wa_reader_t *rd, int s, redisReply *e, long long deliveries)
     memcpy(argv, a.argv, a.argc * sizeof(char *));
     memcpy(lens, a.lens, a.argc * sizeof(size_t));
 
-    for (m = 0; m < e->element[1]->elements; m++) {
-        argv[a.argc + m] = e->element[1]->element[m]->str;
-        lens[a.argc + m] = e->element[1]->element[m]->len;
+    /* the entry's own version gives way to the dead letter's */
+    for (m = 0, k = a.argc; m + 1 < e->element[1]->elements; m += 2) {
+        f = e->element[1]->element[m];
+
+        if (f->len == sizeof(WA_FIELD_V) - 1
+            && memcmp(f->str, WA_FIELD_V, f->len) == 0)
+        {
+            continue;
+        }
+
+        argv[k] = f->str;
+        lens[k++] = f->len;
+        argv[k] = e->element[1]->element[m + 1]->str;
+        lens[k++] = e->element[1]->element[m + 1]->len;
     }
+
+    argc = k;
 
     wa_args(&a, "MULTI", NULL);
     i = wa_link_append(l, &a);
     i |= wa_link_appendv(l, (int) argc, argv, lens);
-    wa_args(&a, "XACK", rd->stream[s], rd->o->group, NULL);
+    wa_args(&a, "XACK", rd->stream[s], rd->group, NULL);
     wa_args_addn(&a, e->element[0]->str, e->element[0]->len);
     i |= wa_link_append(l, &a);
     wa_args(&a, "EXEC", NULL);
@@ -308,7 +334,7 @@ wa_reader_pending(wa_reader_t *rd, int s, redisReply *entries)
     first = entries->element[0]->element[0];
     last = entries->element[entries->elements - 1]->element[0];
 
-    wa_args(&a, "XPENDING", rd->stream[s], rd->o->group, NULL);
+    wa_args(&a, "XPENDING", rd->stream[s], rd->group, NULL);
     wa_args_addn(&a, first->str, first->len);
     wa_args_addn(&a, last->str, last->len);
     wa_args_ll(&a, (long long) entries->elements);
@@ -389,7 +415,7 @@ wa_reader_claim(wa_reader_t *rd, int s, long count, int rounds,
 
     /* bounded, so that new entries are not starved */
     while (rounds-- > 0) {
-        wa_args(&a, "XAUTOCLAIM", rd->stream[s], rd->o->group,
+        wa_args(&a, "XAUTOCLAIM", rd->stream[s], rd->group,
                 rd->o->consumer, NULL);
         wa_args_ll(&a, rd->o->claim_idle_ms);
         wa_args_add(&a, cursor);

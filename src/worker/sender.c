@@ -104,8 +104,8 @@ seen_before(wa_sender_t *s, const char *id, json_t *fields)
                 "%s, not sent again", id, key, r->str);
 
         wa_sender_multi(s);
-        wa_args(&a, "XADD", s->sent, "*", "outbox_id", id, "duplicate_of",
-                NULL);
+        wa_args(&a, "XADD", s->sent, "*", WA_FIELD_V, WA_EVENTS_V,
+                "outbox_id", id, "duplicate_of", NULL);
         wa_args_addn(&a, r->str, r->len);
         wa_sender_queue(s, &a);
         wa_args(&a, "XACK", s->outbox, s->o->group, id, NULL);

@@ -10,11 +10,13 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "answer.h"
 #include "link.h"
 #include "pace.h"
 #include "reader.h"
 #include "wa_graph.h"
 #include "wa_outbox.h"
+#include "wa_streams.h"
 
 #define LEASE_MS       60000        /* a claimed deferred entry's lease */
 #define IDEM_TTL       (30 * 86400) /* Meta keeps a message 30 days */
@@ -35,8 +37,7 @@ struct job_s {
     CURL                *easy;
     struct curl_slist   *headers;
     char                *request;
-    char                *response;
-    size_t               response_len;
+    wa_answer_t          response;
 };
 
 

@@ -24,7 +24,7 @@ wa_job_free(job_t *j)
 
     curl_slist_free_all(j->headers);
     free(j->request);
-    free(j->response);
+    wa_answer_free(&j->response);
     wa_outbox_free(&j->out);
     json_decref(j->fields);
     free(j);
@@ -202,8 +202,9 @@ wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
     }
 
     wa_sender_multi(s);
-    wa_args(&a, "XADD", s->dead, "*", "stream", s->outbox, "id", j->id,
-            "outcome", outcome, "reason", why, "code", NULL);
+    wa_args(&a, "XADD", s->dead, "*", WA_FIELD_V, WA_EVENTS_V, "stream",
+            s->outbox, "id", j->id, "outcome", outcome, "reason", why,
+            "code", NULL);
     wa_args_ll(&a, code);
     wa_args_add(&a, "entry");
     wa_args_add(&a, dump);
@@ -247,9 +248,9 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
     user = wa_outbox_user(&j->out);
 
     wa_sender_multi(s);
-    wa_args(&a, "XADD", s->sent, "*", "outbox_id", j->id, "wamid",
-            res->wamid, "phone_number_id", j->out.phone_number_id, "to",
-            opt(user), "attempts", NULL);
+    wa_args(&a, "XADD", s->sent, "*", WA_FIELD_V, WA_EVENTS_V, "outbox_id",
+            j->id, "wamid", res->wamid, "phone_number_id",
+            j->out.phone_number_id, "to", opt(user), "attempts", NULL);
     wa_args_ll(&a, j->attempts + 1);
     wa_args_add(&a, "latency_ms");
     wa_args_ll(&a, now - j->started_ms);
@@ -282,31 +283,6 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
     return wa_sender_exec(s, n);
 }
 
-static size_t
-on_data(char *data, size_t size, size_t nmemb, void *arg)
-{
-    job_t   *j = arg;
-    char    *p;
-    size_t   len;
-
-    len = size * nmemb;
-
-    if (j->response_len + len > 1024 * 1024) {
-        return 0;                    /* no answer of ours is that big */
-    }
-
-    p = realloc(j->response, j->response_len + len + 1);
-    if (p == NULL) {
-        return 0;
-    }
-
-    memcpy(p + j->response_len, data, len);
-    j->response = p;
-    j->response_len += len;
-    p[j->response_len] = '\0';
-
-    return len;
-}
 
 int
 wa_job_start(wa_sender_t *s, job_t *j)
@@ -332,8 +308,9 @@ wa_job_start(wa_sender_t *s, job_t *j)
     curl_easy_setopt(j->easy, CURLOPT_URL, url);
     curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
     curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->request);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
+    j->response.max = 1024 * 1024;
+    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, wa_answer_write);
+    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, &j->response);
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
     curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, s->o->request_timeout_ms);
     curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -396,7 +373,7 @@ job_done(wa_sender_t *s, job_t *j, CURLcode cc)
         curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
     }
 
-    wa_graph_result(&res, status, j->response, j->response_len,
+    wa_graph_result(&res, status, j->response.data, j->response.len,
                     curl_easy_strerror(cc));
 
     if (res.verdict == WA_SENT) {
@@ -416,8 +393,9 @@ job_done(wa_sender_t *s, job_t *j, CURLcode cc)
         wa_sender_multi(s);
         wa_args(&a, "SET", s->paused_key, res.reason, NULL);
         wa_sender_queue(s, &a);
-        wa_args(&a, "XADD", s->alerts, "*", "severity", "critical", "kind",
-                "sender", "subject", "token", "message",
+        wa_args(&a, "XADD", s->alerts, "*", WA_FIELD_V, WA_EVENTS_V,
+                "severity", "critical", "kind", "sender", "subject", "token",
+                "message",
                 "the Graph API refused the access token: sending paused "
                 "until the token is fixed and <prefix>:sender:paused "
                 "deleted", NULL);

@@ -3,6 +3,9 @@
  * consumer group, and keeps WhatsApp's session, quality and consent state
  * in Redis (docs/state.md).
  *
+ * Threads of their own: the sender (--token-file, sender.c) and the media
+ * fetcher (--media-dir, media.c).
+ *
  *   main loop:  reclaim what dead consumers left (every claim-idle/2)
  *               read a batch with XREADGROUP BLOCK, apply and acknowledge
  *               the one read before meanwhile (consume.c)
@@ -239,6 +242,11 @@ main(int argc, char **argv)
         return 1;
     }
 
+    if (wa_media_start(&o) != 0) {
+        wa_log(WA_LOG_ERROR, "cannot start the media fetcher");
+        return 1;
+    }
+
     wa_log(WA_LOG_INFO, "wa-relayd starting: consumer %s of group %s, "
            "prefix %s, Redis %s", o.consumer, o.group, o.prefix, o.redis);
 
@@ -249,6 +257,7 @@ main(int argc, char **argv)
     run(&w, &tm);
 
     wa_sender_stop();
+    wa_media_stop();
     stats(&w, tm.since, &tm.last);
 
     wa_link_close(&w.link);

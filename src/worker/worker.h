@@ -65,4 +65,8 @@ char *wa_replies_options(const wa_options_t *o);
 int wa_sender_start(const wa_options_t *o);
 void wa_sender_stop(void);
 
+/* media.c: the media fetcher, a thread of its own */
+int wa_media_start(const wa_options_t *o);
+void wa_media_stop(void);
+
 #endif /* WA_WORKER_H */

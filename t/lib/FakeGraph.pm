@@ -6,17 +6,23 @@ package FakeGraph;
 # test writes to graph.rules (JSON, re-read when it changes):
 #
 #   [ { "to": "5511...",        match a recipient ("*" or absent: any)
+#       "path": "^/media-file/M1",  match the request's path (a regex)
 #       "code": 131056,         answer this Meta error (HTTP 400) ...
 #       "http": 500,            ... or this HTTP status with no body
 #       "times": 2,             only the first n matching requests
 #       "delay_ms": 300,        answer late
 #       "close": 1 } ]          close the connection without an answer
 #
-# Otherwise: 200 with a new wamid.
+# Otherwise: 200 with a new wamid.  Media (media(): files the test puts
+# in place) as Meta serves it: GET /<version>/<media id> answers the URL
+# (/media-file/<id>?n=<count>, valid until a rule says otherwise), the MIME
+# type, the SHA-256 in hex and the size; GET of that URL with a bearer
+# token answers the bytes.
 
 use strict;
 use warnings;
 
+use Digest::SHA ();
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
@@ -51,6 +57,22 @@ sub start {
 }
 
 sub url { 'http://127.0.0.1:' . $_[0]{port} }
+
+# media(id => bytes, sha256 => what Meta says (default: right), mime =>
+# type, size => 0 to leave file_size out)
+sub media {
+    my ($self, $id, $bytes, %o) = @_;
+    mkdir "$self->{dir}/media";
+    open my $fh, '>:raw', "$self->{dir}/media/$id" or die;
+    print $fh $bytes;
+    close $fh;
+    open $fh, '>', "$self->{dir}/media/$id.json" or die;
+    print $fh encode_json({
+        sha256 => $o{sha256} // Digest::SHA::sha256_hex($bytes),
+        mime_type => $o{mime} // 'application/octet-stream',
+        (($o{size} // 1) ? (file_size => length $bytes) : ()) });
+    close $fh;
+}
 
 sub rules {
     my ($self, $rules) = @_;
@@ -154,6 +176,7 @@ sub serve {
                     $i++;
                     next if defined $r->{to} && $r->{to} ne '*'
                             && $r->{to} ne $to;
+                    next if defined $r->{path} && $path !~ /$r->{path}/;
                     next if $r->{times} && ($count{$i} // 0) >= $r->{times};
                     $count{$i}++;
                     $rule = $r;
@@ -176,6 +199,9 @@ sub serve {
                 } elsif ($rule && $rule->{http}) {
                     $status = $rule->{http};
                     $out = '';
+                } elsif (my $m = $self->media_answer($method, $path,
+                                                     $auth, ++$n)) {
+                    ($status, $out) = @$m;
                 } elsif (($req->{status} // '') eq 'read') {
                     ($status, $out) = (200, '{"success":true}');
                 } else {
@@ -185,8 +211,10 @@ sub serve {
                         contacts => [ { input => $to, wa_id => $to } ],
                         messages => [ { id => "wamid.fake.$$.$n" } ] });
                 }
+                my $type = $path =~ m{^/media-file/}
+                    ? 'application/octet-stream' : 'application/json';
                 my $resp = "HTTP/1.1 $status X\r\nContent-Type: "
-                    . "application/json\r\nContent-Length: " . length($out)
+                    . "$type\r\nContent-Length: " . length($out)
                     . "\r\n\r\n$out";
                 if ($rule && $rule->{delay_ms}) {
                     push @later, [ time + $rule->{delay_ms} / 1000, $s,
@@ -197,6 +225,26 @@ sub serve {
             }
         }
     }
+}
+
+# a media id resolved, or a media file: [ status, body ], or undef
+sub media_answer {
+    my ($self, $method, $path, $auth, $n) = @_;
+    return undef unless $method eq 'GET';
+    my $id;
+    if ((($id) = $path =~ m{^/v[\d.]+/([\w.-]+)(?:\?|$)})) {
+        return undef unless -f "$self->{dir}/media/$id.json";
+        open my $fh, '<', "$self->{dir}/media/$id.json" or return undef;
+        my $meta = decode_json(do { local $/; <$fh> });
+        return [ 200, encode_json({ messaging_product => 'whatsapp',
+            url => $self->url . "/media-file/$id?n=$n", id => $id,
+            %$meta }) ];
+    }
+    return undef unless (($id) = $path =~ m{^/media-file/([\w.-]+)});
+    return [ 401, '{"error":{"code":190,"message":"no token"}}' ]
+        unless ($auth // '') =~ /^Bearer \S/;
+    open my $fh, '<:raw', "$self->{dir}/media/$id" or return [ 404, '' ];
+    return [ 200, do { local $/; <$fh> } ];
 }
 
 1;

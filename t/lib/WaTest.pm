@@ -8,6 +8,10 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
+# loaded before this file's END block, so that block runs before the one
+# that turns the tests' outcome into the exit status
+use Test::Builder ();
+use Scalar::Util qw(weaken);
 use File::Basename qw(dirname);
 use File::Spec;
 use Digest::SHA qw(hmac_sha256_hex hmac_sha1_hex);
@@ -23,6 +27,13 @@ our $JSON = JSON::PP->new->ascii->canonical(0);
 # the payloads the repository carries: t/fixtures/payloads/README.md
 our $FIXTURES =
     File::Spec->rel2abs(dirname(__FILE__) . '/../fixtures/payloads');
+
+# every stream entry a test leaves in its Redis is checked against the
+# event contract (docs/schema/, tools/check-contract) when the test ends;
+# what a test flushes or loses with a stopped Redis is kept first
+our $CONTRACT =
+    File::Spec->rel2abs(dirname(__FILE__) . '/../../tools/check-contract');
+my (@live, %kept);
 
 sub new {
     my ($class, %opt) = @_;
@@ -54,6 +65,9 @@ sub new {
 
     $self->write_file('secret', $self->{secret}, 0600);
     $self->write_file('token', $self->{token}, 0600);
+
+    push @live, $self;
+    weaken $live[-1];
 
     return $self;
 }
@@ -169,12 +183,17 @@ sub acl_users {
     }
 }
 
-sub stop_redis { $_[0]->stop('redis') }
+sub stop_redis {
+    my ($self, @how) = @_;
+    $self->keep_streams;
+    $self->stop('redis', @how);
+}
 
 sub redis {
     my ($self, @args) = @_;
+    $self->keep_streams if grep { /^FLUSH(?:ALL|DB)$/i } @args;
     open my $fh, '-|', 'redis-cli', '-h', '127.0.0.1', '-p',
-        $self->redis_port, '--json', @args
+        $self->redis_port, '--json', @{ $self->{redis_auth} || [] }, @args
         or croak "redis-cli: $!";
     local $/;
     my $out = <$fh>;
@@ -182,6 +201,55 @@ sub redis {
     return undef unless defined $out && length $out;
     my $v = eval { JSON::PP->new->allow_nonref->decode($out) };
     return $@ ? $out : $v;
+}
+
+# the entries of every stream of every database, to streams.jsonl in the
+# test's directory, for the contract check at exit (redis_auth: what
+# redis-cli needs to log in, for a test that sets a password)
+sub keep_streams {
+    my ($self) = @_;
+    return unless $$ == $self->{owner} && $self->alive('redis');
+    # a Redis on a TLS port only, or gone: nothing to keep, nothing to say
+    return unless wait_port($self->redis_port, 0.2);
+    my $info = $self->redis('INFO', 'keyspace') // '';
+    my @dbs = $info =~ /^db(\d+):/mg;
+    open my $out, '>>', "$self->{dir}/streams.jsonl" or croak "$!";
+    for my $db (@dbs) {
+        my ($cursor, @keys) = (0);
+        do {
+            my $r = $self->redis('-n', $db, 'SCAN', $cursor, 'TYPE',
+                                 'stream', 'COUNT', 1000);
+            last unless ref $r eq 'ARRAY';
+            ($cursor, my $k) = @$r;
+            push @keys, @$k;
+        } while ($cursor ne '0');
+        for my $key (@keys) {
+            my $r = $self->redis('-n', $db, 'XRANGE', $key, '-', '+');
+            next unless ref $r eq 'ARRAY';
+            print $out $JSON->encode({ stream => $key, id => $_->[0],
+                                       fields => $_->[1] }), "\n"
+                for @$r;
+        }
+    }
+    close $out;
+    $kept{"$self->{dir}/streams.jsonl"} = 1;
+}
+
+END {
+    # $? is the script's exit status here: what runs below must not set it
+    my $status = $?;
+    for my $t (grep { defined } @live) {
+        $t->keep_streams;
+    }
+    my @files = grep { -s } sort keys %kept;
+    if (@files) {
+        my $out = `$CONTRACT @{[ map { "--file $_" } @files ]} 2>&1`;
+        if ($? != 0) {
+            print STDERR map { "# contract: $_\n" } split /\n/, $out;
+            $status ||= 1;
+        }
+    }
+    $? = $status;
 }
 
 # entries of a stream as [ id, { field => value } ] pairs
@@ -495,6 +563,7 @@ sub DESTROY {
     # stopping the servers reaps them, which sets $?: at exit, that would
     # become the script's exit status (a test's, the demo's) in its place
     local $?;
+    $self->keep_streams if ${^GLOBAL_PHASE} ne 'DESTRUCT';
     for my $name (keys %{ $self->{pids} }) {
         $self->stop($name, 'TERM');
     }

@@ -11,17 +11,18 @@ use WaBody qw(text_message messages_body);
 my $t = WaTest->new(acl => 0);
 my $d = $t->dir;
 $t->start_redis('--requirepass', 'r3d1s-pass');
+$t->{redis_auth} = [ '-a', 'r3d1s-pass', '--no-auth-warning' ];
 $t->write_file('redis-password', "r3d1s-pass\n", 0600);
 $t->start_nginx(http => "whatsapp_redis_password_file $d/redis-password;\n"
                         . "    whatsapp_redis_database 3;");
 
 # redis-cli with the password, in database 3
-my $cli = sub { $t->redis('-a', 'r3d1s-pass', '--no-auth-warning', '-n', 3, @_) };
+my $cli = sub { $t->redis('-n', 3, @_) };
 
 my $b = messages_body(messages => [ text_message('wamid.AUTH', 'x') ]);
 is $t->post($b)->{status}, 200, 'AUTH and SELECT 3: 200';
 is $cli->('XLEN', 'wa:messages'), 1, 'the event is in database 3';
-is $t->redis('-a', 'r3d1s-pass', '--no-auth-warning', 'XLEN', 'wa:messages'),
+is $t->redis('XLEN', 'wa:messages'),
     0, 'not in database 0';
 
 $t->start_worker('redis-password-file' => "$d/redis-password",

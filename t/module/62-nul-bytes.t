@@ -19,7 +19,7 @@ my $body = messages_body(
                   status_item("wamid.OUT\0y", 'read') ]);
 like $body, qr/\\u0000/, 'the NULs travel as \u0000, as Meta escapes them';
 
-is $t->post($body)->{status}, 200, '200';
+is $t->post($body)->{status}, 200, 'a body with NULs in ids and texts: 200';
 
 my @m = $t->stream_events('wa:messages');
 is_deeply [ map { $_->{event_id} } @m ], [ "wamid.NUL\0a", "wamid.NUL\0b" ],

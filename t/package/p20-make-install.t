@@ -36,6 +36,9 @@ my @want = qw(/opt/wa-relay/sbin/wa-relayd
     /opt/wa-relay/share/doc/wa-relay/README.md
     /opt/wa-relay/share/doc/wa-relay/examples/wa-relayd.env
     /opt/wa-relay/share/doc/wa-relay/examples/whatsapp-site.conf
+    /opt/wa-relay/share/doc/wa-relay/schema/messages.json
+    /opt/wa-relay/share/doc/wa-relay/media.md
+    /opt/wa-relay/share/doc/wa-relay/examples/consumers/wa_consumer.py
     /etc/wa-relay/wa-relayd.env);
 my ($modules) = `$nginx -V 2>&1` =~ /--modules-path=(\S+)/;
 push @want, "$modules/ngx_http_whatsapp_module.so";

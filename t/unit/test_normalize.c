@@ -176,6 +176,76 @@ START_TEST(message_fields)
 END_TEST
 
 
+/* one message of the given type object, in a whole body */
+static wa_event_t *
+one_message(const char *type, const char *obj)
+{
+    char         body[2048];
+    wa_batch_t  *b;
+
+    snprintf(body, sizeof(body),
+             "{\"object\":\"whatsapp_business_account\",\"entry\":[{"
+             "\"id\":\"1\",\"changes\":[{\"field\":\"messages\","
+             "\"value\":{\"metadata\":{\"phone_number_id\":\"2\"},"
+             "\"messages\":[{\"from\":\"3\",\"id\":\"wamid.%s\","
+             "\"timestamp\":\"4\",\"type\":\"%s\",\"%s\":%s}]}}]}]}",
+             type, type, type, obj);
+
+    b = normalize_str(body);
+    ck_assert_ptr_null(b->error);
+    ck_assert_int_eq(b->nevents, 1);
+    ck_names_unique(&b->events[0], type);
+
+    return &b->events[0];
+}
+
+
+START_TEST(typed_fields)
+{
+    wa_event_t  *ev;
+
+    ev = one_message("document", "{\"id\":\"77\",\"mime_type\":"
+                     "\"application/pdf\",\"sha256\":\"q80=\","
+                     "\"caption\":\"the bill\",\"filename\":\"b.pdf\"}");
+    ck_field(ev, "v", WA_EVENTS_V);
+    ck_field(ev, "media_id", "77");
+    ck_field(ev, "mime_type", "application/pdf");
+    ck_field(ev, "sha256", "q80=");
+    ck_field(ev, "caption", "the bill");
+    ck_field(ev, "filename", "b.pdf");
+    ck_field(ev, "text", "the bill");
+    ck_assert_ptr_null(wa_event_field(ev, "voice"));
+
+    ev = one_message("audio", "{\"id\":\"78\",\"voice\":true}");
+    ck_field(ev, "media_id", "78");
+    ck_field(ev, "voice", "true");
+
+    ev = one_message("sticker", "{\"id\":\"79\",\"animated\":false}");
+    ck_field(ev, "animated", "false");
+
+    ev = one_message("location", "{\"latitude\":-23.5505,\"longitude\":"
+                     "-46.6333,\"name\":\"Praça\",\"address\":\"SP\"}");
+    ck_field(ev, "latitude", "-23.5505");
+    ck_field(ev, "longitude", "-46.6333");
+    ck_field(ev, "name", "Praça");
+    ck_field(ev, "address", "SP");
+    ck_assert_ptr_null(wa_event_field(ev, "media_id"));
+
+    ev = one_message("contacts", "[{\"name\":{}},{\"name\":{}}]");
+    ck_field(ev, "contacts_count", "2");
+
+    ev = one_message("order", "{\"catalog_id\":\"9\",\"product_items\":"
+                     "[{},{},{}]}");
+    ck_field(ev, "catalog_id", "9");
+    ck_field(ev, "order_items_count", "3");
+
+    /* a media id that is not a scalar is left in raw, not made up */
+    ev = one_message("image", "{\"id\":{\"x\":1}}");
+    ck_assert_ptr_null(wa_event_field(ev, "media_id"));
+}
+END_TEST
+
+
 START_TEST(statuses_errors_and_ids)
 {
     wa_batch_t  *b;
@@ -777,6 +847,7 @@ normalize_suite(void)
     tc = tcase_create("events");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, message_fields);
+    tcase_add_test(tc, typed_fields);
     tcase_add_test(tc, statuses_errors_and_ids);
     tcase_add_test(tc, other_fields_flattened);
     tcase_add_test(tc, unparsed_bodies);

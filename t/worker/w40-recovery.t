@@ -245,7 +245,8 @@ sub direct_entry {
     my @f = (kind => 'message', event_id => $wamid, msg_id => $wamid,
              phone_number_id => $PN, from => '5511888888888', type => 'text',
              text => 'x', ts => $T);
-    my $id = $t->redis('XADD', 'wa:messages', '*', @f, raw => '{}');
+    my $id = $t->redis('XADD', 'wa:messages', '*', v => 1, @f,
+                       received_at => '1700000000000', raw => '{}');
     return ($id, scalar(@f) / 2, @f);
 }
 sub direct_apply {

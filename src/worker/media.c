@@ -1,0 +1,487 @@
+/*
+ * wa-relayd: the media fetcher's thread.  It reads <prefix>:messages in
+ * its own group (<group>:media), acknowledges at once what is not a media
+ * message, and keeps up to --media-concurrency files in hand, each
+ * acknowledged only once stored or buried in <prefix>:dead: a worker
+ * stopped or killed mid-download leaves the entry pending, and whoever
+ * takes it over (XAUTOCLAIM, or itself when it starts again) fetches it.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "media.h"
+#include "wa_streams.h"
+#include "worker.h"
+
+static pthread_t   wa_media_thread;
+static atomic_int  media_stopping;
+static int         media_running;
+
+
+void
+wa_media_job_free(wa_media_job_t *j)
+{
+    if (j->easy) {
+        curl_easy_cleanup(j->easy);
+    }
+
+    if (j->fp) {
+        fclose(j->fp);
+        unlink(j->tmp);
+    }
+
+    EVP_MD_CTX_free(j->md);
+    curl_slist_free_all(j->headers);
+    free(j->event_id);
+    free(j->msg_id);
+    free(j->media_id);
+    free(j->phone_number_id);
+    free(j->mime_type);
+    free(j->sha256);
+    wa_answer_free(&j->body);
+    free(j->url);
+    free(j);
+}
+
+
+/* the value of field name in an entry's [field, value, ...], or NULL */
+static redisReply *
+entry_field(redisReply *fields, const char *name)
+{
+    size_t  i, len;
+
+    len = strlen(name);
+
+    for (i = 0; i + 1 < fields->elements; i += 2) {
+        if (fields->element[i]->len == len
+            && memcmp(fields->element[i]->str, name, len) == 0)
+        {
+            return fields->element[i + 1];
+        }
+    }
+
+    return NULL;
+}
+
+
+static char *
+entry_dup(redisReply *fields, const char *name)
+{
+    redisReply  *v;
+
+    v = entry_field(fields, name);
+
+    return strndup(v ? v->str : "", v ? v->len : 0);
+}
+
+
+static int
+in_hand(wa_media_t *m, const char *id)
+{
+    wa_media_job_t  *j;
+
+    for (j = m->jobs; j; j = j->next) {
+        if (strcmp(j->id, id) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* an inbound message with a media id becomes a job; 1 if it did */
+static int
+media_take_one(wa_media_t *m, redisReply *e)
+{
+    redisReply      *f, *kind, *media_id;
+    wa_media_job_t  *j;
+
+    f = e->element[1];
+    kind = entry_field(f, WA_FIELD_KIND);
+    media_id = entry_field(f, "media_id");
+
+    if (kind == NULL || strcmp(kind->str, WA_KIND_MESSAGE) != 0
+        || media_id == NULL || media_id->len == 0
+        || e->element[0]->len >= sizeof(j->id))
+    {
+        return 0;
+    }
+
+    if (in_hand(m, e->element[0]->str)) {
+        return 1;
+    }
+
+    j = calloc(1, sizeof(wa_media_job_t));
+    if (j == NULL) {
+        wa_log(WA_LOG_ERROR, "media: out of memory");
+        exit(1);
+    }
+
+    memcpy(j->id, e->element[0]->str, e->element[0]->len + 1);
+    j->event_id = entry_dup(f, WA_FIELD_EVENT_ID);
+    j->msg_id = entry_dup(f, "msg_id");
+    j->media_id = entry_dup(f, "media_id");
+    j->phone_number_id = entry_dup(f, WA_FIELD_PHONE_NUMBER_ID);
+    j->mime_type = entry_dup(f, "mime_type");
+    j->sha256 = entry_dup(f, "sha256");
+    j->size = -1;
+
+    if (j->event_id == NULL || j->msg_id == NULL || j->media_id == NULL
+        || j->phone_number_id == NULL || j->mime_type == NULL
+        || j->sha256 == NULL)
+    {
+        wa_log(WA_LOG_ERROR, "media: out of memory");
+        exit(1);
+    }
+
+    j->next = m->jobs;
+    m->jobs = j;
+    m->njobs++;
+
+    return 1;
+}
+
+
+/* entries read or taken over: jobs, and the rest acknowledged at once */
+static int
+media_take(void *data, int s, redisReply **entries, size_t n)
+{
+    size_t       i;
+    wa_args_t    a;
+    wa_media_t  *m = data;
+    redisReply  *r;
+
+    (void) s;
+
+    wa_args(&a, "XACK", m->messages, m->group, NULL);
+
+    for (i = 0; i < n; i++) {
+        if (!wa_reader_valid(entries[i]) || !media_take_one(m, entries[i])) {
+            if (a.argc == WA_ARGS_MAX) {
+                r = wa_link_call(&m->link, &a);
+                if (r == NULL) {
+                    return -1;
+                }
+
+                freeReplyObject(r);
+                wa_args(&a, "XACK", m->messages, m->group, NULL);
+            }
+
+            wa_args_addn(&a, entries[i]->element[0]->str,
+                         entries[i]->element[0]->len);
+            m->n.skipped++;
+        }
+    }
+
+    if (a.argc == 3) {
+        return 0;
+    }
+
+    r = wa_link_call(&m->link, &a);
+    if (r == NULL) {
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+/* from "0": this consumer's own pending entries; ">": new ones */
+static int
+media_read(wa_media_t *m, const char *from, long block)
+{
+    redisReply  *r, *e;
+    long         room;
+
+    room = m->o->media_concurrency * 4 - m->njobs;
+    if (room <= 0) {
+        return 0;
+    }
+
+    if (wa_reader_read(&m->reader, from, room, block, &r) != 0) {
+        return -1;
+    }
+
+    if (r == NULL) {
+        return 0;
+    }
+
+    e = wa_reader_entries(&m->reader, r, 0);
+
+    if (e != NULL && media_take(m, 0, e->element, e->elements) != 0) {
+        freeReplyObject(r);
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+/* jobs whose time has come, as far as the concurrency allows */
+static int
+media_dispatch(wa_media_t *m)
+{
+    int              rc;
+    long long        now;
+    wa_media_job_t  *j, *next;
+
+    now = wa_clock_ms();
+
+    for (j = m->jobs; j && m->inflight < m->o->media_concurrency; j = next)
+    {
+        next = j->next;
+
+        if (j->running || j->ready_ms > now) {
+            continue;
+        }
+
+        if (!j->checked) {
+            rc = wa_media_known(m, j);
+            if (rc != 0) {
+                wa_media_forget(m, j);
+
+                if (rc < 0) {
+                    return -1;
+                }
+
+                continue;
+            }
+
+            j->checked = 1;
+        }
+
+        rc = wa_media_job_start(m, j);
+        if (rc > 0) {
+            wa_media_forget(m, j);
+
+        } else if (rc < 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a job done with: out of the list */
+void
+wa_media_forget(wa_media_t *m, wa_media_job_t *done)
+{
+    wa_media_job_t  **p;
+
+    for (p = &m->jobs; *p; p = &(*p)->next) {
+        if (*p == done) {
+            *p = done->next;
+            m->njobs--;
+            wa_media_job_free(done);
+            return;
+        }
+    }
+}
+
+
+static void
+media_stats(wa_media_t *m)
+{
+    char        key[512];
+    long long   v[6];
+
+    static const char  *names[] = {
+        "fetched", "bytes", "already", "skipped", "retried", "dead"
+    };
+
+    v[0] = m->n.fetched;
+    v[1] = m->n.bytes;
+    v[2] = m->n.already;
+    v[3] = m->n.skipped;
+    v[4] = m->n.retried;
+    v[5] = m->n.dead;
+
+    wa_log(WA_LOG_INFO, "media: fetched %lld (%lld bytes), already %lld, "
+           "retried %lld, dead %lld", v[0], v[1], v[2], v[4], v[5]);
+
+    snprintf(key, sizeof(key), "%s:media:worker:%s", m->o->prefix,
+             m->o->consumer);
+    wa_link_counters(&m->link, key, names, v, 6);
+}
+
+
+/* Redis's side of one turn: -1 when the link is gone */
+static int
+media_turn(wa_media_t *m)
+{
+    long long  now;
+
+    now = wa_clock_ms();
+
+    if (wa_clock_due(now, &m->next_claim, m->o->claim_idle_ms / 2 + 1)
+        && wa_reader_claim(&m->reader, 0, m->o->media_concurrency, 4,
+                           media_take, m) != 0)
+    {
+        return -1;
+    }
+
+    if (media_read(m, ">", m->njobs ? 0 : 100) != 0
+        || media_dispatch(m) != 0)
+    {
+        return -1;
+    }
+
+    if (wa_clock_due(now, &m->next_stats, m->o->stats_interval_ms)) {
+        media_stats(m);
+    }
+
+    return 0;
+}
+
+
+/* the transfers: on while there are some, a short nap when only waiting */
+static int
+media_transfers(wa_media_t *m)
+{
+    int  still;
+
+    if (m->inflight) {
+        curl_multi_poll(m->multi, NULL, 0, 20, NULL);
+        curl_multi_perform(m->multi, &still);
+
+        return wa_media_collect(m);
+    }
+
+    if (m->njobs) {
+        wa_clock_sleep_ms(20);
+    }
+
+    return 0;
+}
+
+
+static void *
+media_main(void *arg)
+{
+    wa_media_t  *m = arg;
+
+    while (!atomic_load(&media_stopping)) {
+
+        if (m->link.c == NULL) {
+            if (wa_link_connect(&m->link, &media_stopping) != 0) {
+                continue;
+            }
+
+            if (wa_reader_groups(&m->reader) != 0
+                || media_read(m, "0", 0) != 0)
+            {
+                wa_link_lost(&m->link);
+                continue;
+            }
+
+            m->next_claim = 0;
+        }
+
+        if (media_turn(m) != 0 || media_transfers(m) != 0) {
+            wa_link_lost(&m->link);
+        }
+    }
+
+    media_stats(m);
+    wa_link_close(&m->link);
+
+    /* what is in hand stays pending: whoever reads next fetches it */
+    while (m->jobs) {
+        wa_media_forget(m, m->jobs);
+    }
+
+    curl_multi_cleanup(m->multi);
+    wa_log(WA_LOG_INFO, "media: stopped, fetched %lld, dead %lld",
+           m->n.fetched, m->n.dead);
+    free(m);
+
+    return NULL;
+}
+
+
+int
+wa_media_start(const wa_options_t *o)
+{
+    char         tmp[4096];
+    wa_media_t  *m;
+
+    if (o->media_dir == NULL) {
+        return 0;
+    }
+
+    snprintf(tmp, sizeof(tmp), "%s/tmp", o->media_dir);
+
+    /* the services read the files as the worker's group: 0750, 0640 */
+    if ((mkdir(o->media_dir, 0750) != 0 && errno != EEXIST)
+        || chmod(o->media_dir, 0750) != 0
+        || (mkdir(tmp, 0700) != 0 && errno != EEXIST))
+    {
+        wa_log(WA_LOG_ERROR, "media: cannot make %s: %s", tmp,
+               strerror(errno));
+        return -1;
+    }
+
+    m = calloc(1, sizeof(wa_media_t));
+    if (m == NULL) {
+        return -1;
+    }
+
+    m->o = o;
+    snprintf(m->group, sizeof(m->group), "%s:media", o->group);
+    snprintf(m->messages, sizeof(m->messages), "%s:%s", o->prefix,
+             wa_stream_names[WA_STREAM_MESSAGES]);
+    snprintf(m->media, sizeof(m->media), "%s:media", o->prefix);
+    snprintf(m->dead, sizeof(m->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
+    snprintf(m->auth, sizeof(m->auth), "Authorization: Bearer %s",
+             o->token);
+
+    wa_link_init(&m->link, o, "media: ");
+    wa_reader_init(&m->reader, &m->link, m->dead);
+    /* media of messages from now on: older ones may be gone from Meta */
+    wa_reader_group(&m->reader, m->group, "$");
+    wa_reader_add(&m->reader, m->messages);
+    m->next_stats = wa_clock_ms() + o->stats_interval_ms;
+
+    m->multi = curl_multi_init();
+    if (m->multi == NULL) {
+        return -1;
+    }
+
+    if (pthread_create(&wa_media_thread, NULL, media_main, m) != 0) {
+        return -1;
+    }
+
+    media_running = 1;
+    wa_log(WA_LOG_INFO, "media: on, into %s, %ld at once, up to %ld bytes",
+           o->media_dir, o->media_concurrency, o->media_max_bytes);
+
+    return 0;
+}
+
+
+void
+wa_media_stop(void)
+{
+    if (!media_running) {
+        return;
+    }
+
+    /* transfers in flight are cut short: their entries stay pending */
+    atomic_store(&media_stopping, 1);
+    pthread_join(wa_media_thread, NULL);
+    media_running = 0;
+}
