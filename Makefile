@@ -37,7 +37,8 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
               libsimdjson-dev g++ redis-server libcurl4-openssl-dev check \
               pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
               procps man-db systemd libnginx-mod-stream openssl \
-              python3 python3-redis python3-jsonschema nodejs
+              python3 python3-redis python3-jsonschema nodejs prometheus \
+              libmicrohttpd-dev chromium
 
 PROVE_ARGS ?= -r
 
@@ -92,11 +93,16 @@ $(BUILD)/wa_state_lua.h: redis/wa_state.lua tools/lua2c
 	@mkdir -p $(BUILD)
 	sh tools/lua2c $< > $@
 
+# the dashboard's page, built into the worker
+$(BUILD)/dashboard_html.h: src/worker/dashboard.html tools/lua2c
+	@mkdir -p $(BUILD)
+	sh tools/lua2c $< > $@
+
 $(WORKER): $(WORKER_SRCS) $(wildcard src/worker/*.h) $(CORE_HDRS) \
-           $(BUILD)/wa_state_lua.h
+           $(BUILD)/wa_state_lua.h $(BUILD)/dashboard_html.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker -I$(BUILD) \
 	    $(LDFLAGS) -o $@ $(WORKER_SRCS) -lhiredis -ljansson -lcurl -lcrypto \
-	    -lpthread
+	    -lmicrohttpd -lpthread
 
 worker: $(WORKER)
 
@@ -277,7 +283,8 @@ $(ASAN)/nginx/objs/Makefile: config redis/wa_ingest.lua tools/lua2c
 	$(call ngx_configure,$(ASAN)/nginx,--with-cc-opt="$(SANITIZE)" \
 	    --with-ld-opt="$(SANITIZE)")
 
-asan: $(ASAN)/nginx/objs/Makefile $(BUILD)/wa_state_lua.h
+asan: $(ASAN)/nginx/objs/Makefile $(BUILD)/wa_state_lua.h \
+	    $(BUILD)/dashboard_html.h
 	$(MAKE) -C $(ASAN)/nginx -f objs/Makefile modules
 	cp $(ASAN)/nginx/objs/ngx_http_whatsapp_module.so $(ASAN)/
 	$(MAKE) WORKER=$(ASAN)/wa-relayd UNIT=$(ASAN)/unit_tests \

@@ -129,10 +129,16 @@ for h = 0, 23 do HOURS[h] = (h < 10 and '0' or '') .. h end
 
 -- '<dir>_hour_<hh>' for the daily counters, made once rather than
 -- concatenated for every event
-local HOUR_FIELDS = { ['in'] = {}, out = {} }
-for h = 0, 23 do
-    HOUR_FIELDS['in'][h] = 'in_hour_' .. HOURS[h]
-    HOUR_FIELDS.out[h] = 'out_hour_' .. HOURS[h]
+-- (a plain loop: a library's top level has no pairs or ipairs)
+local HOUR_FIELDS = {}
+local HOURLY = { 'in', 'out', 'responses', 'response_time_sum',
+                 'first_responses', 'first_response_time_sum' }
+for i = 1, #HOURLY do
+    local dir = HOURLY[i]
+    HOUR_FIELDS[dir] = {}
+    for h = 0, 23 do
+        HOUR_FIELDS[dir][h] = dir .. '_hour_' .. HOURS[h]
+    end
 end
 
 local function hget(k, f)
@@ -245,12 +251,12 @@ local function outbound_first(pn, user, wamid, ts)
                          'referral_at', 'entry_point_expires_at')
     local since = num(r[1])
     if since and ts >= since then
-        local dk = key('daily', pn, ymd(ts))
-        count(dk, 'responses')
-        count(dk, 'response_time_sum', ts - since)
+        -- by the hour of the answer, as the day's totals are by its day
+        daily(pn, ts, 'responses')
+        daily(pn, ts, 'response_time_sum', ts - since)
         if r[2] == '1' then
-            count(dk, 'first_responses')
-            count(dk, 'first_response_time_sum', ts - since)
+            daily(pn, ts, 'first_responses')
+            daily(pn, ts, 'first_response_time_sum', ts - since)
         end
         redis.call('HDEL', ck, 'awaiting_since', 'awaiting_first')
     end

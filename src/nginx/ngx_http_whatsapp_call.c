@@ -55,6 +55,7 @@ struct ngx_http_whatsapp_call_s {
     u_char                         used[WA_STREAM_COUNT];
     ngx_uint_t                     generation;
     ngx_int_t                      wait;      /* replicas WAIT wants, or 0 */
+    ngx_msec_int_t                 sent_us;   /* for the round trip */
     /*
      * NGX_OK: sent, on the connection of that generation; NGX_AGAIN: it
      * waits for the end of the turn or for the link to come up;
@@ -336,6 +337,7 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
     call->state = rc;
 
     if (rc == NGX_OK) {
+        call->sent_us = ngx_http_whatsapp_now_us();
         ngx_http_whatsapp_call_wait(call);
     }
 
@@ -475,7 +477,15 @@ ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply, void *data)
 {
     ngx_http_whatsapp_call_t  *call = data;
 
-    redisReply  *rr = reply;
+    redisReply                    *rr = reply;
+    ngx_http_whatsapp_counters_t  *c;
+
+    c = ngx_http_whatsapp_counters_get();
+
+    if (rr && c) {
+        ngx_http_whatsapp_observe(&c->redis_call,
+                                  ngx_http_whatsapp_now_us() - call->sent_us);
+    }
 
     if (rr && rr->type == REDIS_REPLY_ERROR
         && ngx_strncmp(rr->str, "ERR Function not found", 22) == 0)
@@ -487,6 +497,7 @@ ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply, void *data)
         && ngx_strncmp(rr->str, "READONLY", 8) == 0)
     {
         /* a failover made the primary a replica: the link finds the new */
+        ngx_http_whatsapp_redis_error(NGX_HTTP_WHATSAPP_ERR_REPLICA);
         ngx_http_whatsapp_redis_reset(call->generation,
                                       "Redis became a replica (READONLY)");
     }

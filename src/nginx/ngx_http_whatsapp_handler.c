@@ -33,6 +33,9 @@ typedef struct {
     ngx_event_t                   timer;
     wa_sig_alg_t                  alg;
     u_char                        sig[WA_SIG_MAX];
+    ngx_uint_t                    site;       /* its counters */
+    ngx_msec_int_t                start_us;   /* the body read */
+    uint32_t                      by_kind[NGX_HTTP_WHATSAPP_KINDS];
 } ngx_http_whatsapp_ctx_t;
 
 
@@ -128,7 +131,8 @@ ngx_http_whatsapp_challenge(ngx_http_request_t *r,
     }
 
     if (why) {
-        ngx_http_whatsapp_inc(challenge_rejected);
+        ngx_http_whatsapp_count_reject(wlcf->site,
+                                       NGX_HTTP_WHATSAPP_REJ_VERIFY_TOKEN);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "whatsapp webhook: verification refused: %s", why);
@@ -155,7 +159,7 @@ ngx_http_whatsapp_challenge(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_whatsapp_inc(challenge_ok);
+    ngx_http_whatsapp_site_inc(wlcf->site, challenge_ok);
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "whatsapp webhook: verification challenge answered");
@@ -206,12 +210,14 @@ ngx_http_whatsapp_post(ngx_http_request_t *r,
     ngx_pool_cleanup_t       *cln;
     ngx_http_whatsapp_ctx_t  *ctx;
 
-    ngx_http_whatsapp_inc(posts);
+    ngx_http_whatsapp_site_inc(wlcf->site, posts);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_whatsapp_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->site = wlcf->site;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -234,7 +240,8 @@ ngx_http_whatsapp_post(ngx_http_request_t *r,
     /* rejected before the body is read: a forger costs us no HMAC */
 
     if (h == NULL) {
-        ngx_http_whatsapp_inc(signature_missing);
+        ngx_http_whatsapp_count_reject(wlcf->site,
+                                       NGX_HTTP_WHATSAPP_REJ_SIGNATURE_MISSING);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "whatsapp webhook: rejected: no X-Hub-Signature-256 "
@@ -248,7 +255,8 @@ ngx_http_whatsapp_post(ngx_http_request_t *r,
                      ctx->sig)
         != 0)
     {
-        ngx_http_whatsapp_inc(signature_invalid);
+        ngx_http_whatsapp_count_reject(wlcf->site,
+                                       NGX_HTTP_WHATSAPP_REJ_SIGNATURE_INVALID);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "whatsapp webhook: rejected: malformed %V header",
@@ -284,6 +292,7 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
+    ctx->start_us = ngx_http_whatsapp_now_us();
 
     if (ngx_http_whatsapp_read_body(r, &body) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -309,7 +318,8 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
     }
 
     if (i == wlcf->secrets->nelts) {
-        ngx_http_whatsapp_inc(signature_invalid);
+        ngx_http_whatsapp_count_reject(wlcf->site,
+                                       NGX_HTTP_WHATSAPP_REJ_SIGNATURE_INVALID);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "whatsapp webhook: rejected: signature matches none "
@@ -322,7 +332,9 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    ngx_http_whatsapp_inc(secret[i]);
+    ngx_http_whatsapp_site_add(wlcf->site,
+                               offsetof(ngx_http_whatsapp_site_t, secret)
+                               + i * sizeof(ngx_atomic_t), 1);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "whatsapp webhook: signature matched secret %ui \"%V\"",
@@ -339,7 +351,7 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
 
     } else {
         if (batch.error) {
-            ngx_http_whatsapp_inc(unparsed);
+            ngx_http_whatsapp_site_inc(wlcf->site, unparsed);
 
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "whatsapp webhook: kept as \"unparsed\": %s",
@@ -440,7 +452,8 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
                                     &ctx->pending);
 
     if (rc == NGX_DECLINED) {
-        ngx_http_whatsapp_inc(redis_unavailable);
+        ngx_http_whatsapp_count_reject(wlcf->site,
+                                       NGX_HTTP_WHATSAPP_REJ_REDIS_UNAVAILABLE);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: redis is not connected, "
@@ -454,6 +467,9 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
                       "call, answering 503", batch->nevents);
         return NGX_ERROR;
     }
+
+    ngx_http_whatsapp_kinds_count(batch, ctx->by_kind);
+    ngx_http_whatsapp_gauge_add(waiting, 1);
 
     ctx->timer.handler = ngx_http_whatsapp_timeout;
     ctx->timer.data = r;
@@ -482,6 +498,7 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
     ctx->pending = NULL;
+    ngx_http_whatsapp_gauge_add(waiting, -1);
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
@@ -495,9 +512,12 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         /* the events appended; the others were duplicates */
         status = NGX_HTTP_OK;
 
-        ngx_http_whatsapp_inc(accepted);
-        ngx_http_whatsapp_add(events_appended, res->appended);
-        ngx_http_whatsapp_add(events_duplicate, res->events - res->appended);
+        ngx_http_whatsapp_site_inc(ctx->site, accepted);
+        ngx_http_whatsapp_kinds_add(ctx->site, ctx->by_kind);
+        ngx_http_whatsapp_site_add(ctx->site,
+                                   offsetof(ngx_http_whatsapp_site_t,
+                                            duplicates),
+                                   res->events - res->appended);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "whatsapp webhook: %ui appended, %ui duplicates",
@@ -505,7 +525,8 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         break;
 
     case NGX_HTTP_WHATSAPP_NOT_CONNECTED:
-        ngx_http_whatsapp_inc(redis_unavailable);
+        ngx_http_whatsapp_count_reject(ctx->site,
+                                       NGX_HTTP_WHATSAPP_REJ_REDIS_UNAVAILABLE);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: redis is not connected, "
@@ -514,7 +535,8 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
 
     case NGX_HTTP_WHATSAPP_LOST:
     case NGX_HTTP_WHATSAPP_NOT_SENT:
-        ngx_http_whatsapp_inc(redis_errors);
+        ngx_http_whatsapp_count_reject(ctx->site,
+                                       NGX_HTTP_WHATSAPP_REJ_REDIS_ERROR);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: %s, answering 503",
@@ -524,7 +546,11 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         break;
 
     case NGX_HTTP_WHATSAPP_REDIS_ERROR:
-        ngx_http_whatsapp_inc(redis_errors);
+        ngx_http_whatsapp_count_reject(ctx->site,
+                                       NGX_HTTP_WHATSAPP_REJ_REDIS_ERROR);
+        ngx_http_whatsapp_redis_error(
+            ngx_http_whatsapp_redis_denied(res->error.data, res->error.len)
+            ? NGX_HTTP_WHATSAPP_ERR_DENIED : NGX_HTTP_WHATSAPP_ERR_REPLY);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: redis answered \"%V\", "
@@ -536,7 +562,8 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         break;
 
     case NGX_HTTP_WHATSAPP_NOT_REPLICATED:
-        ngx_http_whatsapp_inc(redis_not_replicated);
+        ngx_http_whatsapp_count_reject(ctx->site,
+                                       NGX_HTTP_WHATSAPP_REJ_NOT_REPLICATED);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: %ui events appended, but %i "
@@ -546,7 +573,9 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         break;
 
     default: /* NGX_HTTP_WHATSAPP_BAD_REPLY */
-        ngx_http_whatsapp_inc(redis_errors);
+        ngx_http_whatsapp_count_reject(ctx->site,
+                                       NGX_HTTP_WHATSAPP_REJ_REDIS_ERROR);
+        ngx_http_whatsapp_redis_error(NGX_HTTP_WHATSAPP_ERR_REPLY);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: unexpected reply (type %i) from "
@@ -567,7 +596,9 @@ ngx_http_whatsapp_timeout(ngx_event_t *ev)
     r = ev->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
 
-    ngx_http_whatsapp_inc(redis_timeouts);
+    ngx_http_whatsapp_count_reject(ctx->site,
+                                   NGX_HTTP_WHATSAPP_REJ_REDIS_TIMEOUT);
+    ngx_http_whatsapp_redis_error(NGX_HTTP_WHATSAPP_ERR_TIMEOUT);
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "whatsapp webhook: redis did not answer within "
@@ -577,6 +608,7 @@ ngx_http_whatsapp_timeout(ngx_event_t *ev)
     if (ctx->pending) {
         ngx_http_whatsapp_call_timeout(ctx->pending);
         ctx->pending = NULL;
+        ngx_http_whatsapp_gauge_add(waiting, -1);
     }
 
     ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
@@ -591,6 +623,7 @@ ngx_http_whatsapp_cleanup(void *data)
     if (ctx->pending) {
         ngx_http_whatsapp_call_forget(ctx->pending);
         ctx->pending = NULL;
+        ngx_http_whatsapp_gauge_add(waiting, -1);
     }
 
     if (ctx->timer.timer_set) {
@@ -690,9 +723,22 @@ ngx_http_whatsapp_reject(ngx_http_request_t *r, ngx_uint_t status,
 static void
 ngx_http_whatsapp_finish(ngx_http_request_t *r, ngx_uint_t status)
 {
-    ngx_connection_t  *c;
+    ngx_connection_t          *c;
+    ngx_http_whatsapp_ctx_t   *ctx;
+    ngx_http_whatsapp_site_t  *s;
 
     c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
+
+    if (ctx && ctx->start_us) {
+        s = ngx_http_whatsapp_site(ctx->site);
+
+        if (s) {
+            ngx_http_whatsapp_observe(&s->request,
+                                      ngx_http_whatsapp_now_us()
+                                      - ctx->start_us);
+        }
+    }
 
     if (status == NGX_HTTP_OK) {
         ngx_http_finalize_request(r,

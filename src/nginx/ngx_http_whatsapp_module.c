@@ -25,7 +25,7 @@ static void ngx_http_whatsapp_exit_process(ngx_cycle_t *cycle);
 
 static char *ngx_http_whatsapp_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_whatsapp_status(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_whatsapp_view(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_whatsapp_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -45,10 +45,19 @@ static char *ngx_http_whatsapp_dedupe(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+/* what whatsapp_status, whatsapp_metrics and whatsapp_health answer with */
+static ngx_http_handler_pt  ngx_http_whatsapp_status_pt =
+    ngx_http_whatsapp_status_handler;
+static ngx_http_handler_pt  ngx_http_whatsapp_metrics_pt =
+    ngx_http_whatsapp_metrics_handler;
+static ngx_http_handler_pt  ngx_http_whatsapp_health_pt =
+    ngx_http_whatsapp_health_handler;
+
+
 static ngx_command_t  ngx_http_whatsapp_commands[] = {
 
     { ngx_string("whatsapp_webhook"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_whatsapp_webhook,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -56,10 +65,24 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
 
     { ngx_string("whatsapp_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_whatsapp_status,
+      ngx_http_whatsapp_view,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
-      NULL },
+      &ngx_http_whatsapp_status_pt },
+
+    { ngx_string("whatsapp_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_whatsapp_view,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_whatsapp_metrics_pt },
+
+    { ngx_string("whatsapp_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_whatsapp_view,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_whatsapp_health_pt },
 
     { ngx_string("whatsapp_app_secret_file"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -216,6 +239,12 @@ ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf)
      *     wmcf->used = 0;
      *     wmcf->shm_zone = NULL;
      */
+
+    if (ngx_array_init(&wmcf->sites, cf->pool, 4, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     wmcf->port = NGX_CONF_UNSET;
     wmcf->database = NGX_CONF_UNSET;
@@ -404,6 +433,15 @@ ngx_http_whatsapp_postconfiguration(ngx_conf_t *cf)
 }
 
 
+/* the link's state: the gauges, then the calls waiting for it */
+static void
+ngx_http_whatsapp_link(ngx_uint_t up)
+{
+    ngx_http_whatsapp_link_up(up);
+    ngx_http_whatsapp_call_link(up);
+}
+
+
 static ngx_int_t
 ngx_http_whatsapp_init_process(ngx_cycle_t *cycle)
 {
@@ -422,12 +460,13 @@ ngx_http_whatsapp_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_whatsapp_json_init(cycle) != NGX_OK) {
+    if (ngx_http_whatsapp_json_init(cycle) != NGX_OK
+        || ngx_http_whatsapp_slot_claim(cycle->log) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    return ngx_http_whatsapp_redis_init(cycle, wmcf,
-                                        ngx_http_whatsapp_call_link);
+    return ngx_http_whatsapp_redis_init(cycle, wmcf, ngx_http_whatsapp_link);
 }
 
 
@@ -437,6 +476,7 @@ ngx_http_whatsapp_exit_process(ngx_cycle_t *cycle)
     ngx_http_whatsapp_call_exit();
     ngx_http_whatsapp_redis_exit();
     ngx_http_whatsapp_json_exit();
+    ngx_http_whatsapp_slot_release();
 }
 
 
@@ -445,6 +485,8 @@ ngx_http_whatsapp_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_whatsapp_loc_conf_t *wlcf = conf;
 
+    ngx_str_t                      *value, name, *names;
+    ngx_uint_t                      i;
     ngx_http_core_loc_conf_t       *clcf;
     ngx_http_whatsapp_main_conf_t  *wmcf;
 
@@ -452,12 +494,66 @@ ngx_http_whatsapp_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
+    value = cf->args->elts;
+
+    /* the name its counters go by, in whatsapp_metrics and the status */
+    ngx_str_set(&name, "webhook");
+
+    if (cf->args->nelts == 2) {
+        name = value[1];
+
+        for (i = 0; i < name.len; i++) {
+            if (!(isalnum(name.data[i]) || name.data[i] == '_'
+                  || name.data[i] == '-' || name.data[i] == '.'))
+            {
+                break;
+            }
+        }
+
+        if (name.len == 0 || name.len >= NGX_HTTP_WHATSAPP_SITE_LEN
+            || i < name.len)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid webhook name \"%V\": letters, "
+                               "digits, \"_\", \"-\" and \".\", up to %d",
+                               &name, NGX_HTTP_WHATSAPP_SITE_LEN - 1);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module);
+    names = wmcf->sites.elts;
+
+    for (i = 0; i < wmcf->sites.nelts; i++) {
+        if (names[i].len == name.len
+            && ngx_strncmp(names[i].data, name.data, name.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == wmcf->sites.nelts) {
+        if (i == NGX_HTTP_WHATSAPP_MAX_SITES) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "more than %d webhook names",
+                               NGX_HTTP_WHATSAPP_MAX_SITES);
+            return NGX_CONF_ERROR;
+        }
+
+        names = ngx_array_push(&wmcf->sites);
+        if (names == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *names = name;
+    }
+
     wlcf->webhook = 1;
+    wlcf->site = i;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_whatsapp_handler;
 
-    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module);
     wmcf->used = 1;
 
     return NGX_CONF_OK;
@@ -465,10 +561,11 @@ ngx_http_whatsapp_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
-ngx_http_whatsapp_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_whatsapp_view(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_whatsapp_loc_conf_t *wlcf = conf;
 
+    ngx_http_handler_pt       *handler = cmd->post;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (wlcf->webhook || wlcf->status) {
@@ -478,7 +575,7 @@ ngx_http_whatsapp_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     wlcf->status = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_whatsapp_status_handler;
+    clcf->handler = *handler;
 
     return NGX_CONF_OK;
 }

@@ -10,7 +10,8 @@
  *                                reconnection
  *   ngx_http_whatsapp_sentinel.c the primary's address, asked of sentinels
  *   ngx_http_whatsapp_hiredis.c  hiredis on nginx's event loop
- *   ngx_http_whatsapp_status.c   counters in shared memory and their page
+ *   ngx_http_whatsapp_status.c   counters in shared memory
+ *   ngx_http_whatsapp_metrics.c  their views: Prometheus, JSON; health
  *
  * Each layer calls the one below it and is called back through a pointer
  * it was given: the call layer never names the handler, the Redis link
@@ -64,13 +65,15 @@ typedef struct {
     ngx_msec_t                  wait_timeout;
     ngx_msec_t                  backoff_max;
     ngx_uint_t                  used;       /* a webhook location exists */
+    ngx_array_t                 sites;      /* of ngx_str_t: webhook names */
     ngx_shm_zone_t             *shm_zone;
 } ngx_http_whatsapp_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                  webhook;
-    ngx_flag_t                  status;
+    ngx_flag_t                  status;     /* status, metrics or health */
+    ngx_uint_t                  site;       /* the webhook name's counters */
     ngx_array_t                *secrets;   /* ngx_http_whatsapp_secret_t */
     ngx_str_t                   verify_token;
     ngx_str_t                   prefix;
@@ -86,24 +89,86 @@ typedef struct {
 } ngx_http_whatsapp_loc_conf_t;
 
 
-/* counters shared by all workers; the status page prints them */
+/*
+ * Counters shared by every worker (ngx_http_whatsapp_status.c), shown by
+ * whatsapp_metrics (Prometheus) and whatsapp_status (JSON) from one table
+ * (ngx_http_whatsapp_metrics.c).  Webhook counters are kept per webhook
+ * name (whatsapp_webhook NAME), the Redis link's for the whole nginx.
+ */
+#define NGX_HTTP_WHATSAPP_MAX_SITES    16
+#define NGX_HTTP_WHATSAPP_SITE_LEN     32
+#define NGX_HTTP_WHATSAPP_SLOTS        256   /* nginx processes at once */
+#define NGX_HTTP_WHATSAPP_BUCKETS      14
+#define NGX_HTTP_WHATSAPP_KINDS        27    /* ngx_http_whatsapp_kinds */
+
+/* why a webhook request was not answered 200 */
+typedef enum {
+    NGX_HTTP_WHATSAPP_REJ_VERIFY_TOKEN = 0,
+    NGX_HTTP_WHATSAPP_REJ_SIGNATURE_MISSING,
+    NGX_HTTP_WHATSAPP_REJ_SIGNATURE_INVALID,
+    NGX_HTTP_WHATSAPP_REJ_REDIS_UNAVAILABLE,
+    NGX_HTTP_WHATSAPP_REJ_REDIS_TIMEOUT,
+    NGX_HTTP_WHATSAPP_REJ_REDIS_ERROR,
+    NGX_HTTP_WHATSAPP_REJ_NOT_REPLICATED,
+    NGX_HTTP_WHATSAPP_REJ_N
+} ngx_http_whatsapp_reject_e;
+
+/* what went wrong with Redis, for its errors and their last time */
+typedef enum {
+    NGX_HTTP_WHATSAPP_ERR_CONNECT = 0,      /* a connection not made */
+    NGX_HTTP_WHATSAPP_ERR_LOST,             /* a connection lost */
+    NGX_HTTP_WHATSAPP_ERR_DENIED,           /* credentials, a permission */
+    NGX_HTTP_WHATSAPP_ERR_REPLICA,          /* a replica, not the primary */
+    NGX_HTTP_WHATSAPP_ERR_TIMEOUT,          /* no answer in time */
+    NGX_HTTP_WHATSAPP_ERR_REPLY,            /* an error reply, a bad reply */
+    NGX_HTTP_WHATSAPP_ERR_N
+} ngx_http_whatsapp_error_e;
+
 typedef struct {
+    ngx_atomic_t                bucket[NGX_HTTP_WHATSAPP_BUCKETS]; /* not
+                                                           cumulative */
+    ngx_atomic_t                count;
+    ngx_atomic_t                sum;        /* microseconds */
+} ngx_http_whatsapp_histogram_t;
+
+typedef struct {
+    u_char                      name[NGX_HTTP_WHATSAPP_SITE_LEN];
+    ngx_atomic_t                name_len;   /* 0: a free site */
     ngx_atomic_t                challenge_ok;
-    ngx_atomic_t                challenge_rejected;
     ngx_atomic_t                posts;
     ngx_atomic_t                accepted;
-    ngx_atomic_t                signature_missing;
-    ngx_atomic_t                signature_invalid;
+    ngx_atomic_t                rejected[NGX_HTTP_WHATSAPP_REJ_N];
     ngx_atomic_t                secret[NGX_HTTP_WHATSAPP_MAX_SECRETS];
-    ngx_atomic_t                events_appended;
-    ngx_atomic_t                events_duplicate;
+    ngx_atomic_t                events[NGX_HTTP_WHATSAPP_KINDS];
+    ngx_atomic_t                duplicates;
     ngx_atomic_t                unparsed;
-    ngx_atomic_t                redis_unavailable;
-    ngx_atomic_t                redis_timeouts;
-    ngx_atomic_t                redis_errors;
+    ngx_http_whatsapp_histogram_t  request;
+} ngx_http_whatsapp_site_t;
+
+/* a process's gauges: summed over the processes alive */
+typedef struct {
+    ngx_atomic_t                pid;        /* 0: a free slot */
+    ngx_atomic_t                up;         /* its Redis link */
+    ngx_atomic_t                waiting;    /* its requests waiting on it */
+} ngx_http_whatsapp_slot_t;
+
+typedef struct {
+    ngx_http_whatsapp_site_t    site[NGX_HTTP_WHATSAPP_MAX_SITES];
     ngx_atomic_t                redis_connects;
-    ngx_atomic_t                redis_not_replicated;
+    ngx_atomic_t                redis_errors[NGX_HTTP_WHATSAPP_ERR_N];
+    ngx_atomic_t                redis_error_at[NGX_HTTP_WHATSAPP_ERR_N];
+    ngx_http_whatsapp_histogram_t  redis_call;
+    ngx_http_whatsapp_slot_t    slot[NGX_HTTP_WHATSAPP_SLOTS];
 } ngx_http_whatsapp_counters_t;
+
+/* an event kind the counters know: its stream and name */
+typedef struct {
+    wa_stream_t                 stream;
+    ngx_str_t                   name;
+} ngx_http_whatsapp_kind_t;
+
+extern ngx_http_whatsapp_kind_t  ngx_http_whatsapp_kinds[];
+extern const ngx_uint_t          ngx_http_whatsapp_bucket_us[];
 
 
 typedef struct ngx_http_whatsapp_call_s     ngx_http_whatsapp_call_t;
@@ -199,16 +264,43 @@ ngx_int_t ngx_http_whatsapp_hiredis_attach(redisAsyncContext *ac,
 void ngx_http_whatsapp_hiredis_write(redisAsyncContext *ac);
 ngx_uint_t ngx_http_whatsapp_redis_denied(const u_char *error, size_t len);
 
+/* ngx_http_whatsapp_status.c: the counters */
 ngx_int_t ngx_http_whatsapp_status_init_zone(ngx_conf_t *cf,
     ngx_http_whatsapp_main_conf_t *wmcf);
-ngx_int_t ngx_http_whatsapp_status_handler(ngx_http_request_t *r);
+ngx_http_whatsapp_counters_t *ngx_http_whatsapp_counters_get(void);
+ngx_http_whatsapp_site_t *ngx_http_whatsapp_site(ngx_uint_t site);
+void ngx_http_whatsapp_site_add(ngx_uint_t site, size_t offset,
+    ngx_atomic_int_t n);
 void ngx_http_whatsapp_count(size_t offset, ngx_atomic_int_t n);
+void ngx_http_whatsapp_count_reject(ngx_uint_t site,
+    ngx_http_whatsapp_reject_e why);
+void ngx_http_whatsapp_kinds_count(wa_batch_t *batch, uint32_t *by_kind);
+void ngx_http_whatsapp_kinds_add(ngx_uint_t site, uint32_t *by_kind);
+void ngx_http_whatsapp_observe(ngx_http_whatsapp_histogram_t *h,
+    ngx_msec_int_t us);
+ngx_msec_int_t ngx_http_whatsapp_now_us(void);
+void ngx_http_whatsapp_redis_error(ngx_http_whatsapp_error_e e);
+ngx_int_t ngx_http_whatsapp_slot_claim(ngx_log_t *log);
+void ngx_http_whatsapp_slot_release(void);
+void ngx_http_whatsapp_gauge(size_t offset, ngx_atomic_int_t n);
+void ngx_http_whatsapp_link_up(ngx_uint_t up);
+
+/* ngx_http_whatsapp_metrics.c: the views of the counters, and health */
+ngx_int_t ngx_http_whatsapp_metrics_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_whatsapp_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_whatsapp_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_whatsapp_redis_health(ngx_str_t *why, u_char *buf,
+    size_t size);
 
 #define ngx_http_whatsapp_inc(field)                                          \
     ngx_http_whatsapp_count(offsetof(ngx_http_whatsapp_counters_t, field), 1)
 
-#define ngx_http_whatsapp_add(field, n)                                       \
-    ngx_http_whatsapp_count(offsetof(ngx_http_whatsapp_counters_t, field), n)
+#define ngx_http_whatsapp_site_inc(site, field)                               \
+    ngx_http_whatsapp_site_add(site,                                          \
+                               offsetof(ngx_http_whatsapp_site_t, field), 1)
+
+#define ngx_http_whatsapp_gauge_add(field, n)                                 \
+    ngx_http_whatsapp_gauge(offsetof(ngx_http_whatsapp_slot_t, field), n)
 
 
 #endif /* _NGX_HTTP_WHATSAPP_MODULE_H_INCLUDED_ */

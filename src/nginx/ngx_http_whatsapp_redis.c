@@ -44,6 +44,8 @@ typedef struct {
     u_char                            primary[NGX_SOCKADDR_STRLEN + 1];
     ngx_log_t                        *log;
     ngx_http_whatsapp_main_conf_t    *wmcf;
+    u_char                            why[256];   /* the link's state */
+    size_t                            why_len;
 } ngx_http_whatsapp_redis_t;
 
 
@@ -59,6 +61,26 @@ static void ngx_http_whatsapp_redis_down(void);
 
 static ngx_http_whatsapp_redis_t  ngx_http_whatsapp_redis;
 static ngx_str_t  ngx_http_whatsapp_default_user = ngx_string("default");
+
+
+/* the link's state in words, for whatsapp_health; and its error counted */
+static void
+ngx_http_whatsapp_redis_why(ngx_int_t error, const char *fmt, ...)
+{
+    va_list                     args;
+    ngx_http_whatsapp_redis_t  *rd;
+
+    rd = &ngx_http_whatsapp_redis;
+
+    va_start(args, fmt);
+    rd->why_len = ngx_vslprintf(rd->why, rd->why + sizeof(rd->why), fmt,
+                                args) - rd->why;
+    va_end(args);
+
+    if (error >= 0) {
+        ngx_http_whatsapp_redis_error(error);
+    }
+}
 
 /* redis/wa_ingest.lua, made into a C string by the config script */
 static const char  ngx_http_whatsapp_ingest_lua[] =
@@ -86,6 +108,12 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
     }
 
     if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_http_whatsapp_redis_why(
+            ngx_http_whatsapp_redis_denied((u_char *) rr->str, rr->len)
+            ? NGX_HTTP_WHATSAPP_ERR_DENIED : NGX_HTTP_WHATSAPP_ERR_REPLY,
+            "%s failed on %V:%i: %s", (char *) data, &rd->addr, rd->port,
+            rr->str);
+
         if (ngx_http_whatsapp_redis_denied((u_char *) rr->str, rr->len)) {
             ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                           "whatsapp redis: %s refused to the Redis user "
@@ -111,6 +139,8 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
     }
 
     rd->state = NGX_HTTP_WHATSAPP_REDIS_UP;
+    ngx_http_whatsapp_redis_why(-1, "connected to %V:%i, function loaded",
+                                &rd->addr, rd->port);
 
     ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                   "whatsapp redis: connected to %V:%i, database %i, "
@@ -140,6 +170,10 @@ ngx_http_whatsapp_redis_role_reply(redisAsyncContext *ac, void *reply,
         || rr->element[0]->type != REDIS_REPLY_STRING
         || ngx_strcmp(rr->element[0]->str, "master") != 0)
     {
+        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_REPLICA,
+                                    "%V:%i is not the primary", &rd->addr,
+                                    rd->port);
+
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "whatsapp redis: %V:%i is not the primary (%s), "
                       "asking the sentinels again", &rd->addr, rd->port,
@@ -292,6 +326,10 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
     rd = &ngx_http_whatsapp_redis;
 
     if (status != REDIS_OK) {
+        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_CONNECT,
+                                    "cannot connect to %V:%i: %s",
+                                    &rd->addr, rd->port, cac->errstr);
+
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "whatsapp redis: cannot connect to %V:%i: %s",
                       &rd->addr, rd->port, cac->errstr);
@@ -314,6 +352,8 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
 
     ngx_http_whatsapp_inc(redis_connects);
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
+    ngx_http_whatsapp_redis_why(-1, "connected to %V:%i, loading the "
+                                "function", &rd->addr, rd->port);
 
     if (ngx_http_whatsapp_redis_preamble(ac) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
@@ -333,6 +373,10 @@ ngx_http_whatsapp_redis_disconnected(const redisAsyncContext *ac,
     rd = &ngx_http_whatsapp_redis;
 
     if (status != REDIS_OK) {
+        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_LOST,
+                                    "connection to %V:%i lost: %s",
+                                    &rd->addr, rd->port, ac->errstr);
+
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "whatsapp redis: connection lost: %s", ac->errstr);
 
@@ -412,6 +456,8 @@ ngx_http_whatsapp_redis_connect(void)
 
     rd->asking = 1;
     rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
+    ngx_http_whatsapp_redis_why(-1, "asking the sentinels for \"%V\"",
+                                &rd->wmcf->master);
 
     ngx_http_whatsapp_sentinel_ask(rd->wmcf, rd->log,
                                    ngx_http_whatsapp_redis_primary);
@@ -431,6 +477,9 @@ ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port)
     }
 
     if (addr == NULL) {
+        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_CONNECT,
+                                    "no sentinel named a primary for \"%V\"",
+                                    &rd->wmcf->master);
         ngx_http_whatsapp_redis_down();
         ngx_http_whatsapp_redis_schedule();
         return;
@@ -463,6 +512,11 @@ ngx_http_whatsapp_redis_open(void)
     }
 
     if (ac == NULL || ac->err) {
+        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_CONNECT,
+                                    "cannot connect to %V:%i: %s",
+                                    &rd->addr, rd->port,
+                                    ac ? ac->errstr : "out of memory");
+
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "whatsapp redis: cannot connect to %V:%i: %s",
                       &rd->addr, rd->port,
@@ -484,6 +538,8 @@ ngx_http_whatsapp_redis_open(void)
     rd->ac = ac;
     rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
     rd->generation++;
+    ngx_http_whatsapp_redis_why(-1, "connecting to %V:%i", &rd->addr,
+                                rd->port);
 
     /* the connect callback waits for the first write event: set it last */
     redisAsyncSetDisconnectCallback(ac, ngx_http_whatsapp_redis_disconnected);
@@ -544,6 +600,39 @@ ngx_http_whatsapp_redis_exit(void)
     if (ac) {
         redisAsyncFree(ac);
     }
+}
+
+
+/*
+ * whatsapp_health: NGX_OK when requests can be appended, the link's state
+ * in words either way
+ */
+ngx_int_t
+ngx_http_whatsapp_redis_health(ngx_str_t *why, u_char *buf, size_t size)
+{
+    u_char                     *p;
+    ngx_http_whatsapp_redis_t  *rd;
+
+    rd = &ngx_http_whatsapp_redis;
+
+    if (rd->wmcf == NULL) {
+        ngx_str_set(why, "no Redis link: no whatsapp_webhook in this "
+                    "configuration");
+        return NGX_DECLINED;
+    }
+
+    p = ngx_snprintf(buf, size, "redis: %*s", rd->why_len, rd->why);
+
+    if (rd->reconnect.timer_set) {
+        p = ngx_snprintf(p, buf + size - p, "; trying again in %M ms",
+                         (ngx_msec_t) (rd->reconnect.timer.key
+                                       - ngx_current_msec));
+    }
+
+    why->data = buf;
+    why->len = p - buf;
+
+    return ngx_http_whatsapp_redis_state() == NGX_OK ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -623,6 +712,8 @@ ngx_http_whatsapp_redis_reset(ngx_uint_t generation, const char *reason)
 
     ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                   "whatsapp redis: dropping the connection: %s", reason);
+    ngx_http_whatsapp_redis_why(-1, "connection to %V:%i dropped: %s",
+                                &rd->addr, rd->port, reason);
 
     rd->ac = NULL;
 

@@ -19,6 +19,17 @@ wa_clock_ms(void)
 
 
 long long
+wa_clock_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (long long) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+long long
 wa_clock_wall_ms(void)
 {
     struct timespec  ts;

@@ -7,6 +7,7 @@
 #define WA_CLOCK_H
 
 long long wa_clock_ms(void);            /* monotonic, for intervals */
+long long wa_clock_us(void);            /* the same in microseconds */
 long long wa_clock_wall_ms(void);       /* the epoch, for what Redis keeps */
 
 /* sleeps ms; a signal cuts it short, which is what callers want */

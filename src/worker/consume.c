@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 
@@ -115,6 +116,43 @@ left_out(redisReply *name)
  * function reads it from the stream if the entry goes dead.  Returns the
  * new k.
  */
+/* the entry's kind counted in the call, for the metrics */
+static void
+count_kind(wa_apply_call_t *call, redisReply *fields)
+{
+    int          i;
+    size_t       m;
+    const char  *kind;
+
+    kind = "";
+
+    for (m = 0; m + 1 < fields->elements; m += 2) {
+        if (reply_is(fields->element[m], WA_FIELD_KIND)) {
+            kind = fields->element[m + 1]->str;
+            break;
+        }
+    }
+
+    for (i = 0; i < call->nkinds; i++) {
+        if (strcmp(call->kinds[i].name, kind) == 0) {
+            call->kinds[i].n++;
+            return;
+        }
+    }
+
+    if (call->nkinds == WA_CALL_KINDS) {
+        kind = "other";
+        i = WA_CALL_KINDS;
+
+    } else {
+        i = call->nkinds++;
+    }
+
+    snprintf(call->kinds[i].name, sizeof(call->kinds[i].name), "%s", kind);
+    call->kinds[i].n++;
+}
+
+
 static size_t
 prepare_entry(wa_worker_t *w, redisReply *e, const char **argv,
     size_t *lens, size_t k, char *nf)
@@ -210,10 +248,15 @@ prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
 
     lens[8] = snprintf(count, sizeof(count), "%zu", j);
 
+    memset(call, 0, sizeof(wa_apply_call_t));
     call->s = s;
     call->n = j;
-    call->cmd = NULL;
-    call->len = 0;
+
+    for (i = 0; i < n; i++) {
+        if (wa_reader_valid(entries[i])) {
+            count_kind(call, entries[i]->element[1]);
+        }
+    }
 
     if (j) {
         len = redisFormatCommandArgv(&cmd, (int) k, argv, lens);
@@ -244,6 +287,8 @@ send_calls(wa_worker_t *w, wa_apply_batch_t *b)
         {
             return -1;
         }
+
+        b->call[i].sent_us = wa_clock_us();
     }
 
     return wa_link_write(&w->link);
@@ -304,11 +349,18 @@ reload_and_retry(wa_worker_t *w, wa_apply_batch_t *b, redisReply **r, int n)
 static void
 count_reply(wa_worker_t *w, wa_apply_call_t *call, redisReply *r)
 {
+    int          i;
+    const char  *st;
+
+    st = w->stream[call->s];
+    wa_metrics_observe(WA_HIST_BATCH, wa_clock_us() - call->sent_us);
+
     if (r->type == REDIS_REPLY_ERROR) {
         /* left pending: reclaimed, retried, dead after max-deliveries */
         wa_log(WA_LOG_ERROR, "applying %zu entries of %s failed: %s",
-               call->n, w->stream[call->s], r->str);
+               call->n, st, r->str);
         w->n.errors++;
+        wa_metrics_add(WA_FAM_ENTRIES, st, "error", (long long) call->n);
         return;
     }
 
@@ -320,6 +372,16 @@ count_reply(wa_worker_t *w, wa_apply_call_t *call, redisReply *r)
     w->n.duplicates += r->element[1]->integer;
     w->n.skipped += r->element[2]->integer;
     w->n.dead += r->element[3]->integer;
+
+    wa_metrics_add(WA_FAM_ENTRIES, st, "applied", r->element[0]->integer);
+    wa_metrics_add(WA_FAM_ENTRIES, st, "duplicate", r->element[1]->integer);
+    wa_metrics_add(WA_FAM_ENTRIES, st, "skipped", r->element[2]->integer);
+    wa_metrics_add(WA_FAM_ENTRIES, st, "dead", r->element[3]->integer);
+
+    for (i = 0; i <= WA_CALL_KINDS; i++) {
+        wa_metrics_add(WA_FAM_EVENTS, st, call->kinds[i].name,
+                       call->kinds[i].n);
+    }
 
     if (r->element[3]->integer) {
         wa_log(WA_LOG_ERROR, "%lld entries of %s could not be applied, "

@@ -16,6 +16,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "media.h"
 #include "wa_graph.h"
 
@@ -196,6 +197,7 @@ job_retry(wa_media_t *m, wa_media_job_t *j, const char *why, long code,
 
     j->ready_ms = wa_clock_ms() + d;
     m->n.retried++;
+    wa_metrics_add(WA_FAM_MEDIA, "retried", NULL, 1);
 
     return 0;
 }

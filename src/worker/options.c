@@ -145,6 +145,9 @@ static const wa_option_t  wa_options[] = {
     { "window-margin", "WA_WINDOW_MARGIN", "300",
       NUM(window_margin, 0, 86400),
       "seconds before the 24 h window's end treated as closed" },
+    { "metrics", "WA_METRICS", NULL, STR(metrics),
+      "serve /metrics, /healthz and the dashboard at / on ADDR:PORT "
+      "(docs/metrics.md)" },
     { "media-dir", "WA_MEDIA_DIR", NULL, STR(media_dir),
       "fetch inbound media into this directory (needs --token-file; "
       "docs/media.md)" },

@@ -61,6 +61,8 @@ typedef struct {
     long            max_attempts;
     long            window_margin;
 
+    const char     *metrics;            /* ADDR:PORT, or NULL: off */
+
     /* the media fetcher */
     const char     *media_dir;
     long            media_max_bytes;

@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sender.h"
 #include "worker.h"
 
@@ -112,6 +113,7 @@ seen_before(wa_sender_t *s, const char *id, json_t *fields)
         wa_sender_queue(s, &a);
         freeReplyObject(r);
         s->n.duplicates++;
+        wa_metrics_add(WA_FAM_SENDER, "duplicate", "idempotency_key", 1);
 
         return wa_sender_exec(s, 3) == 0 ? 1 : -1;
     }

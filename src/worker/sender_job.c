@@ -12,7 +12,19 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "sender.h"
+
+
+/* what became of an entry, in the metrics: outcome and the reason's word */
+static void
+job_count(const char *outcome, const char *why)
+{
+    char  reason[64];
+
+    wa_metrics_reason(why, reason, sizeof(reason));
+    wa_metrics_add(WA_FAM_SENDER, outcome, reason, 1);
+}
 
 
 void
@@ -177,6 +189,7 @@ wa_job_defer(wa_sender_t *s, job_t *j, long long due_ms, const char *why)
     wa_log(WA_LOG_DEBUG, "sender: %s deferred %lld ms: %s", j->id,
             due_ms - wa_clock_wall_ms(), why);
     s->n.deferred++;
+    job_count("deferred", why);
 
     return wa_sender_exec(s, n);
 }
@@ -224,6 +237,8 @@ wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
     refused = strcmp(outcome, "refused") == 0;
     wa_log(refused ? WA_LOG_INFO : WA_LOG_ERROR, "sender: %s %s: %s", j->id,
            outcome, why);
+
+    job_count(outcome, why);
 
     if (refused) {
         s->n.refused++;
@@ -279,6 +294,7 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
     }
 
     s->n.sent++;
+    job_count("sent", "");
 
     return wa_sender_exec(s, n);
 }
@@ -326,6 +342,7 @@ wa_job_start(wa_sender_t *s, job_t *j)
 
     j->started_ms = wa_clock_ms();
     s->inflight++;
+    wa_metrics_observe(WA_HIST_PACING, (j->started_ms - j->ready_ms) * 1000);
 
     return 0;
 }
@@ -364,6 +381,7 @@ static int
 job_done(wa_sender_t *s, job_t *j, CURLcode cc)
 {
     long               status;
+    char               code[32];
     wa_args_t          a;
     wa_graph_result_t  res;
 
@@ -375,6 +393,22 @@ job_done(wa_sender_t *s, job_t *j, CURLcode cc)
 
     wa_graph_result(&res, status, j->response.data, j->response.len,
                     curl_easy_strerror(cc));
+    wa_metrics_observe(WA_HIST_GRAPH,
+                       (wa_clock_ms() - j->started_ms) * 1000);
+
+    if (res.verdict != WA_SENT) {
+        if (res.code) {
+            snprintf(code, sizeof(code), "%ld", res.code);
+
+        } else if (status) {
+            snprintf(code, sizeof(code), "http_%ld", status);
+
+        } else {
+            snprintf(code, sizeof(code), "no_answer");
+        }
+
+        wa_metrics_add(WA_FAM_GRAPH_ERRORS, code, NULL, 1);
+    }
 
     if (res.verdict == WA_SENT) {
         return job_sent(s, j, &res);

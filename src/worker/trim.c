@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "reader.h"
 
 
@@ -174,6 +175,7 @@ wa_trim_cap(wa_reader_t *rd, int s, const char *label)
            "some group had not acknowledged", rd->stream[s], rd->o->max_len,
            capped);
     rd->n.capped += capped;
+    wa_metrics_add(WA_FAM_ENTRIES, rd->stream[s], "capped", capped);
 
     snprintf(key, sizeof(key), "%s:worker:capped", rd->o->prefix);
     wa_args(&a, "HINCRBY", key, label, NULL);
@@ -212,6 +214,8 @@ wa_trim_stream(wa_reader_t *rd, int s, const char *label)
 
         if (r->type == REDIS_REPLY_INTEGER) {
             rd->n.trimmed += r->integer;
+            wa_metrics_add(WA_FAM_ENTRIES, rd->stream[s], "trimmed",
+                           r->integer);
         }
 
         freeReplyObject(r);

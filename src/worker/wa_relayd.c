@@ -3,8 +3,9 @@
  * consumer group, and keeps WhatsApp's session, quality and consent state
  * in Redis (docs/state.md).
  *
- * Threads of their own: the sender (--token-file, sender.c) and the media
- * fetcher (--media-dir, media.c).
+ * Threads of their own: the sender (--token-file, sender.c), the media
+ * fetcher (--media-dir, media.c) and the metrics server (--metrics,
+ * metrics.c).
  *
  *   main loop:  reclaim what dead consumers left (every claim-idle/2)
  *               read a batch with XREADGROUP BLOCK, apply and acknowledge
@@ -28,6 +29,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 /* set by signal handlers: lock-free atomics are safe to write there */
@@ -237,6 +239,11 @@ main(int argc, char **argv)
         return 1;
     }
 
+    /* first: the threads below count into it from their start */
+    if (wa_metrics_start(&o) != 0) {
+        return 1;
+    }
+
     if (wa_sender_start(&o) != 0) {
         wa_log(WA_LOG_ERROR, "cannot start the sender");
         return 1;
@@ -258,6 +265,7 @@ main(int argc, char **argv)
 
     wa_sender_stop();
     wa_media_stop();
+    wa_metrics_stop();
     stats(&w, tm.since, &tm.last);
 
     wa_link_close(&w.link);

@@ -24,12 +24,23 @@ typedef struct {
     long long   errors;         /* calls that failed: entries left pending */
 } wa_counters_t;
 
+/* the kinds of a call's entries, for the metrics */
+#define WA_CALL_KINDS  8
+
+typedef struct {
+    char     name[48];
+    long     n;
+} wa_call_kind_t;
+
 /* one FCALL wa_apply_1, formatted */
 typedef struct {
-    int      s;                     /* the stream */
-    size_t   n;                     /* its entries */
-    char    *cmd;
-    size_t   len;
+    int              s;             /* the stream */
+    size_t           n;             /* its entries */
+    char            *cmd;
+    size_t           len;
+    long long        sent_us;
+    int              nkinds;
+    wa_call_kind_t   kinds[WA_CALL_KINDS + 1];   /* and "other" */
 } wa_apply_call_t;
 
 /* what one XREADGROUP gave: a call per stream */

@@ -288,6 +288,7 @@ sub nginx_conf {
     my $timeout = $o{redis_timeout} // '3s';
     my $port = $self->port;
     my $daemon = $o{daemon} ? 'on' : 'off';
+    my $workers = $o{workers} // 1;
     my $acl = $self->{acl} && $http !~ /whatsapp_redis_(?:user|password)/
         ? "\n    whatsapp_redis_user wa-ingest;"
           . "\n    whatsapp_redis_password_file $d/redis-wa-ingest-password;"
@@ -297,7 +298,7 @@ sub nginx_conf {
 load_module $self->{module};
 daemon $daemon;
 master_process on;
-worker_processes 1;
+worker_processes $workers;
 pid $d/nginx.pid;
 error_log $d/error.log info;
 $main
@@ -323,6 +324,12 @@ $loc
         }
         location = /wa-status {
             whatsapp_status;
+        }
+        location = /wa-metrics {
+            whatsapp_metrics;
+        }
+        location = /wa-health {
+            whatsapp_health;
         }
 $server
     }
@@ -528,11 +535,11 @@ sub get {
     return $self->{http}->get($self->url($path));
 }
 
+# the status page's counters (JSON), summed over the webhook names
 sub status_counters {
     my ($self) = @_;
     my $r = $self->get('/wa-status');
-    my %c = $r->{content} =~ /^(\w+) (\d+)$/mg;
-    return \%c;
+    return eval { JSON::PP->new->decode($r->{content}) } || {};
 }
 
 # Meta serialises compactly with non-ASCII as \uXXXX escapes

@@ -86,6 +86,10 @@ is $d->{responses}, 1, 'a response';
 is $d->{in}, 1, 'one in that day';
 my $h = sprintf '%02d', int((($T2 % 86400)) / 3600);
 is $d->{"in_hour_$h"}, 1, "by hour of day ($h)";
+my $ha = sprintf '%02d', int(((($T2 + 90) % 86400)) / 3600);
+is $d->{"first_response_time_sum_hour_$ha"}, 90,
+    "the first response by hour of the answer ($ha)";
+is $d->{"responses_hour_$ha"}, 1, '... and the responses';
 $c = $t->hash($ck);
 is $c->{messages_out}, 1, '1 out';
 ok !exists $c->{awaiting_since}, 'nothing awaiting';

@@ -1,0 +1,787 @@
+/*
+ * wa-relayd: --metrics ADDR:PORT, an HTTP server of libmicrohttpd's in a
+ * thread of its own: /metrics (Prometheus text format 0.0.4), /healthz,
+ * and the dashboard (dashboard.c).  What the working threads count is kept
+ * here under a mutex; what only Redis knows (lag, pending entries, the
+ * deferred entries, a paused sender) is asked on a link of this thread's
+ * own, at each scrape: a slow scrape slows no consumer.
+ */
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "dashboard.h"
+#include "link.h"
+#include "log.h"
+#include "metrics.h"
+#include "wa_streams.h"
+
+#define WA_SERIES_MAX   512
+#define WA_LABEL_MAX    64
+#define WA_BUCKETS      14
+
+typedef struct {
+    wa_family_e  f;
+    char         v1[WA_LABEL_MAX];
+    char         v2[WA_LABEL_MAX];
+    long long    n;
+} wa_series_t;
+
+typedef struct {
+    long long    bucket[WA_BUCKETS];        /* not cumulative */
+    long long    count;
+    long long    sum;                       /* microseconds */
+} wa_hist_t;
+
+static const struct {
+    const char  *name;
+    const char  *help;
+    const char  *l1;
+    const char  *l2;
+} wa_families[WA_FAM_N] = {
+    { "wa_relay_worker_events_total",
+      "Events the state functions took, by stream and kind", "stream",
+      "kind" },
+    { "wa_relay_worker_entries_total",
+      "Stream entries by what became of them: applied, duplicate, skipped, "
+      "dead, error, reclaimed, trimmed, capped", "stream", "outcome" },
+    { "wa_relay_sender_outcomes_total",
+      "Outbox entries by outcome (sent, refused, deferred, failed, "
+      "duplicate) and reason", "outcome", "reason" },
+    { "wa_relay_sender_graph_errors_total",
+      "Graph API errors answered to the sender, by Meta's code", "code",
+      NULL },
+    { "wa_relay_media_total",
+      "Media files by outcome: fetched, already, retried, dead, skipped",
+      "outcome", NULL },
+};
+
+static const struct {
+    const char  *name;
+    const char  *help;
+} wa_hists[WA_HIST_N] = {
+    { "wa_relay_worker_batch_duration_seconds",
+      "A batch's call to wa_apply_1, sent to answered" },
+    { "wa_relay_sender_graph_duration_seconds",
+      "A Graph API request of the sender, sent to answered" },
+    { "wa_relay_sender_pacing_wait_seconds",
+      "An outbox entry, from ready to sent: the pacing's wait" },
+};
+
+static const long long  wa_bucket_us[WA_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    500000, 1000000, 2500000
+};
+
+static pthread_mutex_t    wa_metrics_lock = PTHREAD_MUTEX_INITIALIZER;
+static wa_series_t        wa_series[WA_SERIES_MAX];
+static int                wa_nseries;
+static wa_hist_t          wa_hist[WA_HIST_N];
+
+static struct MHD_Daemon  *wa_daemon;
+static const wa_options_t *wa_opts;
+static wa_link_t           wa_mlink;
+static atomic_int          wa_no_wait = 1;
+
+
+static void
+wa_copy_label(char *to, const char *v)
+{
+    snprintf(to, WA_LABEL_MAX, "%s", v ? v : "");
+}
+
+
+void
+wa_metrics_add(wa_family_e f, const char *v1, const char *v2, long long n)
+{
+    int           i;
+    wa_series_t  *s;
+
+    if (wa_daemon == NULL || n == 0) {
+        return;
+    }
+
+    pthread_mutex_lock(&wa_metrics_lock);
+
+    for (i = 0; i < wa_nseries; i++) {
+        s = &wa_series[i];
+
+        if (s->f == f && strncmp(s->v1, v1 ? v1 : "", WA_LABEL_MAX - 1) == 0
+            && strncmp(s->v2, v2 ? v2 : "", WA_LABEL_MAX - 1) == 0)
+        {
+            s->n += n;
+            pthread_mutex_unlock(&wa_metrics_lock);
+            return;
+        }
+    }
+
+    /* a table full of series is a label gone wild: the rest is "other" */
+    if (wa_nseries == WA_SERIES_MAX) {
+        v1 = "other";
+        v2 = "other";
+        i = WA_SERIES_MAX - 1;
+
+    } else {
+        i = wa_nseries++;
+        wa_series[i].n = 0;
+    }
+
+    s = &wa_series[i];
+    s->f = f;
+    wa_copy_label(s->v1, v1);
+    wa_copy_label(s->v2, v2);
+    s->n += n;
+
+    pthread_mutex_unlock(&wa_metrics_lock);
+}
+
+
+void
+wa_metrics_observe(wa_hist_e h, long long us)
+{
+    int  i;
+
+    if (wa_daemon == NULL) {
+        return;
+    }
+
+    us = us < 0 ? 0 : us;
+
+    pthread_mutex_lock(&wa_metrics_lock);
+
+    for (i = 0; i < WA_BUCKETS; i++) {
+        if (us <= wa_bucket_us[i]) {
+            wa_hist[h].bucket[i]++;
+            break;
+        }
+    }
+
+    wa_hist[h].count++;
+    wa_hist[h].sum += us;
+
+    pthread_mutex_unlock(&wa_metrics_lock);
+}
+
+
+void
+wa_metrics_reason(const char *why, char *buf, size_t size)
+{
+    size_t  n;
+
+    n = strcspn(why ? why : "", " :,(");
+    snprintf(buf, size, "%.*s", (int) n, why ? why : "");
+}
+
+
+/* a growing text: the page being written */
+typedef struct {
+    char    *p;
+    size_t   len;
+    size_t   cap;
+} wa_text_t;
+
+
+static void
+wa_printf(wa_text_t *t, const char *fmt, ...)
+{
+    int      n;
+    char    *p;
+    va_list  ap;
+
+    for ( ;; ) {
+        va_start(ap, fmt);
+        n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+
+        if (n < 0) {
+            return;
+        }
+
+        if ((size_t) n < t->cap - t->len) {
+            t->len += n;
+            return;
+        }
+
+        p = realloc(t->p, t->cap * 2 + n);
+        if (p == NULL) {
+            return;
+        }
+
+        t->p = p;
+        t->cap = t->cap * 2 + n;
+    }
+}
+
+
+/* a label value as Prometheus reads it: \, " and newlines escaped */
+static const char *
+wa_escape(const char *v, char *buf, size_t size)
+{
+    size_t  k;
+
+    for (k = 0; *v && k + 2 < size; v++) {
+        if (*v == '\\' || *v == '"' || *v == '\n') {
+            buf[k++] = '\\';
+            buf[k++] = *v == '\n' ? 'n' : *v;
+
+        } else {
+            buf[k++] = *v;
+        }
+    }
+
+    buf[k] = '\0';
+
+    return buf;
+}
+
+
+/* what the threads counted: a copy under the lock, written without it */
+static void
+wa_render_counted(wa_text_t *t)
+{
+    int           f, i, n, k;
+    char          e1[2 * WA_LABEL_MAX], e2[2 * WA_LABEL_MAX];
+    long long     c;
+    wa_hist_t     hist[WA_HIST_N];
+    wa_series_t  *series;
+
+    series = malloc(sizeof(wa_series));
+    if (series == NULL) {
+        return;
+    }
+
+    pthread_mutex_lock(&wa_metrics_lock);
+    n = wa_nseries;
+    memcpy(series, wa_series, n * sizeof(wa_series_t));
+    memcpy(hist, wa_hist, sizeof(hist));
+    pthread_mutex_unlock(&wa_metrics_lock);
+
+    for (f = 0; f < WA_FAM_N; f++) {
+        wa_printf(t, "# HELP %s %s\n# TYPE %s counter\n", wa_families[f].name,
+                  wa_families[f].help, wa_families[f].name);
+
+        for (i = 0; i < n; i++) {
+            if (series[i].f != (wa_family_e) f) {
+                continue;
+            }
+
+            wa_printf(t, "%s{%s=\"%s\"", wa_families[f].name,
+                      wa_families[f].l1,
+                      wa_escape(series[i].v1, e1, sizeof(e1)));
+
+            if (wa_families[f].l2) {
+                wa_printf(t, ",%s=\"%s\"", wa_families[f].l2,
+                          wa_escape(series[i].v2, e2, sizeof(e2)));
+            }
+
+            wa_printf(t, "} %lld\n", series[i].n);
+        }
+    }
+
+    for (i = 0; i < WA_HIST_N; i++) {
+        wa_printf(t, "# HELP %s %s\n# TYPE %s histogram\n", wa_hists[i].name,
+                  wa_hists[i].help, wa_hists[i].name);
+
+        for (k = 0, c = 0; k < WA_BUCKETS; k++) {
+            c += hist[i].bucket[k];
+            wa_printf(t, "%s_bucket{le=\"%g\"} %lld\n", wa_hists[i].name,
+                      wa_bucket_us[k] / 1e6, c);
+        }
+
+        wa_printf(t, "%s_bucket{le=\"+Inf\"} %lld\n%s_sum %.6f\n"
+                  "%s_count %lld\n", wa_hists[i].name, hist[i].count,
+                  wa_hists[i].name, hist[i].sum / 1e6, wa_hists[i].name,
+                  hist[i].count);
+    }
+
+    free(series);
+}
+
+
+/*
+ * The link of this thread, answering a PING: a link Redis dropped since
+ * the last request is made again, once, without waiting
+ */
+static int
+wa_metrics_link(void)
+{
+    int          i;
+    wa_args_t    a;
+    redisReply  *r;
+
+    for (i = 0; i < 2; i++) {
+        if (wa_mlink.c == NULL
+            && wa_link_connect(&wa_mlink, &wa_no_wait) != 0)
+        {
+            return -1;
+        }
+
+        wa_args(&a, "PING", NULL);
+        r = wa_link_call(&wa_mlink, &a);
+
+        if (r != NULL) {
+            freeReplyObject(r);
+            return 0;
+        }
+    }
+
+    return -1;
+}
+
+
+/* a field of an XINFO GROUPS entry (RESP2: name, value, ...) */
+static redisReply *
+wa_group_field(redisReply *g, const char *name)
+{
+    size_t  i;
+
+    for (i = 0; g->type == REDIS_REPLY_ARRAY && i + 1 < g->elements; i += 2) {
+        if (g->element[i]->type == REDIS_REPLY_STRING
+            && strcmp(g->element[i]->str, name) == 0)
+        {
+            return g->element[i + 1];
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+wa_render_stream(wa_text_t *gauges, wa_text_t *lag, wa_text_t *pending,
+    const char *stream)
+{
+    size_t       i;
+    wa_args_t    a;
+    redisReply  *r, *g, *name, *v;
+
+    wa_args(&a, "XLEN", stream, NULL);
+    r = wa_link_call(&wa_mlink, &a);
+    if (r == NULL) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_INTEGER) {
+        wa_printf(gauges, "wa_relay_stream_length{stream=\"%s\"} %lld\n",
+                  stream, r->integer);
+    }
+
+    freeReplyObject(r);
+
+    wa_args(&a, "XINFO", "GROUPS", stream, NULL);
+    r = wa_link_call(&wa_mlink, &a);
+    if (r == NULL) {
+        return;
+    }
+
+    for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        g = r->element[i];
+        name = wa_group_field(g, "name");
+
+        if (name == NULL || name->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        v = wa_group_field(g, "pending");
+        if (v && v->type == REDIS_REPLY_INTEGER) {
+            wa_printf(pending, "wa_relay_stream_group_pending{stream=\"%s\","
+                      "group=\"%s\"} %lld\n", stream, name->str, v->integer);
+        }
+
+        /* lag is nil when Redis cannot tell (entries deleted): left out */
+        v = wa_group_field(g, "lag");
+        if (v && v->type == REDIS_REPLY_INTEGER) {
+            wa_printf(lag, "wa_relay_stream_group_lag{stream=\"%s\","
+                      "group=\"%s\"} %lld\n", stream, name->str, v->integer);
+        }
+    }
+
+    freeReplyObject(r);
+}
+
+
+/* the business numbers' state, from what the dashboard reads */
+static void
+wa_render_numbers(wa_text_t *t)
+{
+    char         today[16], e[3][128];
+    size_t       i;
+    json_t      *numbers, *n, *s;
+    const char  *pn, *disp, *rating, *limit;
+
+    numbers = wa_dashboard_numbers(&wa_mlink, wa_opts, 0, today,
+                                   sizeof(today));
+
+    wa_printf(t, "# HELP wa_relay_number_quality A business number's "
+              "quality rating (1 for the current one)\n"
+              "# TYPE wa_relay_number_quality gauge\n");
+
+    json_array_foreach(numbers, i, n) {
+        s = json_object_get(n, "number");
+        pn = json_string_value(json_object_get(n, "phone_number_id"));
+        disp = json_string_value(json_object_get(n, "display_phone_number"));
+        rating = json_string_value(json_object_get(s, "quality_rating"));
+
+        wa_printf(t, "wa_relay_number_quality{phone_number_id=\"%s\","
+                  "display_phone_number=\"%s\",rating=\"%s\"} 1\n",
+                  wa_escape(pn ? pn : "", e[0], sizeof(e[0])),
+                  wa_escape(disp ? disp : "", e[1], sizeof(e[1])),
+                  wa_escape(rating ? rating : "UNKNOWN", e[2], sizeof(e[2])));
+    }
+
+    wa_printf(t, "# HELP wa_relay_number_reached_users Users reached with "
+              "business-initiated messages in the last 24 h\n"
+              "# TYPE wa_relay_number_reached_users gauge\n");
+
+    json_array_foreach(numbers, i, n) {
+        pn = json_string_value(json_object_get(n, "phone_number_id"));
+        wa_printf(t, "wa_relay_number_reached_users{phone_number_id=\"%s\"} "
+                  "%lld\n", wa_escape(pn ? pn : "", e[0], sizeof(e[0])),
+                  (long long) json_integer_value(
+                      json_object_get(n, "reached_24h")));
+    }
+
+    wa_printf(t, "# HELP wa_relay_number_limit_users The messaging limit's "
+              "unique users per 24 h (-1: unlimited)\n"
+              "# TYPE wa_relay_number_limit_users gauge\n");
+
+    json_array_foreach(numbers, i, n) {
+        s = json_object_get(n, "number");
+        pn = json_string_value(json_object_get(n, "phone_number_id"));
+        limit = json_string_value(json_object_get(s,
+                                                  "messaging_limit_users"));
+        if (limit) {
+            wa_printf(t, "wa_relay_number_limit_users{phone_number_id="
+                      "\"%s\"} %lld\n",
+                      wa_escape(pn ? pn : "", e[0], sizeof(e[0])),
+                      atoll(limit));
+        }
+    }
+
+    json_decref(numbers);
+}
+
+
+/* what only Redis knows; 0, or -1 when it cannot be asked */
+static int
+wa_render_redis(wa_text_t *t, char *paused, size_t size)
+{
+    int          i;
+    char         key[512];
+    wa_args_t    a;
+    wa_text_t    lag, pending;
+    redisReply  *r;
+
+    static const char  *streams[] = {
+        "messages", "statuses", "account", WA_STREAM_OUTBOX, "sent",
+        WA_STREAM_DEAD, "alerts", "media"
+    };
+
+    paused[0] = '\0';
+
+    if (wa_metrics_link() != 0) {
+        wa_printf(t, "# HELP wa_relay_redis_up Whether the worker reaches "
+                  "Redis\n# TYPE wa_relay_redis_up gauge\nwa_relay_redis_up "
+                  "0\n");
+        return -1;
+    }
+
+    lag.cap = pending.cap = 4096;
+    lag.len = pending.len = 0;
+    lag.p = malloc(lag.cap);
+    pending.p = malloc(pending.cap);
+
+    if (lag.p == NULL || pending.p == NULL) {
+        free(lag.p);
+        free(pending.p);
+        return -1;
+    }
+
+    wa_printf(t, "# HELP wa_relay_redis_up Whether the worker reaches Redis\n"
+              "# TYPE wa_relay_redis_up gauge\nwa_relay_redis_up 1\n"
+              "# HELP wa_relay_stream_length Entries in the stream\n"
+              "# TYPE wa_relay_stream_length gauge\n");
+
+    for (i = 0; i < (int) (sizeof(streams) / sizeof(streams[0])); i++) {
+        snprintf(key, sizeof(key), "%s:%s", wa_opts->prefix, streams[i]);
+        wa_render_stream(t, &lag, &pending, key);
+    }
+
+    wa_printf(t, "# HELP wa_relay_stream_group_lag Entries of the stream a "
+              "consumer group has not read yet\n"
+              "# TYPE wa_relay_stream_group_lag gauge\n%.*s"
+              "# HELP wa_relay_stream_group_pending Entries a consumer group "
+              "read and has not acknowledged\n"
+              "# TYPE wa_relay_stream_group_pending gauge\n%.*s",
+              (int) lag.len, lag.p, (int) pending.len, pending.p);
+
+    free(lag.p);
+    free(pending.p);
+
+    wa_render_numbers(t);
+
+    snprintf(key, sizeof(key), "%s:deferred", wa_opts->prefix);
+    wa_args(&a, "ZCARD", key, NULL);
+    r = wa_link_call(&wa_mlink, &a);
+    if (r == NULL) {
+        return -1;
+    }
+
+    wa_printf(t, "# HELP wa_relay_sender_deferred_entries Outbox entries "
+              "deferred, waiting for their time\n"
+              "# TYPE wa_relay_sender_deferred_entries gauge\n"
+              "wa_relay_sender_deferred_entries %lld\n",
+              r->type == REDIS_REPLY_INTEGER ? r->integer : 0);
+    freeReplyObject(r);
+
+    snprintf(key, sizeof(key), "%s:sender:paused", wa_opts->prefix);
+    wa_args(&a, "GET", key, NULL);
+    r = wa_link_call(&wa_mlink, &a);
+    if (r == NULL) {
+        return -1;
+    }
+
+    if (r->type == REDIS_REPLY_STRING) {
+        snprintf(paused, size, "%s", r->str);
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+static char *
+wa_render_metrics(size_t *len)
+{
+    char       paused[256], e[512];
+    wa_text_t  t;
+
+    t.cap = 16384;
+    t.len = 0;
+    t.p = malloc(t.cap);
+    if (t.p == NULL) {
+        return NULL;
+    }
+
+    t.p[0] = '\0';
+    wa_render_counted(&t);
+    (void) wa_render_redis(&t, paused, sizeof(paused));
+
+    wa_printf(&t, "# HELP wa_relay_sender_on Whether this worker sends "
+              "(--token-file)\n# TYPE wa_relay_sender_on gauge\n"
+              "wa_relay_sender_on %d\n"
+              "# HELP wa_relay_sender_rate_per_number The send rate in use "
+              "per business number (--rate)\n"
+              "# TYPE wa_relay_sender_rate_per_number gauge\n"
+              "wa_relay_sender_rate_per_number %ld\n"
+              "# HELP wa_relay_sender_paused Whether sending is paused, and "
+              "why (<prefix>:sender:paused)\n"
+              "# TYPE wa_relay_sender_paused gauge\n",
+              wa_opts->token != NULL, wa_opts->rate);
+
+    if (paused[0]) {
+        wa_printf(&t, "wa_relay_sender_paused{reason=\"%s\"} 1\n",
+                  wa_escape(paused, e, sizeof(e)));
+
+    } else {
+        wa_printf(&t, "wa_relay_sender_paused 0\n");
+    }
+
+    *len = t.len;
+
+    return t.p;
+}
+
+
+/* 200 "ok", or 503 and why: Redis not reached, this sender paused */
+static int
+wa_health(char *buf, size_t size)
+{
+    char         key[512];
+    wa_args_t    a;
+    redisReply  *r;
+
+    if (wa_metrics_link() != 0) {
+        snprintf(buf, size, "down: redis: not reachable at %s\n",
+                 wa_mlink.primary[0] ? wa_mlink.primary : wa_opts->redis);
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    /* the sender's pause is the deployment's: one key, every sender */
+    snprintf(key, sizeof(key), "%s:sender:paused", wa_opts->prefix);
+    wa_args(&a, "GET", key, NULL);
+    r = wa_link_call(&wa_mlink, &a);
+    if (r == NULL) {
+        snprintf(buf, size, "down: redis: the connection broke\n");
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (wa_opts->token && r->type == REDIS_REPLY_STRING) {
+        snprintf(buf, size, "down: sender paused: the Graph API refused "
+                 "the token (%s)\n", r->str);
+        freeReplyObject(r);
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    freeReplyObject(r);
+
+    snprintf(buf, size, "ok: redis: %s\n", wa_mlink.primary);
+
+    return MHD_HTTP_OK;
+}
+
+
+static enum MHD_Result
+wa_respond(struct MHD_Connection *c, unsigned int status, const char *type,
+    char *body, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    enum MHD_Result       rc;
+    struct MHD_Response  *resp;
+
+    resp = MHD_create_response_from_buffer(len, body, mode);
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    rc = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+
+    return rc;
+}
+
+
+static enum MHD_Result
+wa_handle(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_size, void **con_cls)
+{
+    char    buf[512], *body;
+    size_t  len;
+    int     status;
+
+    (void) cls;
+    (void) version;
+    (void) upload_data;
+    (void) upload_size;
+    (void) con_cls;
+
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        return wa_respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
+                          "GET only\n", 9, MHD_RESPMEM_PERSISTENT);
+    }
+
+    if (strcmp(url, "/metrics") == 0) {
+        body = wa_render_metrics(&len);
+        if (body == NULL) {
+            return MHD_NO;
+        }
+
+        return wa_respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4", body,
+                          len, MHD_RESPMEM_MUST_FREE);
+    }
+
+    if (strcmp(url, "/healthz") == 0) {
+        status = wa_health(buf, sizeof(buf));
+        return wa_respond(c, status, "text/plain", buf, strlen(buf),
+                          MHD_RESPMEM_MUST_COPY);
+    }
+
+    if (wa_metrics_link() == 0) {
+        body = wa_dashboard(url, &wa_mlink, wa_opts, &len, &status);
+
+        if (body != NULL) {
+            return wa_respond(c, status, wa_dashboard_type(url), body, len,
+                              MHD_RESPMEM_MUST_FREE);
+        }
+    }
+
+    return wa_respond(c, MHD_HTTP_NOT_FOUND, "text/plain",
+                      "not found: /metrics, /healthz, /\n", 34,
+                      MHD_RESPMEM_PERSISTENT);
+}
+
+
+/* "ADDR:PORT" (an IPv4 address; a bare port listens on 127.0.0.1) */
+static int
+wa_metrics_addr(const char *spec, struct sockaddr_in *sin)
+{
+    char         host[64];
+    const char  *colon;
+    long         port;
+
+    memset(sin, 0, sizeof(*sin));
+    sin->sin_family = AF_INET;
+
+    colon = strrchr(spec, ':');
+    snprintf(host, sizeof(host), "%.*s",
+             colon ? (int) (colon - spec) : 0, spec);
+    port = strtol(colon ? colon + 1 : spec, NULL, 10);
+
+    if (port <= 0 || port > 65535
+        || inet_pton(AF_INET, host[0] ? host : "127.0.0.1", &sin->sin_addr)
+           != 1)
+    {
+        return -1;
+    }
+
+    sin->sin_port = htons((unsigned short) port);
+
+    return 0;
+}
+
+
+int
+wa_metrics_start(const wa_options_t *o)
+{
+    struct sockaddr_in  sin;
+
+    if (o->metrics == NULL) {
+        return 0;
+    }
+
+    if (wa_metrics_addr(o->metrics, &sin) != 0) {
+        wa_log(WA_LOG_ERROR, "--metrics %s: not ADDR:PORT with an IPv4 "
+               "address", o->metrics);
+        return -1;
+    }
+
+    wa_opts = o;
+    wa_link_init(&wa_mlink, o, "metrics: ");
+
+    wa_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD
+                                 | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                 wa_handle, NULL,
+                                 MHD_OPTION_SOCK_ADDR, &sin,
+                                 MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned int) 10,
+                                 MHD_OPTION_END);
+    if (wa_daemon == NULL) {
+        wa_log(WA_LOG_ERROR, "--metrics %s: cannot listen there", o->metrics);
+        return -1;
+    }
+
+    wa_log(WA_LOG_INFO, "metrics: on http://%s/metrics, /healthz and the "
+           "dashboard at /", o->metrics);
+
+    return 0;
+}
+
+
+void
+wa_metrics_stop(void)
+{
+    if (wa_daemon) {
+        MHD_stop_daemon(wa_daemon);
+        wa_daemon = NULL;
+        wa_link_close(&wa_mlink);
+    }
+}
