@@ -62,6 +62,11 @@ ngx_http_whatsapp_kind_t  ngx_http_whatsapp_kinds[] = {
     { 0, ngx_null_string }
 };
 
+/* the table and NGX_HTTP_WHATSAPP_KINDS agree, or this does not compile */
+typedef char  ngx_http_whatsapp_kinds_size_check[
+    sizeof(ngx_http_whatsapp_kinds) / sizeof(ngx_http_whatsapp_kind_t)
+    == NGX_HTTP_WHATSAPP_KINDS + 1 ? 1 : -1];
+
 
 /* the webhook names of this configuration get their counters */
 static ngx_int_t
