@@ -158,6 +158,32 @@ ok $t->wait_for(sub {
     $m->{wa_relay_redis_links} == 2 && $m->{wa_relay_redis_links_up} == 2
 }, 10), 'a worker SIGKILLed and respawned: still 2 links, both up';
 
+# a reload with one more name: the counters go on, the new name starts at 0
+my $before = (metrics())[1];
+$t->reload_nginx(workers => 2, server => <<'EOF');
+        location = /webhook-b {
+            whatsapp_webhook app_b;
+        }
+        location = /webhook-c {
+            whatsapp_webhook app_c;
+        }
+EOF
+ok $t->wait_for(sub { defined((metrics())[1]
+        ->{'wa_relay_webhook_requests_total{location="app_c"}'}) }, 10),
+    'reloaded with a third name';
+# an old worker, still on the old configuration, answers 404 to it
+ok $t->wait_for(sub { $t->post(messages_body(messages => [
+        text_message('wamid.C1', 'c') ]), path => '/webhook-c')->{status}
+        == 200 }, 10), 'the new location answers';
+($r, $m) = metrics();
+is $m->{'wa_relay_webhook_requests_total{location="app_c"}'}, 1,
+    'the new name counts from 0';
+is $m->{"wa_relay_webhook_requests_total{$L}"},
+    $before->{"wa_relay_webhook_requests_total{$L}"},
+    'the old names\' counters survived the reload';
+ok $t->wait_for(sub { (metrics())[1]{wa_relay_redis_links} == 2 }, 15),
+    'the old workers gone: 2 links again';
+
 # the names a configuration may give
 my $conf = $t->nginx_conf(server => 'location /x { whatsapp_webhook "a b"; }');
 my ($rc, $out) = $t->nginx_test($conf);
