@@ -38,7 +38,7 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
               pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
               procps man-db systemd libnginx-mod-stream openssl \
               python3 python3-redis python3-jsonschema nodejs prometheus \
-              libmicrohttpd-dev chromium
+              libmicrohttpd-dev chromium valgrind
 
 PROVE_ARGS ?= -r
 
