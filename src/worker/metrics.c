@@ -406,6 +406,34 @@ wa_render_stream(wa_text_t *gauges, wa_text_t *lag, wa_text_t *pending,
 }
 
 
+/* a gauge of each business number: a field of its state, by its id */
+static void
+wa_number_gauge(wa_text_t *t, json_t *numbers, const char *name,
+    const char *help, const char *in, const char *field)
+{
+    char         e[128];
+    size_t       i;
+    json_t      *n, *v;
+    const char  *pn;
+
+    wa_printf(t, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+
+    json_array_foreach(numbers, i, n) {
+        v = json_object_get(in ? json_object_get(n, in) : n, field);
+        pn = json_string_value(json_object_get(n, "phone_number_id"));
+
+        if (v == NULL || pn == NULL) {
+            continue;
+        }
+
+        wa_printf(t, "%s{phone_number_id=\"%s\"} %lld\n", name,
+                  wa_escape(pn, e, sizeof(e)),
+                  json_is_integer(v) ? (long long) json_integer_value(v)
+                  : atoll(json_is_string(v) ? json_string_value(v) : "0"));
+    }
+}
+
+
 /* the business numbers' state, from what the dashboard reads */
 static void
 wa_render_numbers(wa_text_t *t)
@@ -413,7 +441,7 @@ wa_render_numbers(wa_text_t *t)
     char         today[16], e[3][128];
     size_t       i;
     json_t      *numbers, *n, *s;
-    const char  *pn, *disp, *rating, *limit;
+    const char  *pn, *disp, *rating;
 
     numbers = wa_dashboard_numbers(&wa_mlink, wa_opts, 0, today,
                                    sizeof(today));
@@ -435,34 +463,12 @@ wa_render_numbers(wa_text_t *t)
                   wa_escape(rating ? rating : "UNKNOWN", e[2], sizeof(e[2])));
     }
 
-    wa_printf(t, "# HELP wa_relay_number_reached_users Users reached with "
-              "business-initiated messages in the last 24 h\n"
-              "# TYPE wa_relay_number_reached_users gauge\n");
-
-    json_array_foreach(numbers, i, n) {
-        pn = json_string_value(json_object_get(n, "phone_number_id"));
-        wa_printf(t, "wa_relay_number_reached_users{phone_number_id=\"%s\"} "
-                  "%lld\n", wa_escape(pn ? pn : "", e[0], sizeof(e[0])),
-                  (long long) json_integer_value(
-                      json_object_get(n, "reached_24h")));
-    }
-
-    wa_printf(t, "# HELP wa_relay_number_limit_users The messaging limit's "
-              "unique users per 24 h (-1: unlimited)\n"
-              "# TYPE wa_relay_number_limit_users gauge\n");
-
-    json_array_foreach(numbers, i, n) {
-        s = json_object_get(n, "number");
-        pn = json_string_value(json_object_get(n, "phone_number_id"));
-        limit = json_string_value(json_object_get(s,
-                                                  "messaging_limit_users"));
-        if (limit) {
-            wa_printf(t, "wa_relay_number_limit_users{phone_number_id="
-                      "\"%s\"} %lld\n",
-                      wa_escape(pn ? pn : "", e[0], sizeof(e[0])),
-                      atoll(limit));
-        }
-    }
+    wa_number_gauge(t, numbers, "wa_relay_number_reached_users",
+                    "Users reached with business-initiated messages in the "
+                    "last 24 h", NULL, "reached_24h");
+    wa_number_gauge(t, numbers, "wa_relay_number_limit_users",
+                    "The messaging limit's unique users per 24 h (-1: "
+                    "unlimited)", "number", "messaging_limit_users");
 
     json_decref(numbers);
 }
