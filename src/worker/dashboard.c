@@ -135,18 +135,15 @@ typedef struct {
 } wa_contacts_t;
 
 
+/* a field of a hash's HGETALL as a C string, or NULL */
 static const char *
 wa_field(redisReply *h, const char *name)
 {
-    size_t  i;
+    redisReply  *v;
 
-    for (i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
-        if (strcmp(h->element[i]->str, name) == 0) {
-            return h->element[i + 1]->str;
-        }
-    }
+    v = wa_reply_field(h, name);
 
-    return NULL;
+    return v && v->type == REDIS_REPLY_STRING ? v->str : NULL;
 }
 
 

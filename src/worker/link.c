@@ -577,6 +577,30 @@ wa_link_counters(wa_link_t *l, const char *key, const char **names,
 }
 
 
+redisReply *
+wa_reply_field(const redisReply *pairs, const char *name)
+{
+    size_t  i, len;
+
+    if (pairs == NULL || pairs->type != REDIS_REPLY_ARRAY) {
+        return NULL;
+    }
+
+    len = strlen(name);
+
+    for (i = 0; i + 1 < pairs->elements; i += 2) {
+        if (pairs->element[i]->type == REDIS_REPLY_STRING
+            && pairs->element[i]->len == len
+            && memcmp(pairs->element[i]->str, name, len) == 0)
+        {
+            return pairs->element[i + 1];
+        }
+    }
+
+    return NULL;
+}
+
+
 int
 wa_link_failed(wa_link_t *l, redisReply *r, const char *what)
 {

@@ -52,32 +52,12 @@ wa_media_job_free(wa_media_job_t *j)
 }
 
 
-/* the value of field name in an entry's [field, value, ...], or NULL */
-static redisReply *
-entry_field(redisReply *fields, const char *name)
-{
-    size_t  i, len;
-
-    len = strlen(name);
-
-    for (i = 0; i + 1 < fields->elements; i += 2) {
-        if (fields->element[i]->len == len
-            && memcmp(fields->element[i]->str, name, len) == 0)
-        {
-            return fields->element[i + 1];
-        }
-    }
-
-    return NULL;
-}
-
-
 static char *
 entry_dup(redisReply *fields, const char *name)
 {
     redisReply  *v;
 
-    v = entry_field(fields, name);
+    v = wa_reply_field(fields, name);
 
     return strndup(v ? v->str : "", v ? v->len : 0);
 }
@@ -106,8 +86,8 @@ media_take_one(wa_media_t *m, redisReply *e)
     wa_media_job_t  *j;
 
     f = e->element[1];
-    kind = entry_field(f, WA_FIELD_KIND);
-    media_id = entry_field(f, "media_id");
+    kind = wa_reply_field(f, WA_FIELD_KIND);
+    media_id = wa_reply_field(f, "media_id");
 
     if (kind == NULL || strcmp(kind->str, WA_KIND_MESSAGE) != 0
         || media_id == NULL || media_id->len == 0

@@ -335,24 +335,6 @@ wa_metrics_link(void)
 }
 
 
-/* a field of an XINFO GROUPS entry (RESP2: name, value, ...) */
-static redisReply *
-wa_group_field(redisReply *g, const char *name)
-{
-    size_t  i;
-
-    for (i = 0; g->type == REDIS_REPLY_ARRAY && i + 1 < g->elements; i += 2) {
-        if (g->element[i]->type == REDIS_REPLY_STRING
-            && strcmp(g->element[i]->str, name) == 0)
-        {
-            return g->element[i + 1];
-        }
-    }
-
-    return NULL;
-}
-
-
 static void
 wa_render_stream(wa_text_t *gauges, wa_text_t *lag, wa_text_t *pending,
     const char *stream)
@@ -382,20 +364,20 @@ wa_render_stream(wa_text_t *gauges, wa_text_t *lag, wa_text_t *pending,
 
     for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         g = r->element[i];
-        name = wa_group_field(g, "name");
+        name = wa_reply_field(g, "name");
 
         if (name == NULL || name->type != REDIS_REPLY_STRING) {
             continue;
         }
 
-        v = wa_group_field(g, "pending");
+        v = wa_reply_field(g, "pending");
         if (v && v->type == REDIS_REPLY_INTEGER) {
             wa_printf(pending, "wa_relay_stream_group_pending{stream=\"%s\","
                       "group=\"%s\"} %lld\n", stream, name->str, v->integer);
         }
 
         /* lag is nil when Redis cannot tell (entries deleted): left out */
-        v = wa_group_field(g, "lag");
+        v = wa_reply_field(g, "lag");
         if (v && v->type == REDIS_REPLY_INTEGER) {
             wa_printf(lag, "wa_relay_stream_group_lag{stream=\"%s\","
                       "group=\"%s\"} %lld\n", stream, name->str, v->integer);
