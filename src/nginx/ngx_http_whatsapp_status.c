@@ -68,6 +68,37 @@ typedef char  ngx_http_whatsapp_kinds_size_check[
     == NGX_HTTP_WHATSAPP_KINDS + 1 ? 1 : -1];
 
 
+/*
+ * A site whose name this configuration no longer has: there is one, as
+ * a configuration has at most NGX_HTTP_WHATSAPP_MAX_SITES names
+ */
+static ngx_uint_t
+ngx_http_whatsapp_site_unused(ngx_str_t *names, ngx_uint_t n)
+{
+    ngx_uint_t                 i, k;
+    ngx_http_whatsapp_site_t  *site;
+
+    site = ngx_http_whatsapp_counters->site;
+
+    for (k = 0; k < NGX_HTTP_WHATSAPP_MAX_SITES; k++) {
+        for (i = 0; i < n; i++) {
+            if (site[k].name_len == names[i].len
+                && ngx_strncmp(site[k].name, names[i].data, names[i].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == n) {
+            return k;
+        }
+    }
+
+    return 0;
+}
+
+
 /* the webhook names of this configuration get their counters */
 static ngx_int_t
 ngx_http_whatsapp_sites_match(ngx_http_whatsapp_main_conf_t *wmcf)
@@ -97,11 +128,11 @@ ngx_http_whatsapp_sites_match(ngx_http_whatsapp_main_conf_t *wmcf)
         }
 
         if (k == NGX_HTTP_WHATSAPP_MAX_SITES) {
-            /* a new name; past 16 names ever, the oldest unused goes */
+            /* a new name; past 16 names ever, one this configuration lost */
             k = free;
 
             if (k == NGX_HTTP_WHATSAPP_MAX_SITES) {
-                k = i;
+                k = ngx_http_whatsapp_site_unused(names, wmcf->sites.nelts);
             }
 
             ngx_memzero(&site[k], sizeof(ngx_http_whatsapp_site_t));

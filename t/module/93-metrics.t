@@ -184,6 +184,25 @@ is $m->{"wa_relay_webhook_requests_total{$L}"},
 ok $t->wait_for(sub { (metrics())[1]{wa_relay_redis_links} == 2 }, 15),
     'the old workers gone: 2 links again';
 
+# sixteen names ("webhook" and 15 more: two of them take the counters of
+# app_b and app_c, gone), then a configuration with another: it takes the
+# counters of a name that is gone, never those of one still configured
+$t->reload_nginx(workers => 2, server => join '', map {
+    "location = /n$_ { whatsapp_webhook n$_; }\n" } 1 .. 15);
+ok $t->wait_for(sub { $t->post(messages_body(messages => [
+        text_message('wamid.N1', 'n') ]), path => '/n1')->{status} == 200 },
+    10), 'sixteen names, eighteen ever';
+$t->reload_nginx(workers => 2, server => "location = /n1 { whatsapp_webhook n1; }\n"
+                 . "location = /n17 { whatsapp_webhook n17; }\n");
+ok $t->wait_for(sub { $t->post(messages_body(messages => [
+        text_message('wamid.N17', 'n') ]), path => '/n17')->{status} == 200 },
+    10), 'a seventeenth';
+($r, $m) = metrics();
+is $m->{'wa_relay_webhook_requests_total{location="n17"}'}, 1,
+    'the seventeenth counts from 0';
+is $m->{'wa_relay_webhook_requests_total{location="n1"}'}, 1,
+    '... and a name still configured keeps its counters';
+
 # the names a configuration may give
 my $conf = $t->nginx_conf(server => 'location /x { whatsapp_webhook "a b"; }');
 my ($rc, $out) = $t->nginx_test($conf);
