@@ -39,6 +39,8 @@ static char *ngx_http_whatsapp_redis_sentinel(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_whatsapp_partitions(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_maxlen(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_whatsapp_dedupe(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -126,6 +128,13 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
       offsetof(ngx_http_whatsapp_main_conf_t, user),
       NULL },
 
+    { ngx_string("whatsapp_redis_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_whatsapp_main_conf_t, cluster),
+      NULL },
+
     { ngx_string("whatsapp_redis_database"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -166,6 +175,13 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_whatsapp_loc_conf_t, prefix),
+      NULL },
+
+    { ngx_string("whatsapp_partitions"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_whatsapp_partitions,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("whatsapp_stream_maxlen"),
@@ -248,6 +264,7 @@ ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf)
 
     wmcf->port = NGX_CONF_UNSET;
     wmcf->database = NGX_CONF_UNSET;
+    wmcf->cluster = NGX_CONF_UNSET;
     wmcf->timeout = NGX_CONF_UNSET_MSEC;
     wmcf->wait_replicas = NGX_CONF_UNSET;
 
@@ -264,7 +281,23 @@ ngx_http_whatsapp_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(wmcf->database, 0);
     ngx_conf_init_msec_value(wmcf->timeout, 3000);
 
+    ngx_conf_init_value(wmcf->cluster, 0);
+
     wmcf->backoff_max = 5000;
+
+    if (wmcf->cluster && (wmcf->database || wmcf->sentinels)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_redis_cluster uses database 0 and no "
+                           "sentinels: a Redis Cluster has neither");
+        return NGX_CONF_ERROR;
+    }
+
+    if (wmcf->cluster && wmcf->port == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_redis_cluster needs a node's "
+                           "address and port in whatsapp_redis");
+        return NGX_CONF_ERROR;
+    }
 
     if (wmcf->database < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -318,6 +351,7 @@ ngx_http_whatsapp_create_loc_conf(ngx_conf_t *cf)
     wlcf->maxlen = NGX_CONF_UNSET_UINT;
     wlcf->dedupe = NGX_CONF_UNSET;
     wlcf->sha1 = NGX_CONF_UNSET;
+    wlcf->partitions = NGX_CONF_UNSET_UINT;
 
     return wlcf;
 }
@@ -343,14 +377,72 @@ ngx_http_whatsapp_key(ngx_conf_t *cf, ngx_str_t *out, ngx_str_t *prefix,
 }
 
 
+/*
+ * The keys of each partition: "<prefix>:messages" ... with one partition,
+ * "<prefix>:{<tag>}:messages" ... with several (src/core/wa_partition.h)
+ */
+static ngx_int_t
+ngx_http_whatsapp_parts(ngx_conf_t *cf, ngx_http_whatsapp_loc_conf_t *conf)
+{
+    size_t                     len;
+    ngx_str_t                  prefix;
+    ngx_uint_t                 p, i;
+    ngx_http_whatsapp_part_t  *part;
+
+    conf->parts = ngx_pcalloc(cf->pool,
+                              conf->partitions
+                              * sizeof(ngx_http_whatsapp_part_t));
+    if (conf->parts == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = conf->prefix.len + WA_TAG_LEN + 3;
+
+    for (p = 0; p < conf->partitions; p++) {
+        part = &conf->parts[p];
+
+        prefix.data = ngx_pnalloc(cf->pool, len);
+        if (prefix.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        prefix.len = wa_partition_prefix((char *) conf->prefix.data,
+                                         conf->prefix.len, p,
+                                         conf->partitions,
+                                         (char *) prefix.data, len);
+
+        for (i = 0; i < WA_STREAM_COUNT; i++) {
+            if (ngx_http_whatsapp_key(cf, &part->streams[i], &prefix,
+                                      wa_stream_names[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        if (ngx_http_whatsapp_key(cf, &part->dedupe_prefix, &prefix,
+                                  "dedupe:")
+            != NGX_OK
+            || ngx_http_whatsapp_key(cf, &part->guard, &prefix, "migrating")
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        part->slot = wa_key_slot((char *) prefix.data, prefix.len);
+    }
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_whatsapp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_whatsapp_loc_conf_t *prev = parent;
     ngx_http_whatsapp_loc_conf_t *conf = child;
 
-    u_char      *p;
-    ngx_uint_t   i;
+    u_char  *p;
 
     ngx_conf_merge_ptr_value(conf->secrets, prev->secrets, NULL);
 
@@ -376,19 +468,9 @@ ngx_http_whatsapp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    for (i = 0; i < WA_STREAM_COUNT; i++) {
-        if (ngx_http_whatsapp_key(cf, &conf->streams[i], &conf->prefix,
-                                  wa_stream_names[i])
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
+    ngx_conf_merge_uint_value(conf->partitions, prev->partitions, 1);
 
-    if (ngx_http_whatsapp_key(cf, &conf->dedupe_prefix, &conf->prefix,
-                              "dedupe:")
-        != NGX_OK)
-    {
+    if (conf->webhook && ngx_http_whatsapp_parts(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -438,7 +520,7 @@ static void
 ngx_http_whatsapp_link(ngx_uint_t up)
 {
     ngx_http_whatsapp_link_up(up);
-    ngx_http_whatsapp_call_link(up);
+    ngx_http_whatsapp_call_links();
 }
 
 
@@ -1024,6 +1106,31 @@ ngx_http_whatsapp_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     return ngx_http_whatsapp_read_secret(cf, &value[1], &wmcf->password);
+}
+
+
+static char *
+ngx_http_whatsapp_partitions(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_whatsapp_loc_conf_t *wlcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (wlcf->partitions != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n <= 0 || n > WA_PARTITIONS_MAX) {
+        return "must be a number of partitions from 1 to 1024";
+    }
+
+    wlcf->partitions = n;
+
+    return NGX_CONF_OK;
 }
 
 

@@ -6,7 +6,9 @@
  *   ngx_http_whatsapp_json.c     a body split into events: the parser and
  *                                the scratch pool it works in
  *   ngx_http_whatsapp_call.c     one FCALL for the requests of a turn
- *   ngx_http_whatsapp_redis.c    the Redis link: connection, preamble,
+ *   ngx_http_whatsapp_cluster.c  the links, and which serves a slot: one
+ *                                Redis, or a Redis Cluster's primaries
+ *   ngx_http_whatsapp_redis.c    a Redis link: connection, preamble,
  *                                reconnection
  *   ngx_http_whatsapp_sentinel.c the primary's address, asked of sentinels
  *   ngx_http_whatsapp_hiredis.c  hiredis on nginx's event loop
@@ -30,6 +32,7 @@
 #include <hiredis/async.h>
 
 #include "wa_normalize.h"
+#include "wa_partition.h"
 #include "wa_signature.h"
 
 
@@ -61,6 +64,7 @@ typedef struct {
     ngx_str_t                   password;   /* NUL-terminated, or empty */
     ngx_int_t                   database;
     ngx_msec_t                  timeout;
+    ngx_flag_t                  cluster;    /* whatsapp_redis_cluster */
     ngx_int_t                   wait_replicas;  /* 0: no WAIT */
     ngx_msec_t                  wait_timeout;
     ngx_msec_t                  backoff_max;
@@ -68,6 +72,15 @@ typedef struct {
     ngx_array_t                 sites;      /* of ngx_str_t: webhook names */
     ngx_shm_zone_t             *shm_zone;
 } ngx_http_whatsapp_main_conf_t;
+
+
+/* the keys of one partition (docs/redis.md, "Partitions") */
+typedef struct {
+    ngx_str_t                   streams[WA_STREAM_COUNT];
+    ngx_str_t                   dedupe_prefix;
+    ngx_str_t                   guard;      /* never written: see call.c */
+    ngx_uint_t                  slot;       /* their hash slot */
+} ngx_http_whatsapp_part_t;
 
 
 typedef struct {
@@ -80,10 +93,10 @@ typedef struct {
     ngx_uint_t                  maxlen;
     time_t                      dedupe;
     ngx_flag_t                  sha1;
+    ngx_uint_t                  partitions;
 
-    /* derived in merge: "<prefix>:messages" ..., and the dedupe prefix */
-    ngx_str_t                   streams[WA_STREAM_COUNT];
-    ngx_str_t                   dedupe_prefix;
+    /* derived in merge: "<prefix>:messages" ... of each partition */
+    ngx_http_whatsapp_part_t   *parts;
     ngx_str_t                   maxlen_text;
     ngx_str_t                   dedupe_text;
 } ngx_http_whatsapp_loc_conf_t;
@@ -197,11 +210,16 @@ typedef struct {
 typedef void (*ngx_http_whatsapp_done_pt)(void *data,
     ngx_http_whatsapp_result_t *res);
 
-/* a request in a call; it lives in the call's pool, until the reply */
+/*
+ * A request in a call; it lives in the call's pool, until the reply.  A
+ * request whose events go to several partitions has a part in the call of
+ * each, and the caller holds their group's own (call NULL, group set).
+ */
 struct ngx_http_whatsapp_pending_s {
     void                         *data;      /* the caller's; NULL: gone */
     ngx_http_whatsapp_done_pt     done;
     ngx_http_whatsapp_call_t     *call;
+    void                         *group;
     ngx_http_whatsapp_pending_t  *next;
     wa_event_t                   *events;    /* copies */
     ngx_str_t                    *keys;      /* their dedupe keys */
@@ -231,24 +249,51 @@ ngx_int_t ngx_http_whatsapp_call_add(ngx_http_whatsapp_loc_conf_t *wlcf,
     ngx_http_whatsapp_pending_t **pending);
 void ngx_http_whatsapp_call_forget(ngx_http_whatsapp_pending_t *p);
 void ngx_http_whatsapp_call_timeout(ngx_http_whatsapp_pending_t *p);
-void ngx_http_whatsapp_call_link(ngx_uint_t up);
+void ngx_http_whatsapp_call_links(void);
 void ngx_http_whatsapp_call_exit(void);
 
-/* told when the link comes up (1) or goes down (0) */
-typedef void (*ngx_http_whatsapp_redis_link_pt)(ngx_uint_t up);
+/* a connection to one Redis (ngx_http_whatsapp_redis.c) */
+typedef struct ngx_http_whatsapp_link_s  ngx_http_whatsapp_link_t;
+
+/* told when a link comes up (1) or goes down (0) */
+typedef void (*ngx_http_whatsapp_link_changed_pt)(
+    ngx_http_whatsapp_link_t *link, ngx_uint_t up);
+
+ngx_http_whatsapp_link_t *ngx_http_whatsapp_link_open(ngx_cycle_t *cycle,
+    ngx_http_whatsapp_main_conf_t *wmcf, ngx_str_t *addr, ngx_int_t port,
+    ngx_http_whatsapp_link_changed_pt changed);
+void ngx_http_whatsapp_link_stop(ngx_http_whatsapp_link_t *link);
+void ngx_http_whatsapp_link_start(ngx_http_whatsapp_link_t *link);
+ngx_uint_t ngx_http_whatsapp_link_is(ngx_http_whatsapp_link_t *link,
+    ngx_str_t *addr, ngx_int_t port);
+u_char *ngx_http_whatsapp_link_why(ngx_http_whatsapp_link_t *link,
+    u_char *p, u_char *last);
+ngx_int_t ngx_http_whatsapp_link_state(ngx_http_whatsapp_link_t *link);
+ngx_int_t ngx_http_whatsapp_link_command(ngx_http_whatsapp_link_t *link,
+    int argc, const char **argv, const size_t *argvlen, redisCallbackFn *fn,
+    void *data, ngx_uint_t *generation);
+void ngx_http_whatsapp_link_write(ngx_http_whatsapp_link_t *link);
+void ngx_http_whatsapp_link_reset(ngx_http_whatsapp_link_t *link,
+    ngx_uint_t generation, const char *reason);
+void ngx_http_whatsapp_link_load_functions(ngx_http_whatsapp_link_t *link);
+
+/*
+ * The links of a worker, and which serves a hash slot
+ * (ngx_http_whatsapp_cluster.c): one link, or one per primary of a Redis
+ * Cluster.  changed(up) is told when the links change; up: every slot
+ * has a link that is up.
+ */
+typedef void (*ngx_http_whatsapp_redis_changed_pt)(ngx_uint_t up);
 
 ngx_int_t ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
     ngx_http_whatsapp_main_conf_t *wmcf,
-    ngx_http_whatsapp_redis_link_pt link);
+    ngx_http_whatsapp_redis_changed_pt changed);
 void ngx_http_whatsapp_redis_exit(void);
-ngx_int_t ngx_http_whatsapp_redis_state(void);
-ngx_int_t ngx_http_whatsapp_redis_command(int argc, const char **argv,
-    const size_t *argvlen, redisCallbackFn *fn, void *data,
-    ngx_uint_t *generation);
-void ngx_http_whatsapp_redis_write(void);
-void ngx_http_whatsapp_redis_reset(ngx_uint_t generation,
-    const char *reason);
-void ngx_http_whatsapp_redis_load_functions(void);
+ngx_http_whatsapp_link_t *ngx_http_whatsapp_redis_route(ngx_uint_t slot);
+ngx_int_t ngx_http_whatsapp_redis_state(ngx_uint_t slot);
+ngx_http_whatsapp_link_t *ngx_http_whatsapp_redis_redirect(
+    ngx_uint_t moved, u_char *error, size_t len);
+void ngx_http_whatsapp_redis_refresh(void);
 
 /* the primary named by the sentinels: addr NULL if none did */
 typedef void (*ngx_http_whatsapp_sentinel_found_pt)(ngx_str_t *addr,

@@ -1,12 +1,14 @@
 /*
- * wa-relay: the Redis link of a worker process: one connection, made on
+ * wa-relay: a Redis link of a worker process: one connection, made on
  * nginx's own loop (ngx_http_whatsapp_hiredis.c), found through the
- * sentinels when they are configured (ngx_http_whatsapp_sentinel.c).
+ * sentinels when they are configured (ngx_http_whatsapp_sentinel.c).  A
+ * worker has one link, or one per primary of a Redis Cluster
+ * (ngx_http_whatsapp_cluster.c routes the calls among them).
  *
  * While there is no connection, callers are told at once (they answer
  * 503), and a cancelable timer reconnects with exponential backoff.  A
  * caller that wants Redis to start on what waits before the turn ends
- * writes it at once (ngx_http_whatsapp_redis_write).
+ * writes it at once (ngx_http_whatsapp_link_write).
  *
  * A new connection is not ready when its socket is: its preamble (AUTH,
  * SELECT, FUNCTION LOAD, and ROLE behind sentinels) goes first, and only
@@ -29,11 +31,10 @@ typedef enum {
 } ngx_http_whatsapp_redis_state_e;
 
 
-typedef struct {
+struct ngx_http_whatsapp_link_s {
     redisAsyncContext                *ac;
     ngx_http_whatsapp_redis_state_e   state;
     ngx_uint_t                        preamble;   /* replies still owed */
-    ngx_http_whatsapp_redis_link_pt   link;
     ngx_event_t                       reconnect;
     ngx_msec_t                        backoff;
     ngx_uint_t                        generation;
@@ -46,31 +47,31 @@ typedef struct {
     ngx_http_whatsapp_main_conf_t    *wmcf;
     u_char                            why[256];   /* the link's state */
     size_t                            why_len;
-} ngx_http_whatsapp_redis_t;
+    ngx_http_whatsapp_link_changed_pt changed;
+};
 
 
 #define NGX_HTTP_WHATSAPP_BACKOFF_MIN  100
 
 
-static void ngx_http_whatsapp_redis_connect(void);
+static void ngx_http_whatsapp_redis_connect(ngx_http_whatsapp_link_t *rd);
 static void ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port);
-static void ngx_http_whatsapp_redis_open(void);
-static void ngx_http_whatsapp_redis_schedule(void);
-static void ngx_http_whatsapp_redis_down(void);
+static void ngx_http_whatsapp_redis_open(ngx_http_whatsapp_link_t *rd);
+static void ngx_http_whatsapp_redis_schedule(ngx_http_whatsapp_link_t *rd);
+static void ngx_http_whatsapp_redis_down(ngx_http_whatsapp_link_t *rd);
 
 
-static ngx_http_whatsapp_redis_t  ngx_http_whatsapp_redis;
+/* the link asking the sentinels: there is one, without a Cluster */
+static ngx_http_whatsapp_link_t  *ngx_http_whatsapp_sentinel_link;
 static ngx_str_t  ngx_http_whatsapp_default_user = ngx_string("default");
 
 
 /* the link's state in words, for whatsapp_health; and its error counted */
 static void
-ngx_http_whatsapp_redis_why(ngx_int_t error, const char *fmt, ...)
+ngx_http_whatsapp_redis_why(ngx_http_whatsapp_link_t *rd, ngx_int_t error,
+    const char *fmt, ...)
 {
-    va_list                     args;
-    ngx_http_whatsapp_redis_t  *rd;
-
-    rd = &ngx_http_whatsapp_redis;
+    va_list  args;
 
     va_start(args, fmt);
     rd->why_len = ngx_vslprintf(rd->why, rd->why + sizeof(rd->why), fmt,
@@ -98,17 +99,22 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
     void *data)
 {
     redisReply                 *rr = reply;
-    ngx_http_whatsapp_redis_t  *rd;
+    ngx_http_whatsapp_link_t  *rd;
 
-    rd = &ngx_http_whatsapp_redis;
+    rd = ac->data;
 
-    /* NULL: the connection is gone, and its disconnect callback says so */
-    if (rr == NULL || ac != rd->ac) {
+    /*
+     * NULL: the connection is gone, and its disconnect callback says so;
+     * or it is being dropped for an earlier part's error
+     */
+    if (rr == NULL || ac != rd->ac
+        || (ac->c.flags & (REDIS_DISCONNECTING|REDIS_FREEING)))
+    {
         return;
     }
 
     if (rr->type == REDIS_REPLY_ERROR) {
-        ngx_http_whatsapp_redis_why(
+        ngx_http_whatsapp_redis_why(rd, 
             ngx_http_whatsapp_redis_denied((u_char *) rr->str, rr->len)
             ? NGX_HTTP_WHATSAPP_ERR_DENIED : NGX_HTTP_WHATSAPP_ERR_REPLY,
             "%s failed on %V:%i: %s", (char *) data, &rd->addr, rd->port,
@@ -139,7 +145,7 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
     }
 
     rd->state = NGX_HTTP_WHATSAPP_REDIS_UP;
-    ngx_http_whatsapp_redis_why(-1, "connected to %V:%i, function loaded",
+    ngx_http_whatsapp_redis_why(rd, -1, "connected to %V:%i, function loaded",
                                 &rd->addr, rd->port);
 
     ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
@@ -147,7 +153,7 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
                   "function loaded", &rd->addr, rd->port,
                   rd->wmcf->database);
 
-    rd->link(1);
+    rd->changed(rd, 1);
 }
 
 
@@ -157,9 +163,9 @@ ngx_http_whatsapp_redis_role_reply(redisAsyncContext *ac, void *reply,
     void *data)
 {
     redisReply                 *rr = reply;
-    ngx_http_whatsapp_redis_t  *rd;
+    ngx_http_whatsapp_link_t  *rd;
 
-    rd = &ngx_http_whatsapp_redis;
+    rd = ac->data;
 
     if (rr == NULL || ac != rd->ac || rr->type == REDIS_REPLY_ERROR) {
         ngx_http_whatsapp_redis_preamble_reply(ac, reply, "ROLE");
@@ -170,16 +176,17 @@ ngx_http_whatsapp_redis_role_reply(redisAsyncContext *ac, void *reply,
         || rr->element[0]->type != REDIS_REPLY_STRING
         || ngx_strcmp(rr->element[0]->str, "master") != 0)
     {
-        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_REPLICA,
+        ngx_http_whatsapp_redis_why(rd, NGX_HTTP_WHATSAPP_ERR_REPLICA,
                                     "%V:%i is not the primary", &rd->addr,
                                     rd->port);
 
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "whatsapp redis: %V:%i is not the primary (%s), "
-                      "asking the sentinels again", &rd->addr, rd->port,
+                      "asking the %s again", &rd->addr, rd->port,
                       rr->type == REDIS_REPLY_ARRAY && rr->elements
                       && rr->element[0]->type == REDIS_REPLY_STRING
-                      ? rr->element[0]->str : "no role");
+                      ? rr->element[0]->str : "no role",
+                      rd->wmcf->cluster ? "cluster" : "sentinels");
 
         redisAsyncDisconnect(ac);
         return;
@@ -194,19 +201,24 @@ static void
 ngx_http_whatsapp_redis_load_reply(redisAsyncContext *ac, void *reply,
     void *data)
 {
-    redisReply  *rr = reply;
+    redisReply                *rr = reply;
+    ngx_http_whatsapp_link_t  *rd;
+
+    rd = ac->data;
 
     if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_whatsapp_redis.log, 0,
-                      "whatsapp redis: FUNCTION LOAD failed: %s", rr->str);
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "whatsapp redis: FUNCTION LOAD failed on %V:%i: %s",
+                      &rd->addr, rd->port, rr->str);
     }
 }
 
 
 static ngx_int_t
-ngx_http_whatsapp_redis_load(redisCallbackFn *fn)
+ngx_http_whatsapp_redis_load(ngx_http_whatsapp_link_t *rd,
+    redisCallbackFn *fn)
 {
-    return redisAsyncCommand(ngx_http_whatsapp_redis.ac, fn, "FUNCTION LOAD",
+    return redisAsyncCommand(rd->ac, fn, "FUNCTION LOAD",
                              "FUNCTION LOAD REPLACE %b",
                              ngx_http_whatsapp_ingest_lua,
                              sizeof(ngx_http_whatsapp_ingest_lua) - 1)
@@ -215,10 +227,10 @@ ngx_http_whatsapp_redis_load(redisCallbackFn *fn)
 
 
 void
-ngx_http_whatsapp_redis_load_functions(void)
+ngx_http_whatsapp_link_load_functions(ngx_http_whatsapp_link_t *rd)
 {
-    if (ngx_http_whatsapp_redis.state == NGX_HTTP_WHATSAPP_REDIS_UP) {
-        (void) ngx_http_whatsapp_redis_load(
+    if (rd->state == NGX_HTTP_WHATSAPP_REDIS_UP) {
+        (void) ngx_http_whatsapp_redis_load(rd,
                                        ngx_http_whatsapp_redis_load_reply);
     }
 }
@@ -254,12 +266,11 @@ ngx_http_whatsapp_redis_denied(const u_char *error, size_t len)
 
 /* AUTH, SELECT and FUNCTION LOAD, ahead of anything else on the link */
 static ngx_int_t
-ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
+ngx_http_whatsapp_redis_preamble(ngx_http_whatsapp_link_t *rd,
+    redisAsyncContext *ac)
 {
-    ngx_http_whatsapp_redis_t      *rd;
     ngx_http_whatsapp_main_conf_t  *wmcf;
 
-    rd = &ngx_http_whatsapp_redis;
     wmcf = rd->wmcf;
 
     rd->state = NGX_HTTP_WHATSAPP_REDIS_PREAMBLE;
@@ -300,8 +311,11 @@ ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
         rd->preamble++;
     }
 
-    /* behind sentinels: the address named may be a replica by now */
-    if (wmcf->sentinels) {
+    /*
+     * behind sentinels, or in a Cluster: the address named may be a
+     * replica by now
+     */
+    if (wmcf->sentinels || wmcf->cluster) {
         if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_role_reply, NULL,
                               "ROLE")
             != REDIS_OK)
@@ -312,7 +326,7 @@ ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
         rd->preamble++;
     }
 
-    return ngx_http_whatsapp_redis_load(
+    return ngx_http_whatsapp_redis_load(rd,
                                    ngx_http_whatsapp_redis_preamble_reply);
 }
 
@@ -320,13 +334,13 @@ ngx_http_whatsapp_redis_preamble(redisAsyncContext *ac)
 static void
 ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
 {
-    redisAsyncContext          *ac;
-    ngx_http_whatsapp_redis_t  *rd;
+    redisAsyncContext         *ac;
+    ngx_http_whatsapp_link_t  *rd;
 
-    rd = &ngx_http_whatsapp_redis;
+    rd = cac->data;
 
     if (status != REDIS_OK) {
-        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_CONNECT,
+        ngx_http_whatsapp_redis_why(rd, NGX_HTTP_WHATSAPP_ERR_CONNECT,
                                     "cannot connect to %V:%i: %s",
                                     &rd->addr, rd->port, cac->errstr);
 
@@ -337,10 +351,10 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
         /* hiredis frees the context when this returns */
         if (rd->ac == cac) {
             rd->ac = NULL;
-            ngx_http_whatsapp_redis_down();
+            ngx_http_whatsapp_redis_down(rd);
         }
 
-        ngx_http_whatsapp_redis_schedule();
+        ngx_http_whatsapp_redis_schedule(rd);
         return;
     }
 
@@ -352,10 +366,10 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
 
     ngx_http_whatsapp_inc(redis_connects);
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
-    ngx_http_whatsapp_redis_why(-1, "connected to %V:%i, loading the "
+    ngx_http_whatsapp_redis_why(rd, -1, "connected to %V:%i, loading the "
                                 "function", &rd->addr, rd->port);
 
-    if (ngx_http_whatsapp_redis_preamble(ac) != NGX_OK) {
+    if (ngx_http_whatsapp_redis_preamble(rd, ac) != NGX_OK) {
         ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
                       "whatsapp redis: no memory for the preamble, "
                       "dropping the connection");
@@ -368,17 +382,18 @@ static void
 ngx_http_whatsapp_redis_disconnected(const redisAsyncContext *ac,
     int status)
 {
-    ngx_http_whatsapp_redis_t  *rd;
+    ngx_http_whatsapp_link_t  *rd;
 
-    rd = &ngx_http_whatsapp_redis;
+    rd = ac->data;
 
     if (status != REDIS_OK) {
-        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_LOST,
+        ngx_http_whatsapp_redis_why(rd, NGX_HTTP_WHATSAPP_ERR_LOST,
                                     "connection to %V:%i lost: %s",
                                     &rd->addr, rd->port, ac->errstr);
 
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "whatsapp redis: connection lost: %s", ac->errstr);
+                      "whatsapp redis: connection to %V:%i lost: %s",
+                      &rd->addr, rd->port, ac->errstr);
 
     } else {
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
@@ -387,21 +402,17 @@ ngx_http_whatsapp_redis_disconnected(const redisAsyncContext *ac,
 
     if (rd->ac == ac) {
         rd->ac = NULL;
-        ngx_http_whatsapp_redis_down();
+        ngx_http_whatsapp_redis_down(rd);
     }
 
-    ngx_http_whatsapp_redis_schedule();
+    ngx_http_whatsapp_redis_schedule(rd);
 }
 
 
 /* the link is gone: calls that waited for it are told */
 static void
-ngx_http_whatsapp_redis_down(void)
+ngx_http_whatsapp_redis_down(ngx_http_whatsapp_link_t *rd)
 {
-    ngx_http_whatsapp_redis_t  *rd;
-
-    rd = &ngx_http_whatsapp_redis;
-
     if (rd->state == NGX_HTTP_WHATSAPP_REDIS_DOWN) {
         return;
     }
@@ -409,7 +420,7 @@ ngx_http_whatsapp_redis_down(void)
     rd->state = NGX_HTTP_WHATSAPP_REDIS_DOWN;
 
     if (!rd->exiting) {
-        rd->link(0);
+        rd->changed(rd, 0);
     }
 }
 
@@ -417,23 +428,20 @@ ngx_http_whatsapp_redis_down(void)
 static void
 ngx_http_whatsapp_redis_reconnect_handler(ngx_event_t *ev)
 {
-    ngx_http_whatsapp_redis_connect();
+    ngx_http_whatsapp_redis_connect(ev->data);
 }
 
 
 static void
-ngx_http_whatsapp_redis_schedule(void)
+ngx_http_whatsapp_redis_schedule(ngx_http_whatsapp_link_t *rd)
 {
-    ngx_http_whatsapp_redis_t  *rd;
-
-    rd = &ngx_http_whatsapp_redis;
-
     if (rd->exiting || rd->ac || rd->asking || rd->reconnect.timer_set) {
         return;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
-                  "whatsapp redis: reconnecting in %M ms", rd->backoff);
+                  "whatsapp redis: reconnecting to %V:%i in %M ms",
+                  &rd->addr, rd->port, rd->backoff);
 
     ngx_add_timer(&rd->reconnect, rd->backoff);
 
@@ -443,20 +451,17 @@ ngx_http_whatsapp_redis_schedule(void)
 
 /* behind sentinels, the primary is asked for on every connect */
 static void
-ngx_http_whatsapp_redis_connect(void)
+ngx_http_whatsapp_redis_connect(ngx_http_whatsapp_link_t *rd)
 {
-    ngx_http_whatsapp_redis_t  *rd;
-
-    rd = &ngx_http_whatsapp_redis;
-
     if (rd->wmcf->sentinels == NULL) {
-        ngx_http_whatsapp_redis_open();
+        ngx_http_whatsapp_redis_open(rd);
         return;
     }
 
+    ngx_http_whatsapp_sentinel_link = rd;
     rd->asking = 1;
     rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
-    ngx_http_whatsapp_redis_why(-1, "asking the sentinels for \"%V\"",
+    ngx_http_whatsapp_redis_why(rd, -1, "asking the sentinels for \"%V\"",
                                 &rd->wmcf->master);
 
     ngx_http_whatsapp_sentinel_ask(rd->wmcf, rd->log,
@@ -467,9 +472,9 @@ ngx_http_whatsapp_redis_connect(void)
 static void
 ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port)
 {
-    ngx_http_whatsapp_redis_t  *rd;
+    ngx_http_whatsapp_link_t  *rd;
 
-    rd = &ngx_http_whatsapp_redis;
+    rd = ngx_http_whatsapp_sentinel_link;
     rd->asking = 0;
 
     if (rd->exiting) {
@@ -477,11 +482,11 @@ ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port)
     }
 
     if (addr == NULL) {
-        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_CONNECT,
+        ngx_http_whatsapp_redis_why(rd, NGX_HTTP_WHATSAPP_ERR_CONNECT,
                                     "no sentinel named a primary for \"%V\"",
                                     &rd->wmcf->master);
-        ngx_http_whatsapp_redis_down();
-        ngx_http_whatsapp_redis_schedule();
+        ngx_http_whatsapp_redis_down(rd);
+        ngx_http_whatsapp_redis_schedule(rd);
         return;
     }
 
@@ -491,17 +496,14 @@ ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port)
     rd->primary[rd->addr.len] = '\0';
     rd->port = port;
 
-    ngx_http_whatsapp_redis_open();
+    ngx_http_whatsapp_redis_open(rd);
 }
 
 
 static void
-ngx_http_whatsapp_redis_open(void)
+ngx_http_whatsapp_redis_open(ngx_http_whatsapp_link_t *rd)
 {
-    redisAsyncContext          *ac;
-    ngx_http_whatsapp_redis_t  *rd;
-
-    rd = &ngx_http_whatsapp_redis;
+    redisAsyncContext  *ac;
 
     /* the address is numeric or a path: connecting never resolves */
     if (rd->port) {
@@ -512,7 +514,7 @@ ngx_http_whatsapp_redis_open(void)
     }
 
     if (ac == NULL || ac->err) {
-        ngx_http_whatsapp_redis_why(NGX_HTTP_WHATSAPP_ERR_CONNECT,
+        ngx_http_whatsapp_redis_why(rd, NGX_HTTP_WHATSAPP_ERR_CONNECT,
                                     "cannot connect to %V:%i: %s",
                                     &rd->addr, rd->port,
                                     ac ? ac->errstr : "out of memory");
@@ -525,20 +527,21 @@ ngx_http_whatsapp_redis_open(void)
             redisAsyncFree(ac);
         }
 
-        ngx_http_whatsapp_redis_schedule();
+        ngx_http_whatsapp_redis_schedule(rd);
         return;
     }
 
     if (ngx_http_whatsapp_hiredis_attach(ac, rd->log) != NGX_OK) {
         redisAsyncFree(ac);
-        ngx_http_whatsapp_redis_schedule();
+        ngx_http_whatsapp_redis_schedule(rd);
         return;
     }
 
+    ac->data = rd;
     rd->ac = ac;
     rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
     rd->generation++;
-    ngx_http_whatsapp_redis_why(-1, "connecting to %V:%i", &rd->addr,
+    ngx_http_whatsapp_redis_why(rd, -1, "connecting to %V:%i", &rd->addr,
                                 rd->port);
 
     /* the connect callback waits for the first write event: set it last */
@@ -547,20 +550,30 @@ ngx_http_whatsapp_redis_open(void)
 }
 
 
-ngx_int_t
-ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
-    ngx_http_whatsapp_main_conf_t *wmcf, ngx_http_whatsapp_redis_link_pt link)
+/*
+ * A link to addr:port (the configured one, or a primary of the Cluster);
+ * changed(link, up) is told when it comes up or goes down.  The address
+ * is copied.  Links are freed with the process only.
+ */
+ngx_http_whatsapp_link_t *
+ngx_http_whatsapp_link_open(ngx_cycle_t *cycle,
+    ngx_http_whatsapp_main_conf_t *wmcf, ngx_str_t *addr, ngx_int_t port,
+    ngx_http_whatsapp_link_changed_pt changed)
 {
-    ngx_http_whatsapp_redis_t  *rd;
+    ngx_http_whatsapp_link_t  *rd;
 
-    rd = &ngx_http_whatsapp_redis;
+    rd = ngx_calloc(sizeof(ngx_http_whatsapp_link_t), cycle->log);
+    if (rd == NULL) {
+        return NULL;
+    }
 
-    ngx_memzero(rd, sizeof(ngx_http_whatsapp_redis_t));
-
-    rd->link = link;
+    rd->changed = changed;
     rd->wmcf = wmcf;
-    rd->addr = wmcf->addr;
-    rd->port = wmcf->port;
+    rd->addr.data = rd->primary;
+    rd->addr.len = ngx_min(addr->len, NGX_SOCKADDR_STRLEN);
+    ngx_memcpy(rd->primary, addr->data, rd->addr.len);
+    rd->primary[rd->addr.len] = '\0';
+    rd->port = port;
     rd->log = cycle->log;
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
 
@@ -571,23 +584,29 @@ ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
     /* a graceful shutdown must not wait for a reconnection */
     rd->reconnect.cancelable = 1;
 
-    ngx_http_whatsapp_redis_connect();
+    rd->exiting = 1;
+    ngx_http_whatsapp_link_start(rd);
 
-    return NGX_OK;
+    return rd;
 }
 
 
+/*
+ * The link stops: its connection is freed (commands waiting get a NULL
+ * reply) and it does not reconnect.  The link itself stays: callers may
+ * hold it until their replies come; link_start makes it connect again.
+ */
 void
-ngx_http_whatsapp_redis_exit(void)
+ngx_http_whatsapp_link_stop(ngx_http_whatsapp_link_t *rd)
 {
-    redisAsyncContext          *ac;
-    ngx_http_whatsapp_redis_t  *rd;
+    redisAsyncContext  *ac;
 
-    rd = &ngx_http_whatsapp_redis;
     rd->exiting = 1;
 
-    ngx_http_whatsapp_sentinel_exit();
-    rd->asking = 0;
+    if (rd->asking) {
+        ngx_http_whatsapp_sentinel_exit();
+        rd->asking = 0;
+    }
 
     if (rd->reconnect.timer_set) {
         ngx_del_timer(&rd->reconnect);
@@ -603,36 +622,44 @@ ngx_http_whatsapp_redis_exit(void)
 }
 
 
-/*
- * whatsapp_health: NGX_OK when requests can be appended, the link's state
- * in words either way
- */
-ngx_int_t
-ngx_http_whatsapp_redis_health(ngx_str_t *why, u_char *buf, size_t size)
+void
+ngx_http_whatsapp_link_start(ngx_http_whatsapp_link_t *rd)
 {
-    u_char                     *p;
-    ngx_http_whatsapp_redis_t  *rd;
-
-    rd = &ngx_http_whatsapp_redis;
-
-    if (rd->wmcf == NULL) {
-        ngx_str_set(why, "no Redis link: no whatsapp_webhook in this "
-                    "configuration");
-        return NGX_DECLINED;
+    if (!rd->exiting) {
+        return;
     }
 
-    p = ngx_snprintf(buf, size, "redis: %*s", rd->why_len, rd->why);
+    rd->exiting = 0;
+    rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
+
+    ngx_http_whatsapp_redis_connect(rd);
+}
+
+
+/* its address: 1 if it is addr:port */
+ngx_uint_t
+ngx_http_whatsapp_link_is(ngx_http_whatsapp_link_t *rd, ngx_str_t *addr,
+    ngx_int_t port)
+{
+    return rd->port == port && rd->addr.len == addr->len
+           && ngx_strncmp(rd->addr.data, addr->data, addr->len) == 0;
+}
+
+
+/* the link's state in words, for whatsapp_health */
+u_char *
+ngx_http_whatsapp_link_why(ngx_http_whatsapp_link_t *rd, u_char *p,
+    u_char *last)
+{
+    p = ngx_slprintf(p, last, "%*s", rd->why_len, rd->why);
 
     if (rd->reconnect.timer_set) {
-        p = ngx_snprintf(p, buf + size - p, "; trying again in %M ms",
+        p = ngx_slprintf(p, last, "; trying again in %M ms",
                          (ngx_msec_t) (rd->reconnect.timer.key
                                        - ngx_current_msec));
     }
 
-    why->data = buf;
-    why->len = p - buf;
-
-    return ngx_http_whatsapp_redis_state() == NGX_OK ? NGX_OK : NGX_DECLINED;
+    return p;
 }
 
 
@@ -641,12 +668,10 @@ ngx_http_whatsapp_redis_health(ngx_str_t *why, u_char *buf, size_t size)
  * is sending its preamble; NGX_DECLINED: none, until the next reconnect.
  */
 ngx_int_t
-ngx_http_whatsapp_redis_state(void)
+ngx_http_whatsapp_link_state(ngx_http_whatsapp_link_t *rd)
 {
-    redisAsyncContext          *ac;
-    ngx_http_whatsapp_redis_t  *rd;
+    redisAsyncContext  *ac;
 
-    rd = &ngx_http_whatsapp_redis;
     ac = rd->ac;
 
     if (rd->asking) {
@@ -662,22 +687,21 @@ ngx_http_whatsapp_redis_state(void)
 
 
 ngx_int_t
-ngx_http_whatsapp_redis_command(int argc, const char **argv,
-    const size_t *argvlen, redisCallbackFn *fn, void *data,
-    ngx_uint_t *generation)
+ngx_http_whatsapp_link_command(ngx_http_whatsapp_link_t *rd, int argc,
+    const char **argv, const size_t *argvlen, redisCallbackFn *fn,
+    void *data, ngx_uint_t *generation)
 {
-    if (ngx_http_whatsapp_redis_state() != NGX_OK) {
+    if (ngx_http_whatsapp_link_state(rd) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    if (redisAsyncCommandArgv(ngx_http_whatsapp_redis.ac, fn, data, argc,
-                              argv, argvlen)
+    if (redisAsyncCommandArgv(rd->ac, fn, data, argc, argv, argvlen)
         != REDIS_OK)
     {
         return NGX_ERROR;
     }
 
-    *generation = ngx_http_whatsapp_redis.generation;
+    *generation = rd->generation;
 
     return NGX_OK;
 }
@@ -689,21 +713,20 @@ ngx_http_whatsapp_redis_command(int argc, const char **argv,
  * before they queue a command of their own, never after.
  */
 void
-ngx_http_whatsapp_redis_write(void)
+ngx_http_whatsapp_link_write(ngx_http_whatsapp_link_t *rd)
 {
-    if (ngx_http_whatsapp_redis.ac) {
-        ngx_http_whatsapp_hiredis_write(ngx_http_whatsapp_redis.ac);
+    if (rd->ac) {
+        ngx_http_whatsapp_hiredis_write(rd->ac);
     }
 }
 
 
 void
-ngx_http_whatsapp_redis_reset(ngx_uint_t generation, const char *reason)
+ngx_http_whatsapp_link_reset(ngx_http_whatsapp_link_t *rd,
+    ngx_uint_t generation, const char *reason)
 {
-    redisAsyncContext          *ac;
-    ngx_http_whatsapp_redis_t  *rd;
+    redisAsyncContext  *ac;
 
-    rd = &ngx_http_whatsapp_redis;
     ac = rd->ac;
 
     if (ac == NULL || generation != rd->generation) {
@@ -711,15 +734,16 @@ ngx_http_whatsapp_redis_reset(ngx_uint_t generation, const char *reason)
     }
 
     ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                  "whatsapp redis: dropping the connection: %s", reason);
-    ngx_http_whatsapp_redis_why(-1, "connection to %V:%i dropped: %s",
+                  "whatsapp redis: dropping the connection to %V:%i: %s",
+                  &rd->addr, rd->port, reason);
+    ngx_http_whatsapp_redis_why(rd, -1, "connection to %V:%i dropped: %s",
                                 &rd->addr, rd->port, reason);
 
     rd->ac = NULL;
 
     /* every command still waiting gets a NULL reply: its request, a 503 */
     redisAsyncFree(ac);
-    ngx_http_whatsapp_redis_down();
+    ngx_http_whatsapp_redis_down(rd);
 
-    ngx_http_whatsapp_redis_schedule();
+    ngx_http_whatsapp_redis_schedule(rd);
 }

@@ -29,6 +29,7 @@ wa_consume_init(wa_worker_t *w, const wa_options_t *o)
     wa_link_init(&w->link, o, "");
 
     snprintf(w->dead, sizeof(w->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
+    snprintf(w->guard, sizeof(w->guard), "%s:migrating", o->prefix);
     wa_reader_init(&w->reader, &w->link, w->dead);
 
     for (i = 0; i < WA_STREAM_COUNT; i++) {
@@ -203,10 +204,10 @@ prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
 {
     int           len;
     char          ttl[32], count[32], *nf, *cmd;
-    size_t        i, j, k, argc, *lens;
+    size_t        i, j, k, argc, counted, *lens;
     const char  **argv;
 
-    argc = 9;
+    argc = 10;
 
     for (i = 0; i < n; i++) {
         argc += 4 + (wa_reader_valid(entries[i])
@@ -227,12 +228,23 @@ prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
     k = 0;
     argv[k++] = "FCALL";
     argv[k++] = "wa_apply_1";
-    argv[k++] = "1";
+    argv[k++] = w->o->cluster ? "2" : "1";
     argv[k++] = w->stream[s];
+
+    /*
+     * In a Cluster, a key that is never written: while the partition's
+     * slot moves to another node the call is refused (TRYAGAIN, ASK)
+     * rather than run on the half of the keys one node has
+     */
+    if (w->o->cluster) {
+        argv[k++] = w->guard;
+    }
+
     argv[k++] = w->o->prefix;
     argv[k++] = w->o->group;
     argv[k++] = ttl;
     argv[k++] = w->apply_options;
+    counted = k;
     argv[k++] = count;
 
     for (i = 0; i < k; i++) {
@@ -246,7 +258,7 @@ prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
         }
     }
 
-    lens[8] = snprintf(count, sizeof(count), "%zu", j);
+    lens[counted] = snprintf(count, sizeof(count), "%zu", j);
 
     memset(call, 0, sizeof(wa_apply_call_t));
     call->s = s;

@@ -126,6 +126,7 @@ wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who)
     l->o = o;
     l->who = who;
     l->backoff = WA_LINK_BACKOFF_MIN;
+    l->slot = -1;
 }
 
 
@@ -232,10 +233,131 @@ wa_link_ask_sentinels(wa_link_t *l)
 }
 
 
+/* the primary serving slot in a CLUSTER SLOTS reply: 0, or -1 */
+static int
+wa_link_slot_owner(wa_link_t *l, const redisReply *r)
+{
+    size_t             i;
+    const redisReply  *range, *node;
+
+    if (r->type != REDIS_REPLY_ARRAY) {
+        return -1;
+    }
+
+    for (i = 0; i < r->elements; i++) {
+        range = r->element[i];
+
+        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3
+            || range->element[0]->type != REDIS_REPLY_INTEGER
+            || range->element[1]->type != REDIS_REPLY_INTEGER
+            || range->element[2]->type != REDIS_REPLY_ARRAY
+            || range->element[2]->elements < 2)
+        {
+            continue;
+        }
+
+        node = range->element[2];
+
+        if (l->slot < range->element[0]->integer
+            || l->slot > range->element[1]->integer
+            || node->element[0]->type != REDIS_REPLY_STRING
+            || node->element[1]->type != REDIS_REPLY_INTEGER)
+        {
+            continue;
+        }
+
+        snprintf(l->primary, sizeof(l->primary), "%s:%lld",
+                 node->element[0]->str, node->element[1]->integer);
+        return 0;
+    }
+
+    return -1;
+}
+
+
+/*
+ * With --cluster, the primary serving the link's slot, asked of each node
+ * named in turn (CLUSTER SLOTS, authenticated when there is a password):
+ * asked again whenever the link breaks, as MOVED breaks it.  0, or -1.
+ */
+static int
+wa_link_ask_cluster(wa_link_t *l)
+{
+    int            found;
+    char           list[1024], *s, *save;
+    wa_args_t      a;
+    redisReply    *r;
+    redisContext  *c;
+
+    snprintf(list, sizeof(list), "%s", l->o->cluster);
+
+    for (s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        c = wa_link_dial(l, s);
+        if (c == NULL) {
+            continue;
+        }
+
+        r = NULL;
+
+        if (l->o->password) {
+            wa_args(&a, "AUTH", NULL);
+            if (l->o->user) {
+                wa_args_add(&a, l->o->user);
+            }
+            wa_args_add(&a, l->o->password);
+            r = redisCommandArgv(c, a.argc, a.argv, a.lens);
+        }
+
+        if (r == NULL || r->type != REDIS_REPLY_ERROR) {
+            if (r) {
+                freeReplyObject(r);
+            }
+            r = redisCommand(c, "CLUSTER SLOTS");
+        }
+
+        found = 0;
+
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+            if (l->slot < 0) {
+                /* a link for no slot in particular: this node */
+                snprintf(l->primary, sizeof(l->primary), "%s", s);
+                found = 1;
+
+            } else {
+                found = (wa_link_slot_owner(l, r) == 0);
+            }
+        }
+
+        if (!found) {
+            wa_log(WA_LOG_ERROR, "%scluster node %s names no primary for "
+                   "slot %d%s%s", l->who, s, l->slot,
+                   r && r->type == REDIS_REPLY_ERROR ? ": " : "",
+                   r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+        }
+
+        if (r) {
+            freeReplyObject(r);
+        }
+        redisFree(c);
+
+        if (found) {
+            return 0;
+        }
+    }
+
+    return -1;
+}
+
+
 static redisContext *
 wa_link_open(wa_link_t *l)
 {
-    if (l->o->sentinel == NULL) {
+    if (l->o->cluster) {
+        if (wa_link_ask_cluster(l) != 0) {
+            return NULL;
+        }
+
+    } else if (l->o->sentinel == NULL) {
         snprintf(l->primary, sizeof(l->primary), "%s", l->o->redis);
 
     } else if (wa_link_ask_sentinels(l) != 0) {
@@ -276,8 +398,8 @@ wa_link_preamble(wa_link_t *l)
         freeReplyObject(r);
     }
 
-    /* behind sentinels: the address named may be a replica by now */
-    if (l->o->sentinel) {
+    /* behind sentinels, in a Cluster: the node named may be a replica */
+    if (l->o->sentinel || (l->o->cluster && l->slot >= 0)) {
         wa_args(&a, "ROLE", NULL);
         r = wa_link_call(l, &a);
         if (wa_link_failed(l, r, "ROLE")) {
@@ -289,7 +411,8 @@ wa_link_preamble(wa_link_t *l)
             || strcmp(r->element[0]->str, "master") != 0)
         {
             wa_log(WA_LOG_ERROR, "%sRedis at %s is not the primary; asking "
-                   "the sentinels again", l->who, l->primary);
+                   "the %s again", l->who, l->primary,
+                   l->o->cluster ? "cluster" : "sentinels");
             freeReplyObject(r);
             return -1;
         }
@@ -444,6 +567,38 @@ wa_link_write(wa_link_t *l)
 }
 
 
+/*
+ * A Cluster saying the slot is served elsewhere (MOVED), is moving (ASK,
+ * TRYAGAIN) or is not served (CLUSTERDOWN): taken for a broken link, so
+ * that what was read is left pending and the link asks for the slot's
+ * primary again.  A call refused so ran nothing.
+ */
+static int
+wa_link_moved(wa_link_t *l, const redisReply *r)
+{
+    static const char  *prefixes[] = {
+        "MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"
+    };
+
+    size_t  i;
+
+    if (r->type != REDIS_REPLY_ERROR || l->o->cluster == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        if (strncmp(r->str, prefixes[i], strlen(prefixes[i])) == 0) {
+            wa_log(WA_LOG_WARN, "%sRedis at %s: %s; asking the cluster "
+                   "for slot %d again", l->who, l->primary, r->str,
+                   l->slot);
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 redisReply *
 wa_link_reply(wa_link_t *l)
 {
@@ -461,6 +616,11 @@ wa_link_reply(wa_link_t *l)
         wa_log(WA_LOG_ERROR, "%sRedis at %s became a replica (READONLY)%s",
                l->who, l->primary,
                l->o->sentinel ? "; asking the sentinels again" : "");
+        freeReplyObject(r);
+        return NULL;
+    }
+
+    if (wa_link_moved(l, r)) {
         freeReplyObject(r);
         return NULL;
     }

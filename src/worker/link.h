@@ -31,6 +31,8 @@ typedef struct {
     redisContext        *c;         /* NULL while down */
     long                 backoff;   /* ms before the next attempt */
     int                  denied;    /* Redis refused the user: stopping */
+    int                  slot;      /* with --cluster: the slot it serves;
+                                       -1: any node */
     char                 primary[300];  /* the address in use */
 } wa_link_t;
 

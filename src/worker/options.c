@@ -61,6 +61,13 @@ static const wa_option_t  wa_options[] = {
       "is not used); asked again whenever the link breaks" },
     { "master", "WA_MASTER", NULL, STR(master),
       "the name the sentinels know the primary by (with --sentinel)" },
+    { "cluster", "WA_CLUSTER", NULL, STR(cluster),
+      "nodes of a Redis Cluster to ask for its slot map, host:port,... "
+      "(then --redis is not used); each partition's link goes to the "
+      "primary serving its slot, and asks again on MOVED" },
+    { "partitions", "WA_PARTITIONS", "1", NUM(partitions, 1, 1024),
+      "partitions of the key layout, as whatsapp_partitions (docs/redis.md); "
+      "each is read by a thread of its own" },
     { "redis-user", "WA_REDIS_USER", NULL, STR(user),
       "Redis ACL user (needs --redis-password-file); docs/redis.md lists "
       "its permissions" },
@@ -508,6 +515,19 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
     if (o->media_dir && o->token == NULL) {
         fprintf(stderr, "wa-relayd: --media-dir needs --token-file: Meta "
                 "gives media to the token's holder only\n");
+        return -1;
+    }
+
+    if (o->cluster && (o->sentinel || o->db)) {
+        fprintf(stderr, "wa-relayd: --cluster uses database 0 and no "
+                "sentinels: a Redis Cluster has neither\n");
+        return -1;
+    }
+
+    if (o->partitions > 1 && (o->token || o->media_dir)) {
+        fprintf(stderr, "wa-relayd: the sender and the media fetcher read "
+                "one partition; run them in a wa-relayd of --partitions 1 "
+                "(docs/scaling.md)\n");
         return -1;
     }
 

@@ -17,6 +17,8 @@ typedef struct {
     const char     *redis;              /* host:port or unix:/path */
     const char     *sentinel;           /* host:port,... or NULL */
     const char     *master;             /* the name the sentinels know */
+    const char     *cluster;            /* host:port,... of a Cluster */
+    long            partitions;
     const char     *user;               /* ACL user, or NULL: default */
     const char     *password_file;
     char           *password;

@@ -5,7 +5,10 @@
  *
  * Threads of their own: the sender (--token-file, sender.c), the media
  * fetcher (--media-dir, media.c) and the metrics server (--metrics,
- * metrics.c).
+ * metrics.c).  With --partitions N, each partition's streams are read by a
+ * consumer loop of its own, in a thread, on a link to the node that
+ * serves the partition (--cluster); several wa-relayd share each
+ * partition through the consumer group.
  *
  *   main loop:  reclaim what dead consumers left (every claim-idle/2)
  *               read a batch with XREADGROUP BLOCK, apply and acknowledge
@@ -18,6 +21,7 @@
  * refusing the user (credentials, a permission) stops it with exit code 2.
  */
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <curl/curl.h>
@@ -30,6 +34,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "wa_partition.h"
 #include "worker.h"
 
 /* set by signal handlers: lock-free atomics are safe to write there */
@@ -110,8 +115,10 @@ stats(wa_worker_t *w, long long since, wa_counters_t *last)
     v[7] = rn->capped;
     v[8] = (long long) time(NULL);
 
-    wa_log(WA_LOG_INFO, "applied %lld (%.0f/s), duplicates %lld, skipped "
-           "%lld, dead %lld, reclaimed %lld, errors %lld, trimmed %lld",
+    wa_log(WA_LOG_INFO, "%s%sapplied %lld (%.0f/s), duplicates %lld, "
+           "skipped %lld, dead %lld, reclaimed %lld, errors %lld, trimmed "
+           "%lld", w->o->partitions > 1 ? w->o->prefix : "",
+           w->o->partitions > 1 ? ": " : "",
            v[0], secs > 0 ? (w->n.applied - last->applied) / secs : 0.0,
            v[1], v[2], v[3], v[4], v[5], v[6]);
 
@@ -209,6 +216,155 @@ run(wa_worker_t *w, wa_timers_t *tm)
 }
 
 
+/* a partition's consumer loop: the worker's options, its own prefix */
+typedef struct {
+    wa_options_t   o;
+    char           prefix[300];
+    char          *apply_options;
+    wa_worker_t    w;
+    wa_timers_t    tm;
+    pthread_t      thread;
+} wa_lane_t;
+
+
+static void
+lane_init(wa_lane_t *lane, const wa_options_t *o, unsigned p,
+    char *apply_options)
+{
+    memset(lane, 0, sizeof(wa_lane_t));
+
+    lane->o = *o;
+    wa_partition_prefix(o->prefix, strlen(o->prefix), p,
+                        (unsigned) o->partitions, lane->prefix,
+                        sizeof(lane->prefix));
+    lane->o.prefix = lane->prefix;
+
+    wa_consume_init(&lane->w, &lane->o);
+    lane->w.apply_options = apply_options;
+
+    /* every key of the partition is in its prefix's slot */
+    lane->w.link.slot = (int) wa_key_slot(lane->prefix,
+                                          strlen(lane->prefix));
+
+    lane->tm.since = wa_clock_ms();
+    lane->tm.next_stats = lane->tm.since + o->stats_interval_ms;
+}
+
+
+static void *
+lane_run(void *data)
+{
+    wa_lane_t  *lane = data;
+
+    run(&lane->w, &lane->tm);
+
+    return NULL;
+}
+
+
+static void
+lane_stop(wa_lane_t *lane)
+{
+    stats(&lane->w, lane->tm.since, &lane->tm.last);
+    wa_link_close(&lane->w.link);
+}
+
+
+/*
+ * <prefix>:partitions, for readers downstream to find every partition's
+ * streams: "count", then "<p>" -> "<prefix>:{<tag>}" (docs/events.md)
+ */
+static int
+partitions_publish(const wa_options_t *o, wa_lane_t *lanes)
+{
+    char          key[300];
+    long          i;
+    wa_args_t     a;
+    wa_link_t     l;
+    redisReply   *r;
+
+    snprintf(key, sizeof(key), "%s:partitions", o->prefix);
+
+    wa_link_init(&l, o, "");
+    l.slot = (int) wa_key_slot(key, strlen(key));
+
+    while (wa_link_connect(&l, &wa_stopping) != 0) {
+        if (atomic_load(&wa_stopping)) {
+            return -1;
+        }
+    }
+
+    for (i = 0; i < o->partitions; i++) {
+        wa_args(&a, "HSET", key, NULL);
+        if (i == 0) {
+            wa_args_add(&a, "count");
+            wa_args_ll(&a, o->partitions);
+        }
+        wa_args_ll(&a, i);
+        wa_args_add(&a, lanes[i].prefix);
+
+        r = wa_link_call(&l, &a);
+        if (wa_link_failed(&l, r, "HSET partitions")) {
+            wa_link_close(&l);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+
+    wa_link_close(&l);
+
+    return 0;
+}
+
+
+/* a consumer loop per partition, until SIGTERM */
+static int
+run_partitions(const wa_options_t *o, char *apply_options)
+{
+    int         rc;
+    long        i;
+    wa_lane_t  *lanes;
+
+    lanes = calloc(o->partitions, sizeof(wa_lane_t));
+    if (lanes == NULL) {
+        wa_log(WA_LOG_ERROR, "out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < o->partitions; i++) {
+        lane_init(&lanes[i], o, (unsigned) i, apply_options);
+    }
+
+    if (partitions_publish(o, lanes) != 0) {
+        free(lanes);
+        return atomic_load(&wa_stopping) ? 0 : -1;
+    }
+
+    rc = 0;
+
+    for (i = 0; i < o->partitions; i++) {
+        if (pthread_create(&lanes[i].thread, NULL, lane_run, &lanes[i])
+            != 0)
+        {
+            wa_log(WA_LOG_ERROR, "cannot start the consumer of partition "
+                   "%ld", i);
+            atomic_store(&wa_stopping, 1);
+            rc = -1;
+            break;
+        }
+    }
+
+    while (i-- > 0) {
+        pthread_join(lanes[i].thread, NULL);
+        lane_stop(&lanes[i]);
+    }
+
+    free(lanes);
+
+    return rc;
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -255,7 +411,24 @@ main(int argc, char **argv)
     }
 
     wa_log(WA_LOG_INFO, "wa-relayd starting: consumer %s of group %s, "
-           "prefix %s, Redis %s", o.consumer, o.group, o.prefix, o.redis);
+           "prefix %s, %ld partition%s, Redis %s%s", o.consumer, o.group,
+           o.prefix, o.partitions, o.partitions > 1 ? "s" : "",
+           o.cluster ? "cluster " : "", o.cluster ? o.cluster : o.redis);
+
+    if (o.partitions > 1 || o.cluster) {
+        if (run_partitions(&o, w.apply_options) != 0) {
+            atomic_store(&wa_exit_code, 1);
+        }
+
+        wa_metrics_stop();
+        wa_link_close(&w.link);
+        wa_options_free(&o);
+        free(w.apply_options);
+        curl_global_cleanup();
+        wa_log(WA_LOG_INFO, "wa-relayd stopped");
+
+        return atomic_load(&wa_exit_code);
+    }
 
     memset(&tm, 0, sizeof(wa_timers_t));
     tm.since = wa_clock_ms();

@@ -55,6 +55,7 @@ typedef struct {
     wa_reader_t          reader;
     char                 stream[WA_STREAM_COUNT][256];
     char                 dead[256];
+    char                 guard[256];        /* never written: see consume.c */
     char                *apply_options;     /* JSON: the automatic replies */
     wa_counters_t        n;
     wa_apply_batch_t     held;              /* read, not yet applied */

@@ -52,6 +52,8 @@ sub messages_body {
         contacts => [ { profile => { name => 'Test' },
                         wa_id => '16505551234' } ],
     };
+    $value->{metadata}{phone_number_id} = $o{phone_number_id}
+        if $o{phone_number_id};
     $value->{messages} = $o{messages} if $o{messages};
     $value->{statuses} = $o{statuses} if $o{statuses};
     $value->{contacts}[0]{wa_id} = $o{from} if $o{from};

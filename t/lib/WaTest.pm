@@ -208,23 +208,38 @@ sub redis {
 # redis-cli needs to log in, for a test that sets a password)
 sub keep_streams {
     my ($self) = @_;
-    return unless $$ == $self->{owner} && $self->alive('redis');
+    return unless $$ == $self->{owner};
+    # a cluster's nodes (t/lib/WaCluster.pm), or the test's one Redis
+    for my $port (@{ $self->{cluster_ports} || [ $self->redis_port ] }) {
+        next unless $self->{cluster_ports} ? $self->alive("redis-$port")
+                                           : $self->alive('redis');
+        local $self->{redis_port} = $port;
+        $self->keep_streams_of;
+    }
+}
+
+sub keep_streams_of {
+    my ($self) = @_;
     # a Redis on a TLS port only, or gone: nothing to keep, nothing to say
     return unless wait_port($self->redis_port, 0.2);
+    # a cluster's replica holds what its primary has
+    my $role = $self->redis('ROLE');
+    return if ref $role eq 'ARRAY' && $role->[0] ne 'master';
     my $info = $self->redis('INFO', 'keyspace') // '';
     my @dbs = $info =~ /^db(\d+):/mg;
     open my $out, '>>', "$self->{dir}/streams.jsonl" or croak "$!";
     for my $db (@dbs) {
+        my @db = $db ? ('-n', $db) : ();
         my ($cursor, @keys) = (0);
         do {
-            my $r = $self->redis('-n', $db, 'SCAN', $cursor, 'TYPE',
+            my $r = $self->redis(@db, 'SCAN', $cursor, 'TYPE',
                                  'stream', 'COUNT', 1000);
             last unless ref $r eq 'ARRAY';
             ($cursor, my $k) = @$r;
             push @keys, @$k;
         } while ($cursor ne '0');
         for my $key (@keys) {
-            my $r = $self->redis('-n', $db, 'XRANGE', $key, '-', '+');
+            my $r = $self->redis(@db, 'XRANGE', $key, '-', '+');
             next unless ref $r eq 'ARRAY';
             print $out $JSON->encode({ stream => $key, id => $_->[0],
                                        fields => $_->[1] }), "\n"

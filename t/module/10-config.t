@@ -106,6 +106,21 @@ conf_ok 'a sentinel by name with a resolver',
 conf_fails 'a sentinel without a port', qr/is not host:port/,
     http => "whatsapp_redis_sentinel 127.0.0.1;\nwhatsapp_redis_master wa;";
 
+# partitions, and a Redis Cluster
+conf_ok 'partitions on a cluster', http => "whatsapp_redis_cluster on;\n"
+                                         . 'whatsapp_partitions 12;';
+conf_ok 'partitions per location', location => 'whatsapp_partitions 1024;';
+conf_fails "partitions $_", qr/whatsapp_partitions.*from 1 to 1024/,
+    location => "whatsapp_partitions $_;" for qw(0 1025 x);
+conf_fails 'a cluster and a database', qr/database 0 and no sentinels/,
+    http => "whatsapp_redis_cluster on;\nwhatsapp_redis_database 2;";
+conf_fails 'a cluster behind sentinels', qr/database 0 and no sentinels/,
+    http => "whatsapp_redis_cluster on;\n"
+            . "whatsapp_redis_sentinel 127.0.0.1:26379;\n"
+            . 'whatsapp_redis_master wa;';
+conf_fails 'a cluster on a unix socket', qr/needs a node's address and port/,
+    redis => "unix:$d/redis.sock", http => 'whatsapp_redis_cluster on;';
+
 # secrets can repeat, up to a limit
 my @many = map { $t->write_file("s$_", "secret$_", 0600);
                  "whatsapp_app_secret_file $d/s$_;" } 1 .. 9;

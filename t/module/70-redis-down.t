@@ -25,7 +25,7 @@ for my $i (0 .. 4) {
 }
 
 $t->stop_redis;
-ok $t->wait_log(qr/whatsapp redis: connection (lost|closed)/),
+ok $t->wait_log(qr/whatsapp redis: connection (?:to \S+ )?(?:lost|closed)/),
     'the loss is logged';
 
 for my $i (5 .. 9) {

@@ -147,7 +147,7 @@ $st = one_turn('GONE', 16, between => sub { $t->stop('redis', 'KILL') });
 is_deeply $st, { 503 => 16 }, 'Redis gone during the turn: 16 answered 503';
 ok kill(0, $worker), 'the worker lives on';
 # hiredis answers the commands before it reports the loss: wait for the line
-ok $t->wait_log(qr/whatsapp redis: connection lost/),
+ok $t->wait_log(qr/whatsapp redis: connection to \S+ lost/),
     'the log names the lost connection';
 
 my $connects = () = $t->error_log =~ /whatsapp redis: connected/g;

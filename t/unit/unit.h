@@ -10,5 +10,6 @@ Suite *signature_suite(void);
 Suite *query_suite(void);
 Suite *keyword_suite(void);
 Suite *outbox_suite(void);
+Suite *partition_suite(void);
 
 #endif
