@@ -22,11 +22,9 @@ be given it there.
 optout_reply, optin_reply, away_reply with hours {from, to, days, utc_offset
 minutes}, mark_read.
 
-wa_govern_1 decides whether an outbox entry may go now (docs/outbox.md).
-
-  FCALL wa_govern_1 0  <prefix> <now> <phone_number_id> <user> <type>
-        <template> <language> <marketing> <auto_reply> <window_margin>
-  -> { "ok" } | { "refuse", reason } | { "defer", reason, until }
+wa_govern_1 decides whether an outbox entry may go now (docs/outbox.md),
+and paces each business number and each of its recipients in Redis, for
+every worker that sends (its arguments are at the function).
 
 wa_sent_1 records an outbound message sent through the Graph API with the
 template and variant it carries, for the trackers (the sender calls it).
@@ -907,9 +905,41 @@ local TEMPLATE_REFUSED = { DISABLED = true, REJECTED = true, DELETED = true,
                            ARCHIVED = true, PENDING_DELETION = true,
                            LOCKED = true, LIMIT_EXCEEDED = true }
 
-local function govern(keys, args)
-    P = args[1]
-    local now, pn, user, typ = tonumber(args[2]), args[3], args[4], args[5]
+-- Pacing (GCRA): a key holds the theoretical arrival time of the next
+-- send, in ms of Redis's clock, shared by every worker sending for the
+-- number.  One more may go when that time is not later than now plus the
+-- tolerance; it then moves one interval on.
+local function pace_wait(k, now, tolerance)
+    local w = (tonumber(redis.call('GET', k) or '') or 0) - now - tolerance
+    return w > 0 and w or 0
+end
+
+local function pace_take(k, now, interval)
+    local tat = math.max(tonumber(redis.call('GET', k) or '') or 0, now)
+                + interval
+    redis.call('SET', k, string.format('%.3f', tat), 'PX',
+               math.ceil(tat - now) + 1000)
+end
+
+
+-- the WABA's state the governor reads: here, or given by the sender, who
+-- read it from the WABA's partition (docs/redis.md, "What crosses
+-- partitions")
+local function waba_state(args, phone, template, language)
+    if args[15] == '1' then
+        return { args[16], args[17] }, args[18], num(args[19])
+    end
+    local t = redis.call('HMGET', key('template', phone[1] or '-',
+                         template, language ~= '' and language or '-'),
+                         'status', 'paused_until')
+    local w = redis.call('HGET', key('waba', phone[1] or '-'), 'restricted')
+    local limit = phone[2] and num(redis.call('HGET',
+                      key('number', phone[2]), 'messaging_limit_users'))
+    return t, w, limit
+end
+
+
+local function verdict(args, now, pn, user, typ)
     local template, language = args[6], args[7]
     local marketing, auto = args[8] == '1', args[9]
     local margin = tonumber(args[10]) or 0
@@ -935,12 +965,10 @@ local function govern(keys, args)
 
     local phone = redis.call('HMGET', key('phone', pn), 'waba_id',
                              'display_phone_number')
+    local t, restricted, limit = waba_state(args, phone, template, language)
 
     -- 3. the template's own state (unknown templates go: Meta decides)
     if typ == 'template' then
-        local t = redis.call('HMGET', key('template', phone[1] or '-',
-                             template, language ~= '' and language or '-'),
-                             'status', 'paused_until')
         local st = t[1] or ''
         if st == 'PAUSED' then
             local til = num(t[2]) or now + 3 * 3600
@@ -956,13 +984,9 @@ local function govern(keys, args)
 
     -- 4. business-initiated: restriction and the messaging-limit tier
     if not inwin then
-        local w = redis.call('HGET', key('waba', phone[1] or '-'),
-                             'restricted')
-        if w == '1' then
+        if restricted == '1' then
             return { 'defer', 'restricted', now + 3600 }
         end
-        local limit = phone[2] and num(redis.call('HGET',
-                          key('number', phone[2]), 'messaging_limit_users'))
         local zk = key('reach', pn)
         redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - DAY)
         if limit and limit > 0 and not redis.call('ZSCORE', zk, user)
@@ -971,9 +995,54 @@ local function govern(keys, args)
             local oldest = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
             return { 'defer', 'tier_limit', num(oldest[2]) + DAY }
         end
-        redis.call('ZADD', zk, now, user)
-        redis.call('EXPIRE', zk, DAY)
+        return { 'ok', zk }
     end
+
+    return { 'ok' }
+end
+
+
+--[[
+FCALL wa_govern_1 0 <prefix> <now> <phone_number_id> <user> <type>
+      <template> <language> <marketing> <auto> <window margin>
+      <pace interval ms> <pace tolerance ms> <pair interval ms>
+      <pair tolerance ms> [1 <template status> <paused until>
+      <WABA restricted> <messaging limit users>]
+
+-> {'ok'} | {'refuse', reason} | {'defer', reason, until} |
+   {'wait', ms}: the number's pace | {'pair', ms}: the recipient's
+]]
+local function govern(keys, args)
+    P = args[1]
+    local now, pn, user, typ = tonumber(args[2]), args[3], args[4], args[5]
+    local tm = redis.call('TIME')
+    local ms = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+    local interval, tolerance = tonumber(args[11]) or 0,
+                                tonumber(args[12]) or 0
+    local pair, pair_tolerance = tonumber(args[13]) or 0,
+                                 tonumber(args[14]) or 0
+    local pk = key('pace', pn)
+
+    -- the number's rate, over every worker that sends for it
+    local w = interval > 0 and pace_wait(pk, ms, tolerance) or 0
+    if w > 0 then return { 'wait', math.ceil(w) } end
+
+    local v = verdict(args, now, pn, user, typ)
+    if v[1] ~= 'ok' then return v end
+
+    -- the pair limit: a recipient waits, in the deferred set
+    if pair > 0 and typ ~= 'read' and user ~= '' then
+        local qk = key('pair', pn, user)
+        w = pace_wait(qk, ms, pair_tolerance)
+        if w > 0 then return { 'pair', math.ceil(w) } end
+        pace_take(qk, ms, pair)
+    end
+
+    if v[2] then
+        redis.call('ZADD', v[2], now, user)
+        redis.call('EXPIRE', v[2], DAY)
+    end
+    if interval > 0 then pace_take(pk, ms, interval) end
 
     return { 'ok' }
 end

@@ -442,7 +442,8 @@ ngx_http_whatsapp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_whatsapp_loc_conf_t *prev = parent;
     ngx_http_whatsapp_loc_conf_t *conf = child;
 
-    u_char  *p;
+    u_char                         *p;
+    ngx_http_whatsapp_main_conf_t  *wmcf;
 
     ngx_conf_merge_ptr_value(conf->secrets, prev->secrets, NULL);
 
@@ -469,6 +470,17 @@ ngx_http_whatsapp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_uint_value(conf->partitions, prev->partitions, 1);
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module);
+
+    if (conf->webhook && wmcf->cluster == 1 && conf->partitions < 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "whatsapp_redis_cluster needs whatsapp_partitions "
+                           "of 2 or more: the keys of one partition share a "
+                           "hash slot, those of the single-instance layout "
+                           "do not");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->webhook && ngx_http_whatsapp_parts(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;

@@ -126,7 +126,7 @@ wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who)
     l->o = o;
     l->who = who;
     l->backoff = WA_LINK_BACKOFF_MIN;
-    l->slot = -1;
+    l->slot = o->slot;
 }
 
 
@@ -233,7 +233,10 @@ wa_link_ask_sentinels(wa_link_t *l)
 }
 
 
-/* the primary serving slot in a CLUSTER SLOTS reply: 0, or -1 */
+/*
+ * The primary serving the link's slot in a CLUSTER SLOTS reply (with no
+ * slot, the first primary named): 0, or -1
+ */
 static int
 wa_link_slot_owner(wa_link_t *l, const redisReply *r)
 {
@@ -258,8 +261,9 @@ wa_link_slot_owner(wa_link_t *l, const redisReply *r)
 
         node = range->element[2];
 
-        if (l->slot < range->element[0]->integer
-            || l->slot > range->element[1]->integer
+        /* a link for no slot in particular: the first primary named */
+        if ((l->slot >= 0 && (l->slot < range->element[0]->integer
+                              || l->slot > range->element[1]->integer))
             || node->element[0]->type != REDIS_REPLY_STRING
             || node->element[1]->type != REDIS_REPLY_INTEGER)
         {
@@ -315,18 +319,7 @@ wa_link_ask_cluster(wa_link_t *l)
             r = redisCommand(c, "CLUSTER SLOTS");
         }
 
-        found = 0;
-
-        if (r && r->type == REDIS_REPLY_ARRAY) {
-            if (l->slot < 0) {
-                /* a link for no slot in particular: this node */
-                snprintf(l->primary, sizeof(l->primary), "%s", s);
-                found = 1;
-
-            } else {
-                found = (wa_link_slot_owner(l, r) == 0);
-            }
-        }
+        found = (r && wa_link_slot_owner(l, r) == 0);
 
         if (!found) {
             wa_log(WA_LOG_ERROR, "%scluster node %s names no primary for "

@@ -20,6 +20,7 @@
 #include "link.h"
 #include "log.h"
 #include "metrics.h"
+#include "peer.h"
 #include "wa_streams.h"
 
 #define WA_SERIES_MAX   512
@@ -336,15 +337,15 @@ wa_metrics_link(void)
 
 
 static void
-wa_render_stream(wa_text_t *gauges, wa_text_t *lag, wa_text_t *pending,
-    const char *stream)
+wa_render_stream(wa_link_t *l, wa_text_t *gauges, wa_text_t *lag,
+    wa_text_t *pending, const char *stream)
 {
     size_t       i;
     wa_args_t    a;
     redisReply  *r, *g, *name, *v;
 
     wa_args(&a, "XLEN", stream, NULL);
-    r = wa_link_call(&wa_mlink, &a);
+    r = wa_link_call(l, &a);
     if (r == NULL) {
         return;
     }
@@ -357,7 +358,7 @@ wa_render_stream(wa_text_t *gauges, wa_text_t *lag, wa_text_t *pending,
     freeReplyObject(r);
 
     wa_args(&a, "XINFO", "GROUPS", stream, NULL);
-    r = wa_link_call(&wa_mlink, &a);
+    r = wa_link_call(l, &a);
     if (r == NULL) {
         return;
     }
@@ -456,20 +457,133 @@ wa_render_numbers(wa_text_t *t)
 }
 
 
-/* what only Redis knows; 0, or -1 when it cannot be asked */
+/*
+ * One partition's part of what only Redis knows (the whole of it without
+ * partitions): its streams and its deferred entries (t NULL: not those),
+ * its sender's pause.  0, or -1 when the link broke.
+ */
 static int
-wa_render_redis(wa_text_t *t, char *paused, size_t size)
+wa_render_part(wa_link_t *l, const char *prefix, wa_text_t *t,
+    wa_text_t *lag, wa_text_t *pending, long long *deferred, char *paused,
+    size_t size)
 {
     int          i;
     char         key[512];
     wa_args_t    a;
-    wa_text_t    lag, pending;
     redisReply  *r;
 
     static const char  *streams[] = {
         "messages", "statuses", "account", WA_STREAM_OUTBOX, "sent",
         WA_STREAM_DEAD, "alerts", "media"
     };
+
+    for (i = 0; t && i < (int) (sizeof(streams) / sizeof(streams[0])); i++) {
+        snprintf(key, sizeof(key), "%s:%s", prefix, streams[i]);
+        wa_render_stream(l, t, lag, pending, key);
+    }
+
+    if (t) {
+        snprintf(key, sizeof(key), "%s:deferred", prefix);
+        wa_args(&a, "ZCARD", key, NULL);
+        r = wa_link_call(l, &a);
+        if (r == NULL) {
+            return -1;
+        }
+
+        *deferred += r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        freeReplyObject(r);
+    }
+
+    snprintf(key, sizeof(key), "%s:sender:paused", prefix);
+    wa_args(&a, "GET", key, NULL);
+    r = wa_link_call(l, &a);
+    if (r == NULL) {
+        return -1;
+    }
+
+    if (r->type == REDIS_REPLY_STRING && paused[0] == '\0') {
+        snprintf(paused, size, "%s", r->str);
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+/*
+ * Each partition's part, on the link to it (peer.c): 0, or -1 when one
+ * cannot be asked
+ */
+static int
+wa_render_parts(wa_text_t *t, wa_text_t *lag, wa_text_t *pending,
+    long long *deferred, char *paused, size_t size)
+{
+    int          rc, attempt;
+    long         p;
+    size_t       len[3];
+    long long    counted;
+    wa_link_t   *l;
+    const char  *prefix;
+
+    if (wa_opts->partitions == 1) {
+        return wa_render_part(&wa_mlink, wa_opts->prefix, t, lag, pending,
+                              deferred, paused, size);
+    }
+
+    for (p = 0; p < wa_opts->partitions; p++) {
+
+        /* twice: a link that a slot's move broke is made again */
+        for (attempt = 0; attempt < 2; attempt++) {
+            l = wa_peer_lock((unsigned) p, &prefix, &wa_no_wait);
+            if (l == NULL) {
+                continue;
+            }
+
+            /* what a failed attempt wrote is taken back */
+            if (t) {
+                len[0] = t->len;
+                len[1] = lag->len;
+                len[2] = pending->len;
+                counted = *deferred;
+            }
+
+            rc = wa_render_part(l, prefix, t, lag, pending, deferred,
+                                paused, size);
+            if (rc != 0) {
+                wa_link_lost(l);
+
+                if (t) {
+                    t->len = len[0];
+                    lag->len = len[1];
+                    pending->len = len[2];
+                    *deferred = counted;
+                }
+            }
+
+            wa_peer_unlock((unsigned) p);
+
+            if (rc == 0) {
+                break;
+            }
+        }
+
+        if (attempt == 2) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* what only Redis knows; 0, or -1 when it cannot be asked */
+static int
+wa_render_redis(wa_text_t *t, char *paused, size_t size)
+{
+    int          rc;
+    long long    deferred;
+    wa_text_t    lag, pending;
 
     paused[0] = '\0';
 
@@ -496,10 +610,8 @@ wa_render_redis(wa_text_t *t, char *paused, size_t size)
               "# HELP wa_relay_stream_length Entries in the stream\n"
               "# TYPE wa_relay_stream_length gauge\n");
 
-    for (i = 0; i < (int) (sizeof(streams) / sizeof(streams[0])); i++) {
-        snprintf(key, sizeof(key), "%s:%s", wa_opts->prefix, streams[i]);
-        wa_render_stream(t, &lag, &pending, key);
-    }
+    deferred = 0;
+    rc = wa_render_parts(t, &lag, &pending, &deferred, paused, size);
 
     wa_printf(t, "# HELP wa_relay_stream_group_lag Entries of the stream a "
               "consumer group has not read yet\n"
@@ -512,34 +624,19 @@ wa_render_redis(wa_text_t *t, char *paused, size_t size)
     free(lag.p);
     free(pending.p);
 
-    wa_render_numbers(t);
-
-    snprintf(key, sizeof(key), "%s:deferred", wa_opts->prefix);
-    wa_args(&a, "ZCARD", key, NULL);
-    r = wa_link_call(&wa_mlink, &a);
-    if (r == NULL) {
+    if (rc != 0) {
         return -1;
+    }
+
+    /* a number's state is split over partitions: one Redis only, yet */
+    if (wa_opts->partitions == 1) {
+        wa_render_numbers(t);
     }
 
     wa_printf(t, "# HELP wa_relay_sender_deferred_entries Outbox entries "
               "deferred, waiting for their time\n"
               "# TYPE wa_relay_sender_deferred_entries gauge\n"
-              "wa_relay_sender_deferred_entries %lld\n",
-              r->type == REDIS_REPLY_INTEGER ? r->integer : 0);
-    freeReplyObject(r);
-
-    snprintf(key, sizeof(key), "%s:sender:paused", wa_opts->prefix);
-    wa_args(&a, "GET", key, NULL);
-    r = wa_link_call(&wa_mlink, &a);
-    if (r == NULL) {
-        return -1;
-    }
-
-    if (r->type == REDIS_REPLY_STRING) {
-        snprintf(paused, size, "%s", r->str);
-    }
-
-    freeReplyObject(r);
+              "wa_relay_sender_deferred_entries %lld\n", deferred);
 
     return 0;
 }
@@ -592,9 +689,7 @@ wa_render_metrics(size_t *len)
 static int
 wa_health(char *buf, size_t size)
 {
-    char         key[512];
-    wa_args_t    a;
-    redisReply  *r;
+    char  paused[256];
 
     if (wa_metrics_link() != 0) {
         snprintf(buf, size, "down: redis: not reachable at %s\n",
@@ -602,23 +697,21 @@ wa_health(char *buf, size_t size)
         return MHD_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    /* the sender's pause is the deployment's: one key, every sender */
-    snprintf(key, sizeof(key), "%s:sender:paused", wa_opts->prefix);
-    wa_args(&a, "GET", key, NULL);
-    r = wa_link_call(&wa_mlink, &a);
-    if (r == NULL) {
+    /* the sender's pause: one key per partition, every sender's */
+    paused[0] = '\0';
+
+    if (wa_render_parts(NULL, NULL, NULL, NULL, paused, sizeof(paused))
+        != 0)
+    {
         snprintf(buf, size, "down: redis: the connection broke\n");
         return MHD_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    if (wa_opts->token && r->type == REDIS_REPLY_STRING) {
+    if (wa_opts->token && paused[0]) {
         snprintf(buf, size, "down: sender paused: the Graph API refused "
-                 "the token (%s)\n", r->str);
-        freeReplyObject(r);
+                 "the token (%s)\n", paused);
         return MHD_HTTP_SERVICE_UNAVAILABLE;
     }
-
-    freeReplyObject(r);
 
     snprintf(buf, size, "ok: redis: %s\n", wa_mlink.primary);
 
@@ -645,6 +738,11 @@ wa_respond(struct MHD_Connection *c, unsigned int status, const char *type,
 
     return rc;
 }
+
+
+static const char  wa_no_dashboard[] =
+    "the dashboard reads one partition: with --partitions, use /metrics "
+    "(docs/metrics.md)\n";
 
 
 static enum MHD_Result
@@ -681,6 +779,15 @@ wa_handle(void *cls, struct MHD_Connection *c, const char *url,
         status = wa_health(buf, sizeof(buf));
         return wa_respond(c, status, "text/plain", buf, strlen(buf),
                           MHD_RESPMEM_MUST_COPY);
+    }
+
+    if (wa_opts->partitions > 1 && (strcmp(url, "/") == 0
+                                    || strcmp(url, "/api/dashboard") == 0))
+    {
+        return wa_respond(c, MHD_HTTP_NOT_IMPLEMENTED, "text/plain",
+                          (char *) wa_no_dashboard,
+                          sizeof(wa_no_dashboard) - 1,
+                          MHD_RESPMEM_PERSISTENT);
     }
 
     if (wa_metrics_link() == 0) {

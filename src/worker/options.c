@@ -476,6 +476,7 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
 
     memset(o, 0, sizeof(*o));
     memset(flag, 0, sizeof(flag));
+    o->slot = -1;
 
     rc = options_flags(argc, argv, flag);
     if (rc != 0) {
@@ -518,18 +519,27 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
         return -1;
     }
 
+    if (o->cluster && o->partitions < 2) {
+        fprintf(stderr, "wa-relayd: --cluster needs --partitions of 2 or "
+                "more: the keys of one partition share a hash slot, those "
+                "of the single-instance layout do not\n");
+        return -1;
+    }
+
     if (o->cluster && (o->sentinel || o->db)) {
         fprintf(stderr, "wa-relayd: --cluster uses database 0 and no "
                 "sentinels: a Redis Cluster has neither\n");
         return -1;
     }
 
-    if (o->partitions > 1 && (o->token || o->media_dir)) {
-        fprintf(stderr, "wa-relayd: the sender and the media fetcher read "
-                "one partition; run them in a wa-relayd of --partitions 1 "
+    if (o->partitions > 1 && o->media_dir) {
+        fprintf(stderr, "wa-relayd: the media fetcher reads one partition; "
+                "run it in a wa-relayd of --partitions 1 beside one Redis "
                 "(docs/scaling.md)\n");
         return -1;
     }
+
+    o->root_prefix = o->prefix;
 
     if (o->sentinel && o->master == NULL) {
         fprintf(stderr, "wa-relayd: --sentinel needs --master, the name the "

@@ -19,6 +19,10 @@ typedef struct {
     const char     *master;             /* the name the sentinels know */
     const char     *cluster;            /* host:port,... of a Cluster */
     long            partitions;
+
+    /* a partition's copy (wa_relayd.c): its slot, and the prefix above */
+    int             slot;               /* -1: not a partition's */
+    const char     *root_prefix;
     const char     *user;               /* ACL user, or NULL: default */
     const char     *password_file;
     char           *password;

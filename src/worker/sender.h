@@ -7,6 +7,8 @@
 #ifndef WA_SENDER_H
 #define WA_SENDER_H
 
+#include <stdatomic.h>
+
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -74,9 +76,12 @@ typedef struct {
     char                 alerts[256];
     char                 paused_key[256];
     char                 auth[1024];
-    wa_pace_t               numbers;
-    wa_pace_t               pairs;
+    wa_pace_t            numbers;       /* this sender's copy of the pace */
+    double               tolerance;     /* the pace's, ms */
 } wa_sender_t;
+
+/* set by the main thread to stop every sender */
+extern atomic_int  wa_sender_stopping;
 
 /* "" for an absent value of an entry */
 #define opt(v)  ((v) ? (v) : "")

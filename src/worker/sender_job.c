@@ -303,6 +303,7 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
 int
 wa_job_start(wa_sender_t *s, job_t *j)
 {
+    int   still;
     char  url[1024], callback[128];
 
     snprintf(callback, sizeof(callback), "wa:%s", j->id);
@@ -339,6 +340,12 @@ wa_job_start(wa_sender_t *s, job_t *j)
     if (curl_multi_add_handle(s->multi, j->easy) != CURLM_OK) {
         return -1;
     }
+
+    /*
+     * on its way now, at the moment its pace gave it: the loop may spend
+     * a few Redis round trips on other jobs before it drives curl again
+     */
+    curl_multi_perform(s->multi, &still);
 
     j->started_ms = wa_clock_ms();
     s->inflight++;

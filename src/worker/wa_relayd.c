@@ -34,6 +34,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "peer.h"
 #include "wa_partition.h"
 #include "worker.h"
 
@@ -239,12 +240,11 @@ lane_init(wa_lane_t *lane, const wa_options_t *o, unsigned p,
                         sizeof(lane->prefix));
     lane->o.prefix = lane->prefix;
 
+    /* every key of the partition is in its prefix's slot */
+    lane->o.slot = (int) wa_key_slot(lane->prefix, strlen(lane->prefix));
+
     wa_consume_init(&lane->w, &lane->o);
     lane->w.apply_options = apply_options;
-
-    /* every key of the partition is in its prefix's slot */
-    lane->w.link.slot = (int) wa_key_slot(lane->prefix,
-                                          strlen(lane->prefix));
 
     lane->tm.since = wa_clock_ms();
     lane->tm.next_stats = lane->tm.since + o->stats_interval_ms;
@@ -286,7 +286,7 @@ partitions_publish(const wa_options_t *o, wa_lane_t *lanes)
     snprintf(key, sizeof(key), "%s:partitions", o->prefix);
 
     wa_link_init(&l, o, "");
-    l.slot = (int) wa_key_slot(key, strlen(key));
+    l.slot = (int) wa_key_slot(key, strlen(key));   /* its own */
 
     while (wa_link_connect(&l, &wa_stopping) != 0) {
         if (atomic_load(&wa_stopping)) {
@@ -322,7 +322,7 @@ static int
 run_partitions(const wa_options_t *o, char *apply_options)
 {
     int         rc;
-    long        i;
+    long        i, started;
     wa_lane_t  *lanes;
 
     lanes = calloc(o->partitions, sizeof(wa_lane_t));
@@ -342,23 +342,37 @@ run_partitions(const wa_options_t *o, char *apply_options)
 
     rc = 0;
 
-    for (i = 0; i < o->partitions; i++) {
-        if (pthread_create(&lanes[i].thread, NULL, lane_run, &lanes[i])
-            != 0)
-        {
-            wa_log(WA_LOG_ERROR, "cannot start the consumer of partition "
-                   "%ld", i);
+    /* a sender per partition, reading other partitions through peers */
+    for (i = 0; o->token && i < o->partitions; i++) {
+        if (wa_sender_start(&lanes[i].o) != 0) {
+            wa_log(WA_LOG_ERROR, "cannot start the sender of partition %ld",
+                   i);
             atomic_store(&wa_stopping, 1);
             rc = -1;
             break;
         }
     }
 
-    while (i-- > 0) {
-        pthread_join(lanes[i].thread, NULL);
-        lane_stop(&lanes[i]);
+    for (started = 0; rc == 0 && started < o->partitions; started++) {
+        if (pthread_create(&lanes[started].thread, NULL, lane_run,
+                           &lanes[started])
+            != 0)
+        {
+            wa_log(WA_LOG_ERROR, "cannot start the consumer of partition "
+                   "%ld", started);
+            atomic_store(&wa_stopping, 1);
+            rc = -1;
+            break;
+        }
     }
 
+    while (started-- > 0) {
+        pthread_join(lanes[started].thread, NULL);
+        lane_stop(&lanes[started]);
+    }
+
+    /* they read the lanes' options */
+    wa_sender_stop();
     free(lanes);
 
     return rc;
@@ -395,12 +409,19 @@ main(int argc, char **argv)
         return 1;
     }
 
+    /* links to every partition, for the senders and the metrics */
+    if (o.partitions > 1 && wa_peers_init(&o) != 0) {
+        wa_log(WA_LOG_ERROR, "out of memory");
+        return 1;
+    }
+
     /* first: the threads below count into it from their start */
     if (wa_metrics_start(&o) != 0) {
         return 1;
     }
 
-    if (wa_sender_start(&o) != 0) {
+    /* with partitions, a sender per partition (run_partitions) */
+    if (o.partitions == 1 && !o.cluster && wa_sender_start(&o) != 0) {
         wa_log(WA_LOG_ERROR, "cannot start the sender");
         return 1;
     }
@@ -421,6 +442,7 @@ main(int argc, char **argv)
         }
 
         wa_metrics_stop();
+        wa_peers_free();
         wa_link_close(&w.link);
         wa_options_free(&o);
         free(w.apply_options);

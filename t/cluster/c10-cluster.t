@@ -12,6 +12,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
+use HTTP::Tiny;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 use WaTest;
@@ -40,10 +41,12 @@ like $t->get('/wa-health')->{content},
      'health: every slot served';
 
 # streams untrimmed: they are compared with what was acknowledged
+my $metrics = WaTest::free_port();
 for my $w (qw(w1 w2)) {
     $t->start_worker(consumer => $w, cluster => $seeds,
                      partitions => $PARTS, 'claim-idle-ms' => 2000,
-                     'trim-interval-ms' => 3600000);
+                     'trim-interval-ms' => 3600000,
+                     ($w eq 'w1' ? (metrics => "127.0.0.1:$metrics") : ()));
 }
 
 # the partitions: their prefix and slot, as the module and worker have them
@@ -270,6 +273,17 @@ diag "state keys compared: $keys, differing: $differ";
 diag $same unless $differ == 0;
 ok $keys > $NUMBERS, "derived state found ($keys keys)";
 is $differ, 0, 'derived state equals a replay of the streams';
+
+# the worker's metrics: every partition's streams, from its primary
+my $m = HTTP::Tiny->new->get("http://127.0.0.1:$metrics/metrics");
+my @lengths = $m->{content} =~ /^wa_relay_stream_length\{stream="wa:\{[\d.]+\}:messages"\} (\d+)$/mg;
+is scalar @lengths, $PARTS, 'worker metrics: each partition\'s stream'
+    or diag "$m->{status} $m->{content}", `tail -20 $d/worker-w1.log`;
+my $sum = 0;
+$sum += $_ for @lengths;
+is $sum, scalar(grep { /^message / } keys %seen), 'their lengths add up';
+like(HTTP::Tiny->new->get("http://127.0.0.1:$metrics/healthz")->{content},
+     qr/^ok: redis/, "worker health: ok");
 
 # the module and the workers said what they did
 like $t->error_log, qr/a call of \d+ requests sent again: (?:MOVED|ASK)/,

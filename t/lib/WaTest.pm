@@ -461,7 +461,9 @@ sub outbox_batch {
         }
         push @args, scalar @fields, @fields;
     }
-    my $ids = $self->redis('EVAL', <<'LUA', 1, 'wa:outbox', @args);
+    # with partitions, the number's partition's outbox (outbox_key)
+    my $key = $self->{outbox_key} // 'wa:outbox';
+    my $ids = $self->redis('EVAL', <<'LUA', 1, $key, @args);
 local ids, i = {}, 1
 while i <= #ARGV do
     local n = tonumber(ARGV[i])

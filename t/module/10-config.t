@@ -114,12 +114,15 @@ conf_fails "partitions $_", qr/whatsapp_partitions.*from 1 to 1024/,
     location => "whatsapp_partitions $_;" for qw(0 1025 x);
 conf_fails 'a cluster and a database', qr/database 0 and no sentinels/,
     http => "whatsapp_redis_cluster on;\nwhatsapp_redis_database 2;";
+conf_fails 'a cluster of one partition', qr/needs whatsapp_partitions of 2/,
+    http => 'whatsapp_redis_cluster on;';
 conf_fails 'a cluster behind sentinels', qr/database 0 and no sentinels/,
     http => "whatsapp_redis_cluster on;\n"
             . "whatsapp_redis_sentinel 127.0.0.1:26379;\n"
             . 'whatsapp_redis_master wa;';
 conf_fails 'a cluster on a unix socket', qr/needs a node's address and port/,
-    redis => "unix:$d/redis.sock", http => 'whatsapp_redis_cluster on;';
+    redis => "unix:$d/redis.sock",
+    http => "whatsapp_redis_cluster on;\nwhatsapp_partitions 3;";
 
 # secrets can repeat, up to a limit
 my @many = map { $t->write_file("s$_", "secret$_", 0600);

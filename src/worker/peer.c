@@ -1,0 +1,100 @@
+/*
+ * wa-relayd: a link to each partition, shared by the threads of the
+ * process (peer.h).
+ */
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "peer.h"
+#include "wa_partition.h"
+
+typedef struct {
+    pthread_mutex_t   lock;
+    wa_options_t      o;            /* the process's, for the partition */
+    char              prefix[300];
+    wa_link_t         link;
+} wa_peer_t;
+
+static wa_peer_t  *wa_peers;
+static long        wa_npeers;
+
+
+int
+wa_peers_init(const wa_options_t *o)
+{
+    long        p;
+    wa_peer_t  *peer;
+
+    wa_peers = calloc(o->partitions, sizeof(wa_peer_t));
+    if (wa_peers == NULL) {
+        return -1;
+    }
+
+    for (p = 0; p < o->partitions; p++) {
+        peer = &wa_peers[p];
+        pthread_mutex_init(&peer->lock, NULL);
+
+        peer->o = *o;
+        wa_partition_prefix(o->root_prefix, strlen(o->root_prefix),
+                            (unsigned) p, (unsigned) o->partitions,
+                            peer->prefix, sizeof(peer->prefix));
+        peer->o.prefix = peer->prefix;
+        peer->o.slot = (int) wa_key_slot(peer->prefix, strlen(peer->prefix));
+
+        wa_link_init(&peer->link, &peer->o, "peer: ");
+    }
+
+    wa_npeers = o->partitions;
+
+    return 0;
+}
+
+
+void
+wa_peers_free(void)
+{
+    long  p;
+
+    for (p = 0; p < wa_npeers; p++) {
+        wa_link_close(&wa_peers[p].link);
+        pthread_mutex_destroy(&wa_peers[p].lock);
+    }
+
+    free(wa_peers);
+    wa_peers = NULL;
+    wa_npeers = 0;
+}
+
+
+wa_link_t *
+wa_peer_lock(unsigned p, const char **prefix, atomic_int *stop)
+{
+    wa_peer_t  *peer;
+
+    if ((long) p >= wa_npeers) {
+        return NULL;
+    }
+
+    peer = &wa_peers[p];
+    pthread_mutex_lock(&peer->lock);
+
+    /* one attempt: the caller's own loop waits and tries again */
+    if (peer->link.c == NULL && wa_link_connect(&peer->link, stop) != 0) {
+        pthread_mutex_unlock(&peer->lock);
+        return NULL;
+    }
+
+    *prefix = peer->prefix;
+
+    return &peer->link;
+}
+
+
+void
+wa_peer_unlock(unsigned p)
+{
+    pthread_mutex_unlock(&wa_peers[p].lock);
+}
