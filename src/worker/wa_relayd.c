@@ -437,32 +437,25 @@ main(int argc, char **argv)
            o.cluster ? "cluster " : "", o.cluster ? o.cluster : o.redis);
 
     if (o.partitions > 1 || o.cluster) {
+        /* the senders stop in it: they read its partitions' options */
         if (run_partitions(&o, w.apply_options) != 0) {
             atomic_store(&wa_exit_code, 1);
         }
 
-        wa_metrics_stop();
-        wa_peers_free();
-        wa_link_close(&w.link);
-        wa_options_free(&o);
-        free(w.apply_options);
-        curl_global_cleanup();
-        wa_log(WA_LOG_INFO, "wa-relayd stopped");
+    } else {
+        memset(&tm, 0, sizeof(wa_timers_t));
+        tm.since = wa_clock_ms();
+        tm.next_stats = tm.since + o.stats_interval_ms;
 
-        return atomic_load(&wa_exit_code);
+        run(&w, &tm);
+
+        wa_sender_stop();
+        wa_media_stop();
+        stats(&w, tm.since, &tm.last);
     }
 
-    memset(&tm, 0, sizeof(wa_timers_t));
-    tm.since = wa_clock_ms();
-    tm.next_stats = tm.since + o.stats_interval_ms;
-
-    run(&w, &tm);
-
-    wa_sender_stop();
-    wa_media_stop();
     wa_metrics_stop();
-    stats(&w, tm.since, &tm.last);
-
+    wa_peers_free();
     wa_link_close(&w.link);
     wa_options_free(&o);
     free(w.apply_options);

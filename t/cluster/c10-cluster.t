@@ -18,6 +18,7 @@ use Time::HiRes qw(time sleep);
 use WaTest;
 use WaCluster;
 use WaBody qw(text_message status_item);
+use WaPartition;
 
 my $PARTS = 12;
 my $NUMBERS = 200;
@@ -58,6 +59,8 @@ ok $t->wait_for(sub {
     ($part{count} // 0) == $PARTS }, 10),
    'the partitions are listed in wa:partitions';
 my @prefix = map { $part{$_} } 0 .. $PARTS - 1;
+is_deeply \@prefix, [ WaPartition::prefixes($PARTS) ],
+          'with the tags docs/redis.md gives them';
 
 # --- the steady stream ------------------------------------------------------
 my %acked;          # event => 1, once its body was answered 200
@@ -299,16 +302,7 @@ sub slot_of {
     return $c->cli($nodes[0], 'CLUSTER', 'KEYSLOT', $key);
 }
 
-sub part_of {
-    my ($id) = @_;
-    # FNV-1a, as src/core/wa_partition.c
-    my $h = 2166136261;
-    for my $ch (unpack 'C*', $id) {
-        $h ^= $ch;
-        $h = ($h * 16777619) % 4294967296;
-    }
-    return $h % $PARTS;
-}
+sub part_of { WaPartition::part_of($_[0], $PARTS) }
 
 # a stream's entries from the primary serving it: [ id, {fields}, [list] ]
 sub entries {

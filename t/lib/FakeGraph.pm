@@ -95,6 +95,20 @@ sub requests {
     return @r;
 }
 
+# the rate the requests came at (times in seconds, sorted) and the most
+# seen in any one second
+sub pace {
+    my (@t) = @_;
+    my ($max, $j) = (0, 0);
+    for my $i (0 .. $#t) {
+        $j = $i if $j < $i;
+        $j++ while $j + 1 <= $#t && $t[$j + 1] - $t[$i] < 1;
+        $max = $j - $i + 1 if $j - $i + 1 > $max;
+    }
+    my $rate = @t > 1 && $t[-1] > $t[0] ? (@t - 1) / ($t[-1] - $t[0]) : 0;
+    return ($rate, $max);
+}
+
 sub stop {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;

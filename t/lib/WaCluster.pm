@@ -8,7 +8,6 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
-use JSON::PP;
 use Time::HiRes qw(sleep time);
 
 use WaTest;
@@ -57,14 +56,8 @@ sub create {
 # redis-cli against one node, its reply decoded from JSON when it is
 sub cli {
     my ($self, $port, @args) = @_;
-    open my $fh, '-|', 'redis-cli', '-h', '127.0.0.1', '-p', $port,
-        '--json', @args or croak "redis-cli: $!";
-    local $/;
-    my $out = <$fh>;
-    close $fh;
-    return undef unless defined $out && length $out;
-    my $v = eval { JSON::PP->new->allow_nonref->decode($out) };
-    return $@ ? $out : $v;
+    local $self->{t}{redis_port} = $port;
+    return $self->{t}->redis(@args);
 }
 
 sub alive_ports {

@@ -9,6 +9,7 @@ use lib 't/lib';
 use Test::More;
 use WaTest;
 use WaBody qw(text_message);
+use WaPartition qw(prefixes);
 
 my $PARTS = 4;
 
@@ -17,8 +18,8 @@ $t->start_redis;
 $t->start_nginx(location => "whatsapp_partitions $PARTS;");
 
 my @prefix = map { "wa:{$_}" } qw(0.1 1.3 2.1 3.3);
-is_deeply [ map { prefix_of($_) } 0 .. $PARTS - 1 ], \@prefix,
-          'the tags the module and the tests agree on';
+is_deeply [ prefixes($PARTS) ], \@prefix,
+          'the tags the module and docs/redis.md agree on';
 
 # numbers of two different partitions
 my ($a, $b) = ('106540352242922', undef);
@@ -95,34 +96,4 @@ is $t->hash('wa:partitions')->{2}, $prefix[2], 'with their prefix';
 
 done_testing;
 
-sub part_of {
-    my ($id) = @_;
-    # FNV-1a, as src/core/wa_partition.c
-    my $h = 2166136261;
-    for my $ch (unpack 'C*', $id) {
-        $h = (($h ^ $ch) * 16777619) % 4294967296;
-    }
-    return $h % $PARTS;
-}
-
-sub prefix_of {
-    my ($p) = @_;
-    # the first tag "p.k" whose slot is in the partition's share
-    my ($lo, $hi) = (int($p * 16384 / $PARTS), int(($p + 1) * 16384 / $PARTS));
-    for my $k (0 .. 1000) {
-        my $s = crc16("$p.$k") % 16384;
-        return "wa:{$p.$k}" if $s >= $lo && $s < $hi;
-    }
-}
-
-sub crc16 {
-    my $crc = 0;
-    for my $ch (unpack 'C*', $_[0]) {
-        $crc ^= $ch << 8;
-        for (1 .. 8) {
-            $crc = $crc & 0x8000 ? (($crc << 1) ^ 0x1021) & 0xffff
-                                 : ($crc << 1) & 0xffff;
-        }
-    }
-    return $crc;
-}
+sub part_of { WaPartition::part_of($_[0], $PARTS) }

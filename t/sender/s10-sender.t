@@ -231,13 +231,7 @@ ok $t->wait_for(sub { 150 == nsent(@burst) }, 20),
     '150 sent';
 my @bt = sort { $a <=> $b } map { $_->{t} } grep {
     ($_->{json}{template}{name} // '') eq 'rate' } $g->requests;
-my $max = 0;
-for my $i (0 .. $#bt) {
-    my $j = $i;
-    $j++ while $j + 1 <= $#bt && $bt[$j + 1] - $bt[$i] < 1;
-    $max = $j - $i + 1 if $j - $i + 1 > $max;
-}
-my $rate = (@bt - 1) / ($bt[-1] - $bt[0]);
+my ($rate, $max) = FakeGraph::pace(@bt);
 ok $max <= 51, "never more than 50 in any second (max $max)";
 # How close to the rate it gets is measured by make bench (timing is not
 # asserted here).  This only catches a pacer at the wrong rate.

@@ -9,9 +9,10 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use FakeGraph;
 use WaTest;
+use WaPartition qw(prefixes);
 
 my $PARTS = 4;
-my @prefix = map { "wa:{$_}" } qw(0.1 1.3 2.1 3.3);   # t/module/94
+my @prefix = prefixes($PARTS);
 
 my $t = WaTest->new;
 $t->start_redis;
@@ -71,13 +72,7 @@ is scalar(grep { ($once{$_} // 0) == 1 } @ids), 60, 'each once';
 my @bt = sort { $a <=> $b } map { $_->{t} } grep {
     ($_->{json}{template}{name} // '') eq 'rate' } $g->requests;
 is scalar @bt, 60, '60 requests at the Graph API';
-my $max = 0;
-for my $i (0 .. $#bt) {
-    my $j = $i;
-    $j++ while $j + 1 <= $#bt && $bt[$j + 1] - $bt[$i] < 1;
-    $max = $j - $i + 1 if $j - $i + 1 > $max;
-}
-my $rate = (@bt - 1) / ($bt[-1] - $bt[0]);
+my ($rate, $max) = FakeGraph::pace(@bt);
 ok $max <= $RATE + 1, "two senders, one pace: at most $RATE in any second "
    . "(max $max)";
 diag sprintf 'two workers at --rate %d for one number: %.1f/s sustained, '
@@ -95,11 +90,4 @@ ok $t->redis('ZSCORE', "$pp:deferred", $paused),
 
 done_testing;
 
-sub part_of {
-    my ($id) = @_;
-    my $h = 2166136261;
-    for my $ch (unpack 'C*', $id) {
-        $h = (($h ^ $ch) * 16777619) % 4294967296;
-    }
-    return $h % $PARTS;
-}
+sub part_of { WaPartition::part_of($_[0], $PARTS) }
