@@ -253,6 +253,7 @@ ngx_http_whatsapp_call_part(ngx_http_whatsapp_loc_conf_t *wlcf,
 {
     size_t                        size;
     ngx_uint_t                    full;
+    ngx_http_whatsapp_link_t     *link;
     ngx_http_whatsapp_call_t     *call;
     ngx_http_whatsapp_pending_t  *p;
 
@@ -271,9 +272,10 @@ ngx_http_whatsapp_call_part(ngx_http_whatsapp_loc_conf_t *wlcf,
                            "whatsapp webhook: a call of %uz bytes is "
                            "written now", size);
 
-            if (ngx_http_whatsapp_redis_route(wlcf->parts[part].slot)) {
-                ngx_http_whatsapp_link_write(
-                    ngx_http_whatsapp_redis_route(wlcf->parts[part].slot));
+            link = ngx_http_whatsapp_redis_route(wlcf->parts[part].slot);
+
+            if (link) {
+                ngx_http_whatsapp_link_write(link);
             }
         }
     }

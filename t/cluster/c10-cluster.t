@@ -4,8 +4,8 @@
 # sharing the partitions.  Under a steady stream of signed webhooks for
 # 200 business numbers (some bodies carry two numbers of two partitions):
 # the share of each primary, then a resharding of slots holding a
-# partition, a replica promoted (CLUSTER FAILOVER), and a primary
-# SIGKILLed.  Every webhook answered other than 200 is posted again, as
+# partition, a replica promoted (CLUSTER FAILOVER), a worker and then a
+# primary SIGKILLed.  Every webhook answered other than 200 is posted again, as
 # Meta does.  Printed and asserted: 200s, events, lost 0, appended twice
 # 0, and the derived state equal to a replay of the streams.
 use strict;
@@ -206,7 +206,11 @@ diag sprintf 'CLUSTER FAILOVER: %d a primary after %.1f s', $replica,
     time - $t0;
 run_for(2);
 
-# --- 4. a primary SIGKILLed: its replica takes over -------------------------
+# --- 4. a worker SIGKILLed with entries in hand, then a primary ------------
+# the other takes over what it held, after --claim-idle-ms
+$t->stop('worker-w2', 'KILL');
+run_for(1);
+
 my ($victim) = grep { $_ != $replica } $c->primaries;
 my ($heir) = $c->replicas_of($victim);
 $c->kill_node($victim);
@@ -225,7 +229,8 @@ drain_retries();
 is scalar @retry, 0, 'every webhook answered 200 in the end';
 
 # --- what the streams hold --------------------------------------------------
-ok $t->wait_for(sub { caught_up() }, 60), 'the workers caught up';
+ok $t->wait_for(sub { caught_up() }, 60),
+   'the worker left caught up, with what the killed one held';
 my %seen;
 my $stored = 0;
 for my $p (0 .. $PARTS - 1) {
