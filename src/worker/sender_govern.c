@@ -346,12 +346,17 @@ wa_sender_dispatch(wa_sender_t *s)
             return s->link.c->err ? -1 : 0;
         }
 
-        /* another worker sent for the number: it waits, here */
+        /*
+         * another sender took the number's turn: it waits here, and so do
+         * its jobs behind it (the copy's tolerance added, so that none of
+         * them is asked about before this one: a number's jobs go in order)
+         */
         if (strcmp(r->element[0]->str, "wait") == 0
             && r->elements > 1 && r->element[1]->type == REDIS_REPLY_INTEGER)
         {
             wa_pace_hold(&s->numbers, j->out.phone_number_id,
-                         now + r->element[1]->integer);
+                         now + r->element[1]->integer
+                         + (long long) s->tolerance + 1);
             freeReplyObject(r);
             pj = &j->next;
             continue;
