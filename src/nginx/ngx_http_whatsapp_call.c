@@ -327,17 +327,14 @@ ngx_http_whatsapp_call_group(ngx_http_whatsapp_loc_conf_t *wlcf,
     wa_batch_t *batch, ngx_http_whatsapp_done_pt done, void *data,
     ngx_http_whatsapp_pending_t **pending)
 {
-    u_char                     *used;
+    u_char                      used[WA_PARTITIONS_MAX];
     ngx_int_t                   rc;
     ngx_uint_t                  i, n, part;
     ngx_http_whatsapp_group_t  *g;
 
     n = 0;
 
-    used = ngx_calloc(wlcf->partitions, ngx_cycle->log);
-    if (used == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_memzero(used, wlcf->partitions);
 
     for (i = 0; i < batch->nevents; i++) {
         part = ngx_http_whatsapp_part_of[i];
@@ -349,7 +346,6 @@ ngx_http_whatsapp_call_group(ngx_http_whatsapp_loc_conf_t *wlcf,
             if (ngx_http_whatsapp_redis_state(wlcf->parts[part].slot)
                 == NGX_DECLINED)
             {
-                ngx_free(used);
                 return NGX_DECLINED;
             }
         }
@@ -359,7 +355,6 @@ ngx_http_whatsapp_call_group(ngx_http_whatsapp_loc_conf_t *wlcf,
                    + n * sizeof(ngx_http_whatsapp_pending_t *),
                    ngx_cycle->log);
     if (g == NULL) {
-        ngx_free(used);
         return NGX_ERROR;
     }
 
@@ -387,7 +382,6 @@ ngx_http_whatsapp_call_group(ngx_http_whatsapp_loc_conf_t *wlcf,
     }
 
     ngx_http_whatsapp_filter = NGX_CONF_UNSET_UINT;
-    ngx_free(used);
 
     g->left = g->nparts;
 

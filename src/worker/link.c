@@ -130,6 +130,20 @@ wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who)
 }
 
 
+/* AUTH [user] password, for the preamble and for asking a cluster node */
+static void
+wa_link_auth(wa_link_t *l, wa_args_t *a)
+{
+    wa_args(a, "AUTH", NULL);
+
+    if (l->o->user) {
+        wa_args_add(a, l->o->user);
+    }
+
+    wa_args_add(a, l->o->password);
+}
+
+
 /* host:port or unix:/path, with the link's timeout */
 static redisContext *
 wa_link_dial(wa_link_t *l, const char *addr)
@@ -304,11 +318,7 @@ wa_link_ask_cluster(wa_link_t *l)
         r = NULL;
 
         if (l->o->password) {
-            wa_args(&a, "AUTH", NULL);
-            if (l->o->user) {
-                wa_args_add(&a, l->o->user);
-            }
-            wa_args_add(&a, l->o->password);
+            wa_link_auth(l, &a);
             r = redisCommandArgv(c, a.argc, a.argv, a.lens);
         }
 
@@ -369,11 +379,7 @@ wa_link_preamble(wa_link_t *l)
     redisReply  *r;
 
     if (l->o->password) {
-        wa_args(&a, "AUTH", NULL);
-        if (l->o->user) {
-            wa_args_add(&a, l->o->user);
-        }
-        wa_args_add(&a, l->o->password);
+        wa_link_auth(l, &a);
         r = wa_link_call(l, &a);
         if (wa_link_failed(l, r, "AUTH")) {
             return -1;
