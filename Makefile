@@ -3,6 +3,7 @@
 #   make            build the nginx module (and the worker, the unit tests)
 #   make run        build, start Redis + nginx + a demo sender on loopback
 #   make test       install what is missing, build, run every test
+#   make test-stress  the tests involving timing, under a CPU hog, pinned
 #   make deps       install the Debian packages the project needs (as root)
 #   make install    the module, the worker, its man page and unit (DESTDIR,
 #                   PREFIX); make deb builds the Debian packages instead
@@ -42,7 +43,8 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
 
 PROVE_ARGS ?= -r
 
-.PHONY: all module worker unit man deps test test-unit test-t test-acl consumers run \
+.PHONY: all module worker unit man deps test test-unit test-t test-acl \
+        test-stress consumers run \
         bench asan test-asan fuzz fuzz-build test-fuzz clean install \
         install-module install-worker deb test-deb
 
@@ -160,6 +162,25 @@ test-t: module $(UNIT) $(WORKER) consumers
 	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
 	    WA_WORKER=$(WORKER) WA_NODE_MODULES=$(CONSUMERS_NODE)/node_modules \
 	    prove $(PROVE_ARGS) t/
+
+# the files whose cases involve timing (faults, freezes, a clock): each
+# made deterministic, and proven so by make test-stress, which runs them
+# STRESS_RUNS times beside a CPU hog and once pinned to a single core
+STRESS_FILES := t/worker/w40-recovery.t t/sender/s10-sender.t \
+                t/faults/f10-module-faults.t t/faults/f20-worker-faults.t \
+                t/module/55-large-values.t t/module/60-dedupe.t \
+                t/module/70-redis-down.t \
+                t/module/80-redis-slow.t t/module/85-redis-backlog.t \
+                t/module/86-redis-pipeline.t t/module/89-redis-preamble.t \
+                t/module/90-lifecycle.t t/module/91-redis-wait.t \
+                t/module/37-redis-acl.t t/consumers/c10-reference.t
+STRESS_RUNS  ?= 5
+
+test-stress: module $(UNIT) $(WORKER) consumers
+	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+	    WA_WORKER=$(WORKER) WA_NODE_MODULES=$(CONSUMERS_NODE)/node_modules \
+	    perl tools/stress --runs $(STRESS_RUNS) --logs $(BUILD)/stress \
+	    $(STRESS_FILES)
 
 # the Node reference consumer's ioredis, from the lock file, into a
 # directory of its own under build/ (examples/consumers/node)

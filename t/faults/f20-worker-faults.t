@@ -1,5 +1,5 @@
 # faults of the worker and of the Graph API: the worker killed with SIGKILL
-# at random points over several rounds ends in the state of a clean run;
+# with a batch in hand over several rounds ends in the state of a clean run;
 # a Graph API that fails, is slow or closes connections gets every message
 # exactly once
 use strict;
@@ -34,28 +34,47 @@ my @lines;
             status_item("wamid.o$i", (qw(sent delivered read))[$i % 3],
                         ts => 1780000000 + $i * 37 + 3, to => $u) ]);
     }
-    my $bad = grep { $t->post($_)->{status} != 200 } @bodies;
-    is $bad, 0, scalar(@bodies) . ' webhooks accepted';
 
-    # the reference: the same entries under another prefix, one clean run
-    my $nevents = 0;
-    for my $s (qw(messages statuses account)) {
-        for my $e ($t->stream("wa:$s")) {
-            $t->redis('XADD', "ref:$s", '*', %{ $e->[1] });
-            $nevents++;
+    # Each round: the worker waits for entries, frozen; a sixth of the
+    # webhooks arrives and Redis hands it a batch; SIGKILL.  The next
+    # worker (the same consumer) takes that batch over, then the rest.
+    # The clean run, under the prefix ref, is given the same entries the
+    # same way (frozen, handed the same first batch), without the kills:
+    # the state's trackers depend on the order in which entries of
+    # different streams are applied, which the batches decide.
+    my @w = (batch => 7, 'claim-idle-ms' => 200, 'block-ms' => 60000,
+             'timeout-ms' => 120000);
+    $t->start_worker(@w);
+    $t->start_worker(@w, consumer => 'ref', prefix => 'ref');
+    my %last = map { $_ => '0' } qw(messages statuses account);
+    my ($rounds, $bad, $nevents) = (0, 0, 0);
+    my $per = int(@bodies / 6) + 1;
+    while (my @chunk = splice @bodies, 0, $per) {
+        ok $t->freeze_idle('worker-w1', 'worker-ref'),
+            "round $rounds: both workers wait";
+        $bad += grep { $t->post($_)->{status} != 200 } @chunk;
+        my $hand = 0;
+        $t->wait_for(sub {
+            $hand = 0;
+            $hand += $t->pending_of("wa:$_", 'wa-relayd', 'w1')
+                for qw(messages statuses);
+            $hand > 0 });
+        ok $hand > 0, "SIGKILL with $hand entries in hand";
+        $t->stop('worker-w1', 'KILL');
+        # the round's entries, stream by stream as the first body's first
+        for my $s (qw(messages statuses account)) {
+            my $r = $t->redis('XRANGE', "wa:$s", "($last{$s}", '+');
+            for my $e (ref $r eq 'ARRAY' ? @$r : ()) {
+                $t->redis('XADD', "ref:$s", '*', @{ $e->[1] });
+                $last{$s} = $e->[0];
+                $nevents++;
+            }
         }
-    }
-    $t->start_worker(consumer => 'ref', prefix => 'ref', batch => 7);
-
-    my $rounds = 0;
-    for my $round (1 .. 6) {
-        $t->start_worker(batch => 7, 'claim-idle-ms' => 200);
-        sleep 0.05 + rand 0.25;
-        kill 'KILL', $t->{pids}{'worker-w1'};
-        waitpid delete $t->{pids}{'worker-w1'}, 0;
+        $t->start_worker(@w);
+        $t->thaw('worker-ref');
         $rounds++;
     }
-    $t->start_worker(batch => 7, 'claim-idle-ms' => 200);
+    is $bad, 0, 'every webhook accepted';
     ok $t->wait_for(sub { $t->drained('wa') && $t->drained('ref') }, 30),
         "after $rounds kills both caught up";
 
@@ -86,6 +105,8 @@ my @lines;
     my $line = sprintf '%-28s events %d, rounds %d, keys %d, differing %d',
         'worker SIGKILL x6', $nevents, $rounds, $same + $diff, $diff;
     push @lines, $line;
+    # idle, with a BLOCK that SIGTERM would wait for
+    $t->stop($_, 'KILL') for qw(worker-w1 worker-ref);
 }
 
 # --- Redis killed under the worker (AOF, fsync always) and restarted ------
@@ -97,13 +118,15 @@ my @lines;
     $t->start_nginx;
     my $PN = '106540352242922';
     my $n = 1500;
-    for my $i (1 .. $n) {
+    my $post = sub {
+        my ($i) = @_;
         my $u = sprintf '55118%07d', $i % 30;
         my $r = $t->post(messages_body(from => $u, messages => [
             text_message("wamid.rk$i", "m$i", from => $u,
                          ts => 1780000000 + $i) ]));
         die "post: $r->{status}" unless $r->{status} == 200;
-    }
+    };
+    $post->(1);
     my $applied = sub {
         my $sum = 0;
         for my $u (0 .. 29) {
@@ -112,19 +135,24 @@ my @lines;
         }
         return $sum;
     };
-    # one entry per call, so that the kill lands with batches in flight
-    $t->start_worker(batch => 1, 'claim-idle-ms' => 300);
-    $t->wait_for(sub { $t->redis('EXISTS', "wa:contact:$PN:551180000001") });
-    my ($g) = map { ref $_ eq 'HASH' ? $_ : +{ @$_ } }
-              @{ $t->redis('XINFO', 'GROUPS', 'wa:messages') };
+    # Redis dies while the worker holds a batch and most is unread: the
+    # worker is frozen then, and feels it when thawed
+    $t->start_worker(batch => 1, 'claim-idle-ms' => 300, 'block-ms' => 60000,
+                     'timeout-ms' => 120000);
+    ok $t->wait_for(sub { $t->drained }, 30), 'the worker applied the first';
+    ok $t->freeze_idle('worker-w1'), 'and waits for more, frozen';
+    $post->($_) for 2 .. $n;
+    my $g = $t->group('wa:messages', 'wa-relayd');
+    ok $g->{pending} > 0 && $g->{lag} > 0, "Redis SIGKILLed with "
+        . "$g->{pending} entries in hand and $g->{lag} not yet read";
     $t->stop('redis', 'KILL');
-    ok $g->{lag} > 0, "killed with $g->{lag} entries not yet read";
-    sleep 0.5;
+    $t->thaw('worker-w1');
+    ok $t->wait_for(sub { $t->worker_log =~ /lost the Redis connection/ },
+                    30), 'the worker felt it';
     $t->start_redis(@aof);
     ok $t->wait_for(sub { $t->drained }, 60), 'caught up after the restart';
     my $sum = $applied->();
     is $sum, $n, 'every event applied exactly once';
-    like $t->worker_log, qr/lost the Redis connection/, 'the worker felt it';
     push @lines, sprintf '%-28s events %d, applied %d, lost %d, twice %d',
         'redis SIGKILL under worker', $n, $sum,
         $sum < $n ? $n - $sum : 0, $sum > $n ? $sum - $n : 0;

@@ -154,9 +154,11 @@ is $same, scalar keys %want,
 %acked = ();
 ($posted, $answers) = (0, 0);
 %bad_second = ();
+my $up = $t->log_count(qr/whatsapp redis: connected/);
 $t->reload_nginx(http => "whatsapp_redis_sentinel $list;\n"
                          . "    whatsapp_redis_master wa;");
-sleep 1;
+ok $t->wait_for(sub { $t->log_count(qr/whatsapp redis: connected/) > $up },
+                30), 'reloaded without WAIT: the new worker connected';
 run_for(2, 'f');
 $old = primary();
 kill 'KILL', $t->{pids}{ $old == $ports[0] ? 'redis' : 'redis1' };

@@ -95,7 +95,7 @@ sub free_port {
 
 sub wait_port {
     my ($port, $timeout) = @_;
-    my $deadline = time + ($timeout // 10);
+    my $deadline = time + ($timeout // 30);
     while (time < $deadline) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $port, Proto => 'tcp');
@@ -137,6 +137,80 @@ sub alive {
     my ($self, $name) = @_;
     my $pid = $self->{pids}{$name} or return 0;
     return waitpid($pid, WNOHANG) == 0;
+}
+
+# a process's state letter in /proc (R, S, T for stopped, ...)
+sub proc_state {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return '';
+    my $stat = <$fh> // '';
+    return $stat =~ /\) (\S) / ? $1 : '';
+}
+
+# SIGSTOP, returning once the kernel has stopped the process (kill only
+# queues the signal): what it had written is then all it will write
+sub freeze {
+    my ($self, $pid) = @_;
+    $pid = $self->{pids}{$pid} // $pid;
+    kill 'STOP', $pid;
+    $self->wait_for(sub { proc_state($pid) =~ /^[Tt]$/ })
+        or croak "process $pid did not stop";
+    return 1;
+}
+
+sub thaw {
+    my ($self, $pid) = @_;
+    kill 'CONT', $self->{pids}{$pid} // $pid;
+}
+
+# --- what the kernel holds ---------------------------------------------------
+
+# bytes on their way to a local port, from /proc/net/tcp: the send queues
+# of the sockets connected to it and the receive queues of its own side
+sub tcp_queued {
+    my ($port) = @_;
+    local $_;                   # while (<$fh>) below
+    my $hex = sprintf '%04X', $port;
+    my $sum = 0;
+    open my $fh, '<', '/proc/net/tcp' or return 0;
+    while (<$fh>) {
+        my ($local, $remote, $st, $queues) = (split ' ')[1 .. 4];
+        next unless defined $queues && $queues =~ /^([0-9A-F]+):([0-9A-F]+)$/;
+        next if $st eq '0A';                    # a listening socket
+        my ($tx, $rx) = (hex $1, hex $2);
+        $sum += $tx if $remote =~ /:$hex$/;
+        $sum += $rx if $local =~ /:$hex$/;
+    }
+    return $sum;
+}
+
+# a server's established connections on its port, and whether all it was
+# sent on them has reached it: what it was sent, it has read
+sub received_all {
+    my ($port, $n) = @_;
+    local $_;                   # while (<$fh>) below
+    my $hex = sprintf '%04X', $port;
+    my $in = 0;
+    open my $fh, '<', '/proc/net/tcp' or return 0;
+    while (<$fh>) {
+        my ($local, $st) = (split ' ')[1, 3];
+        $in++ if $st eq '01' && $local =~ /:$hex$/;
+    }
+    return $in == $n && tcp_queued($port) == 0;
+}
+
+# connections to a listening port that its server has not accepted yet
+sub accept_queue {
+    my ($port) = @_;
+    local $_;                   # while (<$fh>) below
+    my $hex = sprintf '%04X', $port;
+    open my $fh, '<', '/proc/net/tcp' or return -1;
+    while (<$fh>) {
+        my ($local, $st, $queues) = (split ' ')[1, 3, 4];
+        return hex $1 if $st eq '0A' && $local =~ /:$hex$/
+                         && $queues =~ /^[0-9A-F]+:([0-9A-F]+)$/;
+    }
+    return -1;
 }
 
 # --- redis -----------------------------------------------------------------
@@ -285,6 +359,82 @@ sub xlen {
     return $self->redis('XLEN', $key) // 0;
 }
 
+# a consumer group of a stream, as XINFO GROUPS gives it ({} if none)
+sub group {
+    my ($self, $stream, $group) = @_;
+    my $g = $self->redis('XINFO', 'GROUPS', $stream);
+    return {} unless ref $g eq 'ARRAY';
+    # redis-cli --json speaks RESP3: groups come as maps
+    my ($h) = grep { $_->{name} eq $group }
+              map { ref $_ eq 'HASH' ? $_ : +{ @$_ } } @$g;
+    return $h // {};
+}
+
+# entries a consumer of the group was given and has not acknowledged
+sub pending_of {
+    my ($self, $stream, $group, $consumer) = @_;
+    my $r = $self->redis('XPENDING', $stream, $group);
+    return 0 unless ref $r eq 'ARRAY' && ref $r->[3] eq 'ARRAY';
+    my %by = map { @$_ } @{ $r->[3] };
+    return $by{$consumer} // 0;
+}
+
+# the local ports of a process's connections to a port (its fds, matched
+# to /proc/net/tcp by inode)
+sub ports_of {
+    my ($pid, $port) = @_;
+    local $_;                   # while (<$fh>) below
+    my %inode;
+    for my $fd (glob "/proc/$pid/fd/*") {
+        my $l = readlink $fd // next;
+        $inode{$1} = 1 if $l =~ /^socket:\[(\d+)\]$/;
+    }
+    my $hex = sprintf '%04X', $port;
+    my @ports;
+    open my $fh, '<', '/proc/net/tcp' or return ();
+    while (<$fh>) {
+        my @f = split ' ';
+        next unless @f > 9 && $inode{ $f[9] } && $f[2] =~ /:$hex$/;
+        push @ports, hex((split /:/, $f[1])[1]);
+    }
+    return @ports;
+}
+
+# a process of this test (a name or a pid) waits in Redis, in a blocking
+# XREADGROUP on one of its connections (CLIENT LIST)
+sub blocked_reader {
+    my ($self, $who) = @_;
+    my $pid = $self->{pids}{$who} // $who;
+    my %mine = map { $_ => 1 } ports_of($pid, $self->redis_port);
+    my $list = $self->redis('CLIENT', 'LIST') // '';
+    return scalar grep { /\baddr=[\d.]+:(\d+)\b/ && $mine{$1}
+                         && /\bflags=\S*b/ && /\bcmd=xreadgroup\b/ }
+                  split /\n/, $list;
+}
+
+# Freezes the named workers while each waits in XREADGROUP with nothing in
+# hand: the next entries are then handed to them, and they can apply none
+# (a worker given a long --block-ms, so that its wait outlasts the case)
+sub freeze_idle {
+    my ($self, @names) = @_;
+    for (1 .. 20) {
+        $self->wait_for(sub { !grep { !$self->blocked_reader($_) } @names },
+                        30) or return 0;
+        $self->freeze($_) for @names;
+        return 1 unless grep { !$self->blocked_reader($_) } @names;
+        # one was between two reads: let it go back to waiting
+        $self->thaw($_) for @names;
+    }
+    return 0;
+}
+
+# times Redis ran a command since it started (INFO commandstats)
+sub calls {
+    my ($self, $cmd) = @_;
+    my $info = $self->redis('INFO', 'commandstats') // '';
+    return $info =~ /^cmdstat_\Q$cmd\E:calls=(\d+)/m ? $1 : 0;
+}
+
 # --- nginx -----------------------------------------------------------------
 
 sub port { $_[0]{port} //= free_port() }
@@ -385,7 +535,7 @@ sub start_nginx {
         croak "nginx did not start:\n" . $self->error_log;
     }
     # no_wait: a test of what happens while the link comes up
-    $self->wait_log(qr/whatsapp redis: connected/, 5) unless $o{no_wait};
+    $self->wait_log(qr/whatsapp redis: connected/) unless $o{no_wait};
     return $self->port;
 }
 
@@ -407,14 +557,22 @@ sub error_log {
 }
 
 # wait until the error log matches: the module logs state changes there
+# (timeouts here and in wait_for are ceilings that catch a hang, generous
+# for a busy machine: a case passes as soon as what it waits for is seen)
 sub wait_log {
     my ($self, $re, $timeout) = @_;
-    my $deadline = time + ($timeout // 5);
+    my $deadline = time + ($timeout // 30);
     while (time < $deadline) {
         return 1 if $self->error_log =~ $re;
         sleep 0.05;
     }
     return 0;
+}
+
+# how many lines of the error log match
+sub log_count {
+    my ($self, $re) = @_;
+    return scalar(() = $self->error_log =~ /$re/g);
 }
 
 sub url {
@@ -487,7 +645,7 @@ sub worker_log {
 # poll until the sub returns true; its last value
 sub wait_for {
     my ($self, $cond, $timeout) = @_;
-    my $deadline = time + ($timeout // 10);
+    my $deadline = time + ($timeout // 30);
     my $v;
     while (time < $deadline) {
         return $v if $v = $cond->();
@@ -502,12 +660,8 @@ sub drained {
     $prefix //= 'wa';
     $group //= 'wa-relayd';
     for my $s (qw(messages statuses account)) {
-        my $g = $self->redis('XINFO', 'GROUPS', "$prefix:$s");
-        return 0 unless ref $g eq 'ARRAY';
-        # redis-cli --json speaks RESP3: groups come as maps
-        my ($h) = grep { $_->{name} eq $group }
-                  map { ref $_ eq 'HASH' ? $_ : +{ @$_ } } @$g;
-        return 0 unless $h;
+        my $h = $self->group("$prefix:$s", $group);
+        return 0 unless %$h;
         return 0 if $h->{pending} || ($h->{lag} // 1);
     }
     return 1;

@@ -38,12 +38,8 @@ $t->write_file('redis-password', "wrong\n", 0600);
 $t->reload_nginx;
 ok $t->wait_log(qr/whatsapp redis: AUTH refused to the Redis user "default": /
                 . qr/WRONGPASS/, 10), 'AUTH failure logged';
-my $r;
-for (1 .. 20) {
-    $r = $t->post(messages_body(messages => [ text_message('wamid.NO', 'x') ]));
-    last if $r->{status} == 503;
-    select undef, undef, undef, 0.1;
-}
-is $r->{status}, 503, 'and 503 so that Meta retries';
+ok $t->wait_for(sub { $t->post(messages_body(messages => [
+       text_message('wamid.NO', 'x') ]))->{status} == 503 }, 30),
+   'and 503 so that Meta retries';
 
 done_testing;

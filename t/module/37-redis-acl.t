@@ -81,13 +81,8 @@ $t->reload_nginx;
 ok $t->wait_log(qr/whatsapp redis: AUTH refused to the Redis user /
                 . qr/"wa-ingest": WRONGPASS .* docs\/redis\.md/, 10),
    'a wrong password: named, with the user';
-my $status = 0;
-for (1 .. 30) {
-    $status = $t->post($body)->{status};
-    last if $status == 503;
-    select undef, undef, undef, 0.1;
-}
-is $status, 503, 'and 503 so that Meta retries';
+ok $t->wait_for(sub { $t->post($body)->{status} == 503 }, 30),
+   'and 503 so that Meta retries';
 $t->acl_users;
 my $ups = connects();
 $t->reload_nginx;
@@ -175,13 +170,7 @@ sub exit_code {
     return -1;
 }
 
-sub group {
-    my ($s) = @_;
-    my $g = $t->redis('XINFO', 'GROUPS', "wa:$s") || [];
-    my ($h) = grep { $_->{name} eq 'wa-relayd' }
-              map { ref $_ eq 'HASH' ? $_ : +{ @$_ } } @$g;
-    return $h || {};
-}
+sub group { $t->group("wa:$_[0]", 'wa-relayd') }
 sub pending { group('messages')->{pending} // 0 }
 
 sub cmp_id {

@@ -84,15 +84,10 @@ $t->stop('worker-w1');
 $t->stop_nginx;
 $t->start_nginx(main => stream_conf('other-ca'),
                 redis => "unix:$d/redis.sock", no_wait => 1);
-my $status = 0;
-for (1 .. 50) {
-    $status = $t->post(messages_body(messages => [
-        text_message('wamid.TLS2', 'x') ]))->{status};
-    last if $status == 503;
-    select undef, undef, undef, 0.1;
-}
-is $status, 503, 'an unverified certificate: 503';
-ok $t->wait_log(qr/upstream SSL certificate verify error/, 5),
+ok $t->wait_for(sub { $t->post(messages_body(messages => [
+       text_message('wamid.TLS2', 'x') ]))->{status} == 503 }, 30),
+   'an unverified certificate: 503';
+ok $t->wait_log(qr/upstream SSL certificate verify error/, 30),
    'the stream proxy says why';
 is $cli->('XLEN', 'wa:messages'), 1, 'nothing appended';
 

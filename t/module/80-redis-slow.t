@@ -14,13 +14,14 @@ $t->start_nginx(redis_timeout => '1s');
 
 my $body = messages_body(messages => [ text_message('wamid.SLOW', 'x') ]);
 
-kill 'STOP', $t->{pids}{redis};
+$t->freeze('redis');
 my $t0 = time;
 my $r = $t->post($body);
 my $took = time - $t0;
 is $r->{status}, 503, 'Redis frozen: 503';
 is $r->{headers}{'retry-after'}, '5', 'with Retry-After';
-ok $took >= 0.9 && $took < 3, sprintf 'after the 1s timeout (%.2fs)', $took;
+# not before the timeout; the ceiling only catches a hang
+ok $took >= 0.9 && $took < 10, sprintf 'after the 1s timeout (%.2fs)', $took;
 ok $t->wait_log(qr/whatsapp webhook: .*(timed out|timeout)/i),
     'the log names the timeout';
 
@@ -28,11 +29,11 @@ ok $t->wait_log(qr/whatsapp webhook: .*(timed out|timeout)/i),
 my $g = $t->get('/wa-status');
 is $g->{status}, 200, 'event loop not blocked';
 
-kill 'CONT', $t->{pids}{redis};
+$t->thaw('redis');
 
 # Redis may still run the timed-out append when it wakes: the retry is
 # then a duplicate, and either way the event is there once
-my $deadline = time + 10;
+my $deadline = time + 30;
 while (time < $deadline) {
     $r = $t->post($body);
     last if $r->{status} == 200;
@@ -45,7 +46,7 @@ my $c = $t->status_counters;
 cmp_ok $c->{redis_timeouts}, '>=', 1, 'timeout counted';
 
 # several requests in flight when Redis freezes: all 503, none hangs
-kill 'STOP', $t->{pids}{redis};
+$t->freeze('redis');
 my @kids;
 for my $i (1 .. 5) {
     my $pid = fork // die;
@@ -58,6 +59,6 @@ for my $i (1 .. 5) {
 my $bad = 0;
 for (@kids) { waitpid $_, 0; $bad++ if $? }
 is $bad, 0, 'five concurrent requests: all 503';
-kill 'CONT', $t->{pids}{redis};
+$t->thaw('redis');
 
 done_testing;

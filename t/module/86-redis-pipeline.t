@@ -39,8 +39,9 @@ sub debug_log {
 }
 
 # n requests that reach the worker in one turn: the connections are open
-# (accepted and idle) before the worker is frozen, the requests are written
-# while it is, and its next epoll_wait() returns them all
+# (accepted, none left in the listening socket's queue, and idle) before
+# the worker is frozen, the requests are written while it is, and its next
+# epoll_wait() returns them all
 sub one_turn {
     my ($tag, $n, %opt) = @_;
     my $path = $opt{path} // sub { '/webhook' };
@@ -49,8 +50,9 @@ sub one_turn {
         IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port)
             or die "connect: $!"
     } 1 .. $n;
-    sleep 0.3;
-    kill 'STOP', $worker;
+    $t->wait_for(sub { WaTest::accept_queue($t->port) == 0 }, 30)
+        or die "nginx did not accept the connections";
+    $t->freeze($worker);
     for my $i (0 .. $#socks) {
         my $body = messages_body(messages => [
             text_message('wamid.' . $tag . '.' . $id->($i),
@@ -62,7 +64,7 @@ sub one_turn {
             . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
     }
     $opt{between}->() if $opt{between};
-    kill 'CONT', $worker;
+    $t->thaw($worker);
     my %status;
     for my $s (@socks) {
         local $/;

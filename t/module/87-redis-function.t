@@ -54,7 +54,7 @@ my $body = messages_body(messages => [ text_message('wamid.F1', 'x') ]);
 is $t->post($body)->{status}, 503, 'function gone: 503';
 ok $t->wait_log(qr/redis answered "ERR Function not found/),
     'the log says so';
-ok $t->wait_for(sub { $t->post($body)->{status} == 200 }, 5),
+ok $t->wait_for(sub { $t->post($body)->{status} == 200 }, 30),
     'loaded again: 200';
 is $t->xlen('wa:messages'), 2, 'the event appended once';
 

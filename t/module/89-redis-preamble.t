@@ -27,7 +27,7 @@ is $t->redis('FUNCTION', 'LOAD', 'REPLACE', $lua), 'wa_ingest_3',
 
 # frozen, with its accept queue full: a new connect waits for its SYN to
 # be sent again once Redis is resumed
-kill 'STOP', $t->{pids}{redis};
+$t->freeze('redis');
 my @fill;
 for (1 .. 8) {
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -53,11 +53,13 @@ for my $n (1 .. 4) {
     $kid{$pid} = $n;
 }
 
-sleep 0.5;
+# nginx has read the four requests, and answers none yet
+ok $t->wait_for(sub { WaTest::received_all($t->port, 4) }, 30),
+    'the four posts reached nginx';
 my $waiting = grep { waitpid($_, WNOHANG) == 0 } keys %kid;
 is $waiting, 4, 'the posts wait while the connection is being made';
 
-kill 'CONT', $t->{pids}{redis};
+$t->thaw('redis');
 close $_ for @fill;
 
 my %status;

@@ -27,8 +27,8 @@ ok $t->wait_for(sub { ($t->redis('INFO', 'replication') // '')
                       =~ /slave0:.*state=online/ }, 10),
    'the replica is in sync';
 
-# a second: time enough for a replica on a busy machine
-$t->start_nginx(http => 'whatsapp_redis_wait 1 1s;');
+# two seconds: time enough for a replica on a busy machine
+$t->start_nginx(http => 'whatsapp_redis_wait 1 2s;');
 
 my $post = sub {
     my ($id) = @_;
@@ -39,7 +39,7 @@ is $post->('wamid.W1')->{status}, 200, 'a replica has it: 200';
 is $replica->('XLEN', 'wa:messages'), 1, 'the event is on the replica';
 
 # the replica stops: nothing acknowledges
-kill 'STOP', $t->{pids}{replica};
+$t->freeze('replica');
 my $r = $post->('wamid.W2');
 is $r->{status}, 503, 'no replica acknowledges: 503';
 ok $r->{headers}{'retry-after'}, 'with Retry-After';
@@ -50,11 +50,11 @@ is $t->xlen('wa:messages'), 2, 'the event is on the primary';
 is $t->status_counters->{redis_not_replicated}, 1, 'counted';
 
 # back: Meta's redelivery is 200, and appends nothing twice
-kill 'CONT', $t->{pids}{replica};
+$t->thaw('replica');
 ok $t->wait_for(sub { $post->('wamid.W2')->{status} == 200 }, 10),
    'the replica back: the redelivery 200';
 is $t->xlen('wa:messages'), 2, 'nothing appended twice on the primary';
-ok $t->wait_for(sub { $replica->('XLEN', 'wa:messages') == 2 }, 5),
+ok $t->wait_for(sub { $replica->('XLEN', 'wa:messages') == 2 }, 30),
    'nor on the replica';
 
 # the directive's checks

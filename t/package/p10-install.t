@@ -120,7 +120,7 @@ $t->spawn('nginx', '/usr/sbin/nginx', '-g', 'daemon off;',
           '-c', "$d/nginx.conf");
 ok WaTest::wait_port($port), 'the packaged nginx listens'
     or diag $t->error_log;
-ok $t->wait_log(qr/whatsapp redis: connected/, 5), 'and reached Redis';
+ok $t->wait_log(qr/whatsapp redis: connected/, 30), 'and reached Redis';
 
 # the service's command line, user and environment, from the unit itself
 my %u = unit($unit);

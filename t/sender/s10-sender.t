@@ -249,8 +249,13 @@ ok((grep { ($_->{subject} // '') eq 'token' } $t->stream_events('wa:alerts')),
    'an alert says so');
 my $tk2 = $t->outbox(phone_number_id => $PN, to => '5511000000041',
                      message => template('welcome'));
-sleep 1;
+# the sender's own turns, counted in its log: three stats lines (500 ms
+# apart) span a check of the pause (every 1000 ms) made with tk2 waiting
+my $turns = () = $t->worker_log =~ /sender: sent \d+/g;
+ok $t->wait_for(sub { (() = $t->worker_log =~ /sender: sent \d+/g)
+                      >= $turns + 3 }, 30), 'the sender went on meanwhile';
 is scalar(to_user('5511000000041')), 0, 'nothing sent while paused';
+ok $t->group('wa:outbox', 'wa-relayd')->{lag} > 0, 'nor read';
 $t->redis('DEL', 'wa:sender:paused');
 ok wait_sent($tk) && wait_sent($tk2), 'resumed: both sent';
 
@@ -266,18 +271,25 @@ ok $t->wait_for(sub { 5 == nsent(@d) }, 15),
 is scalar(to_user('5511000000050')), 5, 'each once';
 
 # --- automatic replies: away message once per window, mark as read --------
+# (the hours are judged at the message's own time, here one fixed instant:
+# closed then, whatever the hour when the test runs or ends)
 $t->stop('worker-w1');
-my $h = (gmtime)[2];
+my $at = int time;
+my $h = (gmtime $at)[2];
 my $hours = $h < 12 ? ($h + 1) . '-24' : "0-$h";
 $t->start_worker(@sender, 'away-reply' => 'We are closed, back at 9',
                  'business-hours' => $hours, 'business-days' => '1234567',
                  'mark-read' => 1);
-inbound('5511000000060', 'anyone?');
-inbound('5511000000060', 'hello?');
+inbound('5511000000060', 'anyone?', ts => $at);
+inbound('5511000000060', 'hello?', ts => $at);
 ok $t->wait_for(sub { 2 == grep { ($_->{json}{status} // '') eq 'read' }
                       $g->requests }), 'both inbound messages marked read';
 ok $t->wait_for(sub { to_user('5511000000060') }), 'the away message went';
-sleep 0.5;
+# both applied (marked read), and the outbox read to its end: what the
+# state asked for has all gone through the sender
+ok $t->wait_for(sub { $t->drained && !$t->group('wa:outbox', 'wa-relayd')->{lag}
+                      && !$t->group('wa:outbox', 'wa-relayd')->{pending} }, 20),
+    'everything handled';
 is scalar(to_user('5511000000060')), 1, 'once per window';
 
 diag scalar(my @all = $g->requests) . ' requests at the fake Graph API';

@@ -54,7 +54,7 @@ $t->start_redis;
 }
 ok $t->wait_for(sub { $t->redis('EXISTS', 'envp:messages') }),
     'WA_PREFIX used';
-ok $t->wait_for(sub { $t->redis('EXISTS', 'envp:worker:w1') }, 5),
+ok $t->wait_for(sub { $t->redis('EXISTS', 'envp:worker:w1') }, 30),
     'the --consumer flag wins over WA_CONSUMER';
 
 # SIGHUP: the log is reopened (logrotate moved it away)

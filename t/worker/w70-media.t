@@ -197,7 +197,7 @@ ok $t->wait_for(sub { media_entry($msg) }, 15),
     'another worker takes it over and fetches it';
 is scalar(grep { $_->{msg_id} eq $msg } $t->stream_events('wa:media')), 1,
     '... once';
-ok $t->wait_for(sub { $group->()->{'wa-relayd:media'}{pending} == 0 }, 5),
+ok $t->wait_for(sub { $group->()->{'wa-relayd:media'}{pending} == 0 }, 30),
     'nothing left pending';
 
 # the worker's counters, and what it logged
