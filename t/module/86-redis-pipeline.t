@@ -142,7 +142,7 @@ is scalar(grep { $_->{msg_id} =~ /^wamid\.ERR\./ }
           $t->stream_events('wa:messages')), 0, 'nothing appended';
 $t->redis('FUNCTION', 'DELETE', 'wa_ingest_3');
 ok $t->wait_for(sub { $t->post(messages_body(messages => [
-        text_message('wamid.ERR.back', 'x') ]))->{status} == 200 }, 5),
+        text_message('wamid.ERR.back', 'x') ]))->{status} == 200 }, 30),
     'the module loads its own function again';
 
 $st = one_turn('GONE', 16, between => sub { $t->stop('redis', 'KILL') });

@@ -86,7 +86,7 @@ $t->redis('FUNCTION', 'DELETE', 'wa_ingest_3');
 $t->post($body);
 ok $t->wait_for(sub {
         $t->post(messages_body(messages => [ text_message('wamid.F2', 'y') ]))
-            ->{status} == 200 }, 5),
+            ->{status} == 200 }, 30),
     'the module loads its own function again';
 
 done_testing;
