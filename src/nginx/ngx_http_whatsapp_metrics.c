@@ -4,8 +4,7 @@
  * whatsapp_health, whether this nginx can append (docs/metrics.md).
  */
 
-#include <signal.h>
-
+/* ngx_config.h, first of all (it sets _GNU_SOURCE), brings <signal.h> */
 #include "ngx_http_whatsapp_module.h"
 
 

@@ -1010,6 +1010,22 @@ ngx_http_whatsapp_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * Whether a "resolver" directive named servers: the http block's resolver
+ * exists without one, empty.  Angie keeps its servers in a list, not an
+ * array.
+ */
+static ngx_uint_t
+ngx_http_whatsapp_resolver_has_servers(ngx_resolver_t *r)
+{
+#ifdef angie_version
+    return r->connections != NULL;
+#else
+    return r->connections.nelts != 0;
+#endif
+}
+
+
 /* the name to ask for, and nginx's resolver for sentinels given by name */
 static ngx_int_t
 ngx_http_whatsapp_sentinels_check(ngx_conf_t *cf,
@@ -1030,7 +1046,7 @@ ngx_http_whatsapp_sentinels_check(ngx_conf_t *cf,
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (clcf->resolver != NGX_CONF_UNSET_PTR && clcf->resolver != NULL
-        && clcf->resolver->connections.nelts)
+        && ngx_http_whatsapp_resolver_has_servers(clcf->resolver))
     {
         wmcf->resolver = clcf->resolver;
         wmcf->resolver_timeout = clcf->resolver_timeout

@@ -9,8 +9,7 @@
  * their counters again at each start.
  */
 
-#include <signal.h>
-
+/* ngx_config.h, first of all (it sets _GNU_SOURCE), brings <signal.h> */
 #include "ngx_http_whatsapp_module.h"
 
 
