@@ -9,7 +9,6 @@ use lib 't/lib';
 use Test::More;
 use File::Spec;
 use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep);
 use WaTest;
 use WaBody qw(messages_body text_message);
 

@@ -6,7 +6,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(time);
 use FakeGraph;
 use WaTest;
 use WaBody qw(text_message status_item messages_body);

@@ -11,7 +11,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
-use Time::HiRes qw(sleep time);
 use WaTest;
 use WaBody qw(text_message messages_body);
 

@@ -11,7 +11,6 @@ use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep time);
 use WaTest;
 use WaBody qw(text_message messages_body);
 

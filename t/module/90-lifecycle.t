@@ -4,7 +4,6 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
-use Time::HiRes qw(sleep time);
 use WaTest;
 use WaBody qw(text_message messages_body);
 

@@ -11,7 +11,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use POSIX ();
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(time);
 use WaTest;
 use WaBody qw(text_message messages_body);
 

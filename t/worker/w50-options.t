@@ -4,7 +4,6 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
-use Time::HiRes qw(sleep);
 use WaTest;
 
 # acl => 0: other stream prefixes than the ACL users' (test-acl)

@@ -9,7 +9,6 @@ use lib 't/lib';
 use Test::More;
 use Digest::SHA qw(sha256 sha256_hex);
 use MIME::Base64 qw(encode_base64);
-use Time::HiRes qw(sleep);
 use FakeGraph;
 use WaTest;
 use WaBody qw(messages_body text_message);

@@ -9,7 +9,6 @@ use Test::More;
 use Encode ();
 use File::Path qw(make_path);
 use JSON::PP;
-use Time::HiRes qw(sleep);
 use FakeGraph;
 use WaMetrics;
 use WaTest;
