@@ -10,7 +10,9 @@
 #
 # NGINX_SRC names the nginx source tree to build against: by default the one
 # Debian's nginx-dev ships, configured with the packaged nginx's own flags so
-# that /usr/sbin/nginx loads build/ngx_http_whatsapp_module.so.
+# that /usr/sbin/nginx loads build/ngx_http_whatsapp_module.so.  For another
+# nginx: make module NGINX_SRC=/path/to/its/source NGINX_BIN=/path/to/it
+# (the two must be of one version; NGINX_BIN= builds with --with-compat).
 
 SHELL      := /bin/bash
 NGINX_SRC  ?= /usr/share/nginx/src
@@ -53,14 +55,28 @@ all: module worker unit
 # --- the nginx module ------------------------------------------------------
 
 # $(call ngx_configure,build dir,extra configure args): the nginx source
-# tree, configured with the packaged nginx's flags plus this module
+# tree, configured with the packaged nginx's flags plus this module.  A
+# module loads only into the nginx it was built for: the source must be
+# that of NGINX_BIN, whose compiler and linker options are taken
+# (NGINX_BIN= takes none: --with-compat alone).  A release tree of a git
+# repository has its configure in auto/.
 define ngx_configure
-	@test -x $(NGINX_SRC)/configure || { \
-	    echo "no nginx source in $(NGINX_SRC): apt-get install nginx-dev," \
-	         "or make NGINX_SRC=/path/to/nginx-x.y.z"; exit 1; }
+	@test -x $(NGINX_SRC)/configure || test -x $(NGINX_SRC)/auto/configure \
+	    || { echo "no nginx source in $(NGINX_SRC): apt-get install" \
+	              "nginx-dev, or make NGINX_SRC=/path/to/nginx-x.y.z"; \
+	         exit 1; }
+	@src=$$(sh tools/nginx-version --source $(NGINX_SRC)); \
+	bin=$$(sh tools/nginx-version --binary $(NGINX_BIN)); \
+	if [ -n "$(NGINX_BIN)" ] && [ "$$src" != "$$bin" ]; then \
+	    echo "$(NGINX_SRC) is $${src:-not an nginx source}, $(NGINX_BIN)" \
+	         "is $${bin:-not an nginx}: a module loads only into the" \
+	         "nginx it is built for. Build against the source of the" \
+	         "nginx that loads it (NGINX_SRC=, NGINX_BIN=), or with" \
+	         "NGINX_BIN= for no binary's flags"; exit 1; fi
 	rm -rf $(1)
 	mkdir -p $(dir $(1))
 	cp -a $(NGINX_SRC) $(1)
+	test -x $(1)/configure || cp $(1)/auto/configure $(1)/configure
 	cd $(1) && \
 	if [ -f conf_flags ]; then . ./conf_flags; \
 	else NGX_CONF_FLAGS=(--with-compat --with-threads); fi && \
@@ -72,10 +88,10 @@ endef
 # the packaged nginx's compiler and linker options, as `nginx -V` prints
 # them: the module is compiled as Debian compiled nginx, -O2 included
 # (nginx's configure alone would use -O)
-NGX_CC_OPT ?= $(shell $(NGINX_BIN) -V 2>&1 | \
-                sed -n "s/.*--with-cc-opt='\([^']*\)'.*/\1/p")
-NGX_LD_OPT ?= $(shell $(NGINX_BIN) -V 2>&1 | \
-                sed -n "s/.*--with-ld-opt='\([^']*\)'.*/\1/p")
+NGX_CC_OPT ?= $(if $(NGINX_BIN),$(shell $(NGINX_BIN) -V 2>&1 | \
+                sed -n "s/.*--with-cc-opt='\([^']*\)'.*/\1/p"))
+NGX_LD_OPT ?= $(if $(NGINX_BIN),$(shell $(NGINX_BIN) -V 2>&1 | \
+                sed -n "s/.*--with-ld-opt='\([^']*\)'.*/\1/p"))
 
 $(NGX_BUILD)/objs/Makefile: config redis/wa_ingest.lua tools/lua2c
 	$(call ngx_configure,$(NGX_BUILD),--with-cc-opt="$(NGX_CC_OPT)" \
