@@ -287,8 +287,11 @@ ok $t->wait_for(sub { 2 == grep { ($_->{json}{status} // '') eq 'read' }
 ok $t->wait_for(sub { to_user('5511000000060') }), 'the away message went';
 # both applied (marked read), and the outbox read to its end: what the
 # state asked for has all gone through the sender
-ok $t->wait_for(sub { $t->drained && !$t->group('wa:outbox', 'wa-relayd')->{lag}
-                      && !$t->group('wa:outbox', 'wa-relayd')->{pending} }, 20),
+sub outbox_done {
+    my $o = $t->group('wa:outbox', 'wa-relayd');
+    return %$o && !$o->{lag} && !$o->{pending};
+}
+ok $t->wait_for(sub { $t->drained && outbox_done() }, 30),
     'everything handled';
 is scalar(to_user('5511000000060')), 1, 'once per window';
 

@@ -78,7 +78,8 @@ sub kill_idle { $t->stop("worker-$_", 'KILL') for @_ }
     $t->start_worker(@idle, batch => 1, 'claim-idle-ms' => 300);
     my $r1 = fill(25, 100);
     ok $t->wait_for(sub { $t->drained }, 60), 'the first half applied';
-    ok $t->freeze_idle('worker-w1'), 'the worker frozen while it waits for entries';
+    ok $t->freeze_idle('worker-w1'),
+        'the worker frozen while it waits for entries';
     my $r2 = fill(25, 100);
     ok $t->wait_for(sub { held() > 0 }, 30), 'Redis handed it a batch';
     my $lag = stream_group()->{lag};
@@ -116,7 +117,8 @@ sub kill_idle { $t->stop("worker-$_", 'KILL') for @_ }
 {
     $t->start_worker(@idle, batch => 20);
     $t->start_worker(@idle, consumer => 'w2', batch => 20);
-    ok $t->freeze_idle('worker-w1', 'worker-w2'), 'both frozen while they wait for entries';
+    ok $t->freeze_idle('worker-w1', 'worker-w2'),
+        'both frozen while they wait for entries';
     my $r = fill(40, 100);
     ok $t->wait_for(sub { held('w1') > 0 && held('w2') > 0 }, 30),
         'each was handed a batch';
