@@ -174,10 +174,13 @@ test: deps
 test-unit: $(UNIT)
 	$(UNIT)
 
+# what the suites, the demo and the bench run: the binaries built here
+RUN_ENV  = WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
+           WA_WORKER=$(WORKER)
+TEST_ENV = $(RUN_ENV) WA_NODE_MODULES=$(CONSUMERS_NODE)/node_modules
+
 test-t: module $(UNIT) $(WORKER) consumers
-	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
-	    WA_WORKER=$(WORKER) WA_NODE_MODULES=$(CONSUMERS_NODE)/node_modules \
-	    prove $(PROVE_ARGS) t/
+	$(TEST_ENV) prove $(PROVE_ARGS) t/
 
 # the files whose cases involve timing (faults, freezes, a clock): each
 # made deterministic, and proven so by make test-stress, which runs them
@@ -194,10 +197,8 @@ STRESS_FILES := t/worker/w40-recovery.t t/sender/s10-sender.t \
 STRESS_RUNS  ?= 5
 
 test-stress: module $(UNIT) $(WORKER) consumers
-	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
-	    WA_WORKER=$(WORKER) WA_NODE_MODULES=$(CONSUMERS_NODE)/node_modules \
-	    perl tools/stress --runs $(STRESS_RUNS) --logs $(BUILD)/stress \
-	    $(STRESS_FILES)
+	$(TEST_ENV) perl tools/stress --runs $(STRESS_RUNS) \
+	    --logs $(BUILD)/stress $(STRESS_FILES)
 
 # the Node reference consumer's ioredis, from the lock file, into a
 # directory of its own under build/ (examples/consumers/node)
@@ -217,15 +218,12 @@ consumers: $(CONSUMERS_NODE)/node_modules/ioredis/package.json
 # the module and the worker logging in as the ACL users of docs/redis.md
 # with those permissions only (a test that cannot, says so: acl => 0)
 test-acl: module $(WORKER)
-	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
-	    WA_WORKER=$(WORKER) WA_REDIS_ACL=1 \
+	$(RUN_ENV) WA_REDIS_ACL=1 \
 	    prove $(PROVE_ARGS) t/module t/worker t/sender t/faults
 
 run: deps
 	$(MAKE) all
-	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
-	    WA_WORKER=$(WORKER) \
-	    perl tools/demo
+	$(RUN_ENV) perl tools/demo
 
 clean:
 	rm -rf $(BUILD)
@@ -397,5 +395,4 @@ test-fuzz: fuzz-build
 
 bench: deps
 	$(MAKE) all
-	WA_MODULE=$(MODULE) WA_NGINX=$(NGINX_BIN) WA_FIXTURES=$(FIXTURES) \
-	    WA_WORKER=$(WORKER) perl tools/bench $(BENCH_ARGS)
+	$(RUN_ENV) perl tools/bench $(BENCH_ARGS)

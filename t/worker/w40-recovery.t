@@ -40,28 +40,35 @@ sub fill {
     return $round;
 }
 
-# inbound messages the state counted, for one round or all: one call
-sub messages_in {
+# inbound messages the state counted per contact, of one round or all, in
+# one call: { contact key => messages_in }
+sub counted {
     my ($r) = @_;
     my $match = "wa:contact:$PN:" . (defined $r ? sprintf('55%03d', $r) : '')
         . '*';
-    return $t->redis('EVAL', <<'LUA', 0, $match) // 0;
-local sum = 0
+    my $kv = $t->redis('EVAL', <<'LUA', 0, $match);
+local out = {}
 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
-    sum = sum + (tonumber(redis.call('HGET', k, 'messages_in')) or 0)
+    out[#out + 1] = k
+    out[#out + 1] = tonumber(redis.call('HGET', k, 'messages_in')) or 0
 end
-return sum
+return out
 LUA
+    return ref $kv eq 'ARRAY' ? { @$kv } : {};
+}
+
+sub messages_in {
+    my $sum = 0;
+    $sum += $_ for values %{ counted(@_) };
+    return $sum;
 }
 
 # every contact of the round got exactly n
 sub each_contact {
     my ($r, $users, $n) = @_;
-    my @off = grep {
-        ($t->redis('HGET', "wa:contact:$PN:" . contact($r, $_), 'messages_in')
-         // 0) != $n
-    } 1 .. $users;
-    return !@off;
+    my $c = counted($r);
+    return !grep { ($c->{"wa:contact:$PN:" . contact($r, $_)} // 0) != $n }
+                 1 .. $users;
 }
 
 sub stream_group { $t->group('wa:messages', 'wa-relayd') }
