@@ -38,12 +38,11 @@ $t->redis('HSET', "$pw:template:$waba:promo:en_US", 'status', 'PAUSED',
           'paused_until', int(time) + 3600);
 
 my $RATE = 10;
-system("redis-cli -p " . $t->redis_port . " MONITOR > " . $t->dir . "/monitor.log my $RATE = 10;");
 for my $w (qw(w1 w2)) {
     $t->start_worker(consumer => $w, partitions => $PARTS,
                      'token-file' => $t->dir . '/token', 'graph-url' => $graph,
                      rate => $RATE, 'max-inflight' => 2,
-                     'pair-interval-ms' => 0);
+                     'pair-interval-ms' => 0, 'stats-interval-ms' => 100);
 }
 ok $t->wait_for(sub { $t->hash('wa:partitions')->{count} }, 10),
    'the workers are up';
@@ -78,8 +77,13 @@ ok $max <= $RATE + 1, "two senders, one pace: at most $RATE in any second "
 diag sprintf 'two workers at --rate %d for one number: %.1f/s sustained, '
     . '%d in the busiest second', $RATE, $rate, $max;
 
-# both took part: each has its own counters in the partition
-my %by = map { $_ => $t->hash("$pp:sender:$_")->{sent} // 0 } qw(w1 w2);
+# both took part: each has its own counters in the partition, written
+# every --stats-interval-ms: once they add up to the 60
+my %by;
+$t->wait_for(sub {
+    %by = map { $_ => $t->hash("$pp:sender:$_")->{sent} // 0 } qw(w1 w2);
+    $by{w1} + $by{w2} == 60;
+});
 ok $by{w1} > 0 && $by{w2} > 0, "both workers sent: $by{w1} and $by{w2}";
 
 ok !grep({ ($_->{json}{template}{name} // '') eq 'promo' } $g->requests),
