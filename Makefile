@@ -4,6 +4,7 @@
 #   make run        build, start Redis + nginx + a demo sender on loopback
 #   make test       install what is missing, build, run every test
 #   make test-stress  the tests involving timing, under a CPU hog, pinned
+#   make test-matrix NGINX_SOURCES=DIR  t/module against every nginx there
 #   make deps       install the Debian packages the project needs (as root)
 #   make install    the module, the worker, its man page and unit (DESTDIR,
 #                   PREFIX); make deb builds the Debian packages instead
@@ -41,12 +42,13 @@ PACKAGES   := nginx nginx-dev libssl-dev libhiredis-dev libjansson-dev \
               pkg-config perl curl wrk clang libclang-rt-14-dev gcc make \
               procps man-db systemd libnginx-mod-stream openssl \
               python3 python3-redis python3-jsonschema nodejs prometheus \
-              libmicrohttpd-dev chromium valgrind
+              libmicrohttpd-dev chromium valgrind libnginx-mod-http-lua \
+              libpcre2-dev zlib1g-dev
 
 PROVE_ARGS ?= -r
 
 .PHONY: all module worker unit man deps test test-unit test-t test-acl \
-        test-stress consumers run \
+        test-stress test-matrix consumers run \
         bench asan test-asan fuzz fuzz-build test-fuzz clean install \
         install-module install-worker deb test-deb
 
@@ -55,10 +57,12 @@ all: module worker unit
 # --- the nginx module ------------------------------------------------------
 
 # $(call ngx_configure,build dir,extra configure args): the nginx source
-# tree, configured with the packaged nginx's flags plus this module.  A
-# module loads only into the nginx it was built for: the source must be
-# that of NGINX_BIN, whose compiler and linker options are taken
-# (NGINX_BIN= takes none: --with-compat alone).  A release tree of a git
+# tree, configured with NGINX_BIN's flags plus this module.  A module loads
+# only into the nginx it was built for: the source must be that of
+# NGINX_BIN, whose configure arguments (Debian's conf_flags for its own
+# nginx, `nginx -V` for any other) and compiler and linker options are
+# taken.  NGINX_BIN= takes none: --with-compat alone, which any binary of
+# that version built --with-compat loads.  A release tree of a git
 # repository has its configure in auto/.
 define ngx_configure
 	@test -x $(NGINX_SRC)/configure || test -x $(NGINX_SRC)/auto/configure \
@@ -78,8 +82,10 @@ define ngx_configure
 	cp -a $(NGINX_SRC) $(1)
 	test -x $(1)/configure || cp $(1)/auto/configure $(1)/configure
 	cd $(1) && \
-	if [ -f conf_flags ]; then . ./conf_flags; \
-	else NGX_CONF_FLAGS=(--with-compat --with-threads); fi && \
+	if [ -z "$(NGINX_BIN)" ]; then NGX_CONF_FLAGS=(--with-compat); \
+	elif [ -f conf_flags ]; then . ./conf_flags; \
+	else mapfile -t NGX_CONF_FLAGS < \
+	        <(perl $(CURDIR)/tools/nginx-flags $(NGINX_BIN)); fi && \
 	./configure "$${NGX_CONF_FLAGS[@]}" $(2) \
 	    --add-dynamic-module=$(CURDIR) > $(1).configure.log 2>&1 || \
 	    { tail -20 $(1).configure.log; exit 1; }
@@ -94,8 +100,9 @@ NGX_LD_OPT ?= $(if $(NGINX_BIN),$(shell $(NGINX_BIN) -V 2>&1 | \
                 sed -n "s/.*--with-ld-opt='\([^']*\)'.*/\1/p"))
 
 $(NGX_BUILD)/objs/Makefile: config redis/wa_ingest.lua tools/lua2c
-	$(call ngx_configure,$(NGX_BUILD),--with-cc-opt="$(NGX_CC_OPT)" \
-	    --with-ld-opt="$(NGX_LD_OPT)")
+	$(call ngx_configure,$(NGX_BUILD), \
+	    $(if $(NGX_CC_OPT),--with-cc-opt="$(NGX_CC_OPT)") \
+	    $(if $(NGX_LD_OPT),--with-ld-opt="$(NGX_LD_OPT)"))
 
 module: $(NGX_BUILD)/objs/Makefile
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
@@ -199,6 +206,16 @@ STRESS_RUNS  ?= 5
 test-stress: module $(UNIT) $(WORKER) consumers
 	$(TEST_ENV) perl tools/stress --runs $(STRESS_RUNS) \
 	    --logs $(BUILD)/stress $(STRESS_FILES)
+
+# the t/module suite against every nginx whose release tarball is in
+# NGINX_SOURCES (nginx, freenginx, Angie), each built as nginx.org builds
+# its packages, and against Debian's own: a table, also in
+# build/matrix/matrix.md (tools/matrix, docs/compatibility.md)
+test-matrix: deps module $(WORKER)
+	@test -n "$(NGINX_SOURCES)" || \
+	    { echo "make test-matrix NGINX_SOURCES=/dir/of/tarballs"; exit 1; }
+	$(TEST_ENV) perl tools/matrix --sources $(NGINX_SOURCES) \
+	    --build $(BUILD)/matrix
 
 # the Node reference consumer's ioredis, from the lock file, into a
 # directory of its own under build/ (examples/consumers/node)

@@ -84,13 +84,24 @@ sub write_file {
     return $path;
 }
 
+# a port nothing listens on.  WA_PORT_SHARE=k/n (make test-matrix, which
+# runs n suites at once): only ports p with (p >> 1) % n == k, so that a
+# suite never takes the port another one just picked and has yet to bind.
+# Not p % n: Linux hands out odd ports to bind(); and a cluster bus port
+# (p + 10000) stays in its node's share.
 sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or croak "no free port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
+    my ($k, $n) = ($ENV{WA_PORT_SHARE} // '0/1') =~ m{^(\d+)/(\d+)$}
+        or croak "WA_PORT_SHARE=$ENV{WA_PORT_SHARE}: k/n wanted";
+    for (1 .. 1000) {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => 0, Proto => 'tcp',
+                                      Listen => 1, ReuseAddr => 1)
+            or croak "no free port: $!";
+        my $port = $s->sockport;
+        close $s;
+        return $port if ($port >> 1) % $n == $k;
+    }
+    croak "no free port in share $k/$n";
 }
 
 sub wait_port {
@@ -500,6 +511,34 @@ $server
     }
 }
 EOF
+}
+
+# what the nginx under test was configured with, as its -V says
+sub nginx_V {
+    my ($self) = @_;
+    return $self->{nginx_V} //= `$self->{nginx} -V 2>&1`;
+}
+
+# a module of nginx's own: 'static' (built in), 'dynamic' or ''
+sub nginx_has {
+    my ($self, $module) = @_;
+    return '' unless $self->nginx_V =~ /\s--with-\Q$module\E(=dynamic)?(?=\s)/;
+    return $1 ? 'dynamic' : 'static';
+}
+
+# the main-context line that gives this nginx the named module of its own
+# ('stream'): '' when built in, a load_module of its modules directory when
+# built =dynamic (Debian's libnginx-mod-stream), undef when it has none
+sub load_own {
+    my ($self, $module) = @_;
+    my $how = $self->nginx_has($module);
+    return '' if $how eq 'static';
+    return undef unless $how;
+    my ($dir) = $self->nginx_V =~ /--modules-path=(\S+)/;
+    my ($prefix) = $self->nginx_V =~ /--prefix=(\S+)/;
+    $dir //= ($prefix // '/usr/local/nginx') . '/modules';
+    my $so = "$dir/ngx_${module}_module.so";
+    return -f $so ? "load_module $so;" : undef;
 }
 
 sub nginx_test {

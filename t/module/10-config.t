@@ -95,10 +95,19 @@ conf_ok 'sentinels by address',
             . 'whatsapp_redis_master wa;';
 conf_fails 'sentinels without a master', qr/needs "whatsapp_redis_master"/,
     http => 'whatsapp_redis_sentinel 127.0.0.1:26379;';
-conf_fails 'a sentinel by name without a resolver',
-    qr/"sentinel.example" is a name: it needs a "resolver"/,
-    http => "whatsapp_redis_sentinel sentinel.example:26379;\n"
-            . 'whatsapp_redis_master wa;';
+# Angie's implicit resolver is /etc/resolv.conf's: a name needs no other
+my $system_resolver = $t->nginx_V =~ /^Angie version/m
+    && do { open my $fh, '<', '/etc/resolv.conf';
+            grep { /^\s*nameserver\s/ } <$fh> };
+my @by_name = (http => "whatsapp_redis_sentinel sentinel.example:26379;\n"
+                       . 'whatsapp_redis_master wa;');
+if ($system_resolver) {
+    conf_ok "a sentinel by name, Angie's resolver of /etc/resolv.conf",
+        @by_name;
+} else {
+    conf_fails 'a sentinel by name without a resolver',
+        qr/"sentinel.example" is a name: it needs a "resolver"/, @by_name;
+}
 conf_ok 'a sentinel by name with a resolver',
     http => "resolver 127.0.0.1;\n"
             . "whatsapp_redis_sentinel sentinel.example:26379;\n"

@@ -10,11 +10,13 @@ use Test::More;
 use WaTest;
 use WaBody qw(text_message messages_body);
 
-my $stream = '/usr/lib/nginx/modules/ngx_stream_module.so';
-plan skip_all => "no $stream (apt-get install libnginx-mod-stream)"
-    unless -f $stream;
-
 my $t = WaTest->new(acl => 0);     # its own Redis: TLS only
+# built in, or Debian's libnginx-mod-stream
+my $stream = $t->load_own('stream');
+plan skip_all => 'this nginx has no stream module '
+    . '(apt-get install libnginx-mod-stream)' unless defined $stream;
+plan skip_all => 'this nginx has no stream_ssl_module'
+    unless $t->nginx_has('stream_ssl_module');
 my $d = $t->dir;
 
 # a CA of the test's own, and Redis's certificate for "redis.test"
@@ -51,7 +53,7 @@ is $cli->('PING'), 'PONG', 'Redis answers on its TLS port';
 sub stream_conf {
     my ($ca) = @_;
     return <<"EOF2";
-load_module $stream;
+$stream
 stream {
     server {
         listen unix:$d/redis.sock;
