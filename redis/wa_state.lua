@@ -566,6 +566,22 @@ local function template_category(e)
 end
 
 
+-- The messaging limit a WABA's events last gave, on the WABA: since
+-- 2025-10-07 Meta sets it per business portfolio, so the latest of
+-- business_capability_update and any number's phone_number_quality_update
+-- is the portfolio's (TIER_NOT_SET and unknown tiers give none)
+local function waba_limit(waba, limit, ts)
+    local users = TIERS[limit] or num(limit)
+    if not users or not waba then return end
+    local wk = key('waba', waba)
+    local at = num(hget(wk, 'limit_at'))
+    if at and (ts or 0) < at then return end
+    redis.call('HSET', wk, 'limit_users', users,
+               'limit_tier', TIERS[limit] and limit or '', 'limit_at',
+               I(ts or 0))
+end
+
+
 local function number_quality(e, ts)
     local num_id = e.display_phone_number or e.phone_number_id
     if not num_id or not e.event then return 'skipped' end
@@ -586,6 +602,7 @@ local function number_quality(e, ts)
     if e.current_limit then
         redis.call('HSET', nk, 'messaging_limit', e.current_limit,
                    'messaging_limit_users', TIERS[e.current_limit] or '')
+        waba_limit(e.waba_id, e.current_limit, ts)
     end
     if e.max_daily_conversations_per_business then
         redis.call('HSET', nk, 'max_daily_conversations_per_business',
@@ -596,7 +613,8 @@ local function number_quality(e, ts)
         redis.call('HSET', nk, 'status', 'FLAGGED', 'quality_rating', 'RED',
                    'flagged_at', ts)
         alert(e, 'critical', label, label .. ' flagged: quality is RED; '
-              .. 'it drops a tier unless quality recovers within 7 days')
+              .. 'Meta holds limit increases and may pause templates '
+              .. 'until it recovers')
     elseif ev == 'UNFLAGGED' then
         redis.call('HSET', nk, 'status', 'CONNECTED', 'quality_rating',
                    'GREEN')
@@ -636,6 +654,7 @@ local function capability(e)
     end
     redis.call('HSET', wk, 'capability_at', e.ts or '')
     local limit = e.max_daily_conversations_per_business
+    waba_limit(e.waba_id, limit, num(e.ts))
     if e.display_phone_number and limit then
         redis.call('HSET', key('number', e.display_phone_number),
                    'max_daily_conversations_per_business', limit,
@@ -926,8 +945,8 @@ end
 -- read it from the WABA's partition (docs/redis.md, "What crosses
 -- partitions")
 local function waba_state(args, phone, template, language)
-    if args[15] == '1' then
-        return { args[16], args[17] }, args[18], num(args[19])
+    if args[16] == '1' then
+        return { args[17], args[18] }, args[19], num(args[20])
     end
     local t = redis.call('HMGET', key('template', phone[1] or '-',
                          template, language ~= '' and language or '-'),
@@ -982,11 +1001,14 @@ local function verdict(args, now, pn, user, typ)
         end
     end
 
-    -- 4. business-initiated: restriction and the messaging-limit tier
+    -- 4. business-initiated: restriction and the messaging limit, the
+    -- portfolio's (reserved by the sender before this call: wa_reach_1)
+    -- or, with --messaging-limit number, the number's own
     if not inwin then
         if restricted == '1' then
             return { 'defer', 'restricted', now + 3600 }
         end
+        if args[15] == 'portfolio' then return { 'ok', nil, 'bi' } end
         local zk = key('reach', pn)
         redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - DAY)
         if limit and limit > 0 and not redis.call('ZSCORE', zk, user)
@@ -1006,10 +1028,12 @@ end
 FCALL wa_govern_1 0 <prefix> <now> <phone_number_id> <user> <type>
       <template> <language> <marketing> <auto> <window margin>
       <pace interval ms> <pace tolerance ms> <pair interval ms>
-      <pair tolerance ms> [1 <template status> <paused until>
-      <WABA restricted> <messaging limit users>]
+      <pair tolerance ms> <messaging limit: portfolio | number>
+      [1 <template status> <paused until> <WABA restricted>
+      <messaging limit users>]
 
--> {'ok'} | {'refuse', reason} | {'defer', reason, until} |
+-> {'ok'} | {'ok', 'bi'}: business-initiated, counts against the
+   portfolio's limit | {'refuse', reason} | {'defer', reason, until} |
    {'wait', ms}: the number's pace | {'pair', ms}: the recipient's
 ]]
 local function govern(keys, args)
@@ -1044,10 +1068,128 @@ local function govern(keys, args)
     end
     if interval > 0 then pace_take(pk, ms, interval) end
 
+    return v[3] and { 'ok', v[3] } or { 'ok' }
+end
+
+
+--[[
+The messaging limit of a business portfolio (Meta's since 2025-10-07):
+unique users reached business-initiated in a moving 24 h, over all the
+portfolio's numbers, a user reached from two of them being one.  In the
+portfolio's partition, whatever partitions its numbers are in:
+
+  <prefix>:preach:<portfolio>        zset: user -> when reached or reserved
+  <prefix>:preach:<portfolio>:held   hash: user -> the outbox entry whose
+                                     reservation it is, until that entry is
+                                     sent (confirm) or not (release)
+  <prefix>:preach:<portfolio>:since  zset: "<entry> <user>" -> reserved at
+  <prefix>:portfolio:<portfolio>     hash: limit_users, limit_tier, reached,
+                                     updated_at (and wabas, from wa-relayd's
+                                     --portfolio)
+  <prefix>:portfolio:<portfolio>:numbers  set: the numbers that sent
+
+A reservation is the entry's: asked again (a retry, a redelivery) it
+counts nothing more; one left by a sender that died is released after
+HELD_MAX, and the entry, reclaimed, reserves again.
+
+FCALL wa_reach_1 0 <prefix> reserve <portfolio> <user> <entry> <now>
+      <limit users> <limit tier> <phone_number_id> <WABA restricted>
+  -> {'ok', 1}: held by this entry | {'ok', 0}: reached already, nothing
+     counted | {'defer', 'tier_limit', when a user's 24 h end} |
+     {'defer', 'restricted', in an hour}: the governor's rule 4, in order
+FCALL wa_reach_1 0 <prefix> release <portfolio> <user> <entry>
+FCALL wa_reach_1 0 <prefix> confirm <portfolio> <user> <entry> <now>
+]]
+local HELD_MAX = 3600
+
+-- the entry's hold on its user ends: sent (kept), or not (taken back)
+local function reach_release(pid, user, entry, kept)
+    local hk = key('preach', pid, 'held')
+    if hget(hk, user) == entry then
+        redis.call('HDEL', hk, user)
+        if not kept then redis.call('ZREM', key('preach', pid), user) end
+    end
+    redis.call('ZREM', key('preach', pid, 'since'), entry .. ' ' .. user)
+end
+
+local function reach_prune(pid, now)
+    redis.call('ZREMRANGEBYSCORE', key('preach', pid), '-inf', now - DAY)
+    local stale = redis.call('ZRANGEBYSCORE', key('preach', pid, 'since'),
+                             '-inf', now - HELD_MAX)
+    for _, m in ipairs(stale) do
+        local entry, user = string.match(m, '^(%S+) (.*)$')
+        if entry then reach_release(pid, user, entry) end
+    end
+end
+
+-- 80% and 100% of the limit, said once as the count crosses each
+local function reach_alerts(pid, n, limit, now)
+    local e = { kind = 'portfolio', ts = now }
+    local label = 'portfolio ' .. pid
+    if n == limit then
+        alert(e, 'critical', label, string.format('%s reached its messaging '
+              .. 'limit: %d users in 24 h; business-initiated messages wait '
+              .. 'until a user\'s 24 h end', label, limit))
+    elseif n * 5 >= limit * 4 and (n - 1) * 5 < limit * 4 then
+        alert(e, 'warning', label, string.format('%s used 80%% of its '
+              .. 'messaging limit: %d of %d users in 24 h', label, n, limit))
+    end
+end
+
+local function reach_reserve(args, pid, user, entry, now)
+    local limit, tier, pn = num(args[7]), args[8] or '', args[9] or ''
+    if args[10] == '1' then return { 'defer', 'restricted', now + 3600 } end
+    local zk = key('preach', pid)
+    reach_prune(pid, now)
+    local pk = key('portfolio', pid)
+    redis.call('HSET', pk, 'limit_users', args[7] or '', 'limit_tier', tier,
+               'updated_at', I(now))
+    if pn ~= '' then
+        redis.call('SADD', key('portfolio', pid, 'numbers'), pn)
+    end
+
+    if redis.call('ZSCORE', zk, user) then
+        return { 'ok', hget(key('preach', pid, 'held'), user) == entry
+                       and 1 or 0 }
+    end
+    local n = redis.call('ZCARD', zk)
+    if limit and limit > 0 and n >= limit then
+        local oldest = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+        return { 'defer', 'tier_limit', num(oldest[2]) + DAY }
+    end
+
+    redis.call('ZADD', zk, now, user)
+    redis.call('HSET', key('preach', pid, 'held'), user, entry)
+    redis.call('ZADD', key('preach', pid, 'since'), now, entry .. ' ' .. user)
+    for _, k in ipairs({ zk, key('preach', pid, 'held'),
+                         key('preach', pid, 'since') }) do
+        redis.call('EXPIRE', k, DAY + HELD_MAX)
+    end
+    redis.call('HSET', pk, 'reached', n + 1)
+    if limit and limit > 0 then reach_alerts(pid, n + 1, limit, now) end
+    return { 'ok', 1 }
+end
+
+local function reach(keys, args)
+    P = args[1]
+    local op, pid, user, entry = args[2], args[3], args[4], args[5]
+    local now = num(args[6])
+    if op == 'reserve' then
+        return reach_reserve(args, pid, user, entry, now)
+    elseif op == 'release' then
+        reach_release(pid, user, entry)
+    elseif op == 'confirm' then
+        -- back if another entry's release took it while this one was sent
+        redis.call('ZADD', key('preach', pid), 'NX', now, user)
+        reach_release(pid, user, entry, true)
+    else
+        return redis.error_reply('wa_reach_1: unknown operation ' .. op)
+    end
     return { 'ok' }
 end
 
 
 redis.register_function('wa_apply_1', apply)
 redis.register_function('wa_govern_1', govern)
+redis.register_function('wa_reach_1', reach)
 redis.register_function('wa_sent_1', sent)

@@ -1,8 +1,9 @@
 /*
  * wa-relayd: what the dashboard shows, as JSON (/api/dashboard), read from
  * the state the worker keeps (docs/state.md) at each request: business
- * numbers (quality, status, tier and the users reached in 24 h against
- * it, open windows, opt-outs and response times today), templates, A/B
+ * portfolios (their messaging limit and the users reached in 24 h against
+ * it), business numbers (quality, status, tier, open windows, opt-outs
+ * and response times today), templates, A/B
  * read rates, the streams' lag and the sender's outcomes.  Keys are found
  * with SCAN, a page at a time; contacts are counted up to a cap, and the
  * answer says when it stopped there.
@@ -381,6 +382,137 @@ wa_dashboard_numbers(wa_link_t *l, const wa_options_t *o, int contacts,
 }
 
 
+/* a WABA's messaging limit into p, when later than what p holds */
+static void
+wa_portfolio_limit(wa_link_t *l, const wa_options_t *o, const char *waba,
+    json_t *p)
+{
+    char         key[256];
+    wa_args_t    a;
+    redisReply  *r;
+
+    snprintf(key, sizeof(key), "%s:waba:%s", o->prefix, waba);
+    wa_args(&a, "HMGET", key, "limit_users", "limit_tier", "limit_at",
+            NULL);
+    r = wa_link_call(l, &a);
+
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3
+        && r->element[0]->type == REDIS_REPLY_STRING
+        && (r->element[2]->type != REDIS_REPLY_STRING
+            || atoll(r->element[2]->str) >= json_integer_value(
+                   json_object_get(p, "limit_at"))))
+    {
+        json_object_set_new(p, "limit_users",
+                            json_integer(atoll(r->element[0]->str)));
+        json_object_set_new(p, "limit_tier", json_string(
+            r->element[1]->type == REDIS_REPLY_STRING
+            ? r->element[1]->str : ""));
+        json_object_set_new(p, "limit_at", json_integer(
+            r->element[2]->type == REDIS_REPLY_STRING
+            ? atoll(r->element[2]->str) : 0));
+    }
+
+    freeReplyObject(r);
+}
+
+
+/* a portfolio (portfolio.h): its WABAs' latest limit, users reached */
+static json_t *
+wa_portfolio(wa_link_t *l, const wa_options_t *o, const char *id,
+    const char *waba)
+{
+    char         key[256], since[32], *w, *next;
+    json_t      *p;
+    redisReply  *r;
+
+    p = json_object();
+    json_object_set_new(p, "portfolio", json_string(id));
+    json_object_set_new(p, "numbers", json_array());
+
+    snprintf(key, sizeof(key), "%s:portfolio:%s", o->prefix, id);
+    r = wa_cmd(l, "HGET", key, "wabas", NULL);
+    json_object_set_new(p, "wabas", json_string(
+        r && r->type == REDIS_REPLY_STRING ? r->str : waba));
+
+    for (w = r && r->type == REDIS_REPLY_STRING ? r->str : NULL; w;
+         w = next)
+    {
+        next = strchr(w, ',');
+        if (next) {
+            *next++ = '\0';
+        }
+
+        wa_portfolio_limit(l, o, w, p);
+    }
+
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        wa_portfolio_limit(l, o, waba, p);
+    }
+
+    freeReplyObject(r);
+
+    snprintf(key, sizeof(key), "%s:preach:%s", o->prefix, id);
+    snprintf(since, sizeof(since), "%lld", (long long) time(NULL) - 86400);
+    r = wa_cmd(l, "ZCOUNT", key, since, "+inf");
+    json_object_set_new(p, "reached_24h", json_integer(
+                            r && r->type == REDIS_REPLY_INTEGER
+                            ? r->integer : 0));
+    freeReplyObject(r);
+
+    return p;
+}
+
+
+/*
+ * The business portfolios of the numbers (each WABA its own but for
+ * --portfolio), with the limit they share and the users reached in 24 h;
+ * each number gets its portfolio's id
+ */
+json_t *
+wa_dashboard_portfolios(wa_link_t *l, const wa_options_t *o,
+    json_t *numbers)
+{
+    char         key[256];
+    size_t       i;
+    json_t      *by, *out, *n, *p;
+    const char  *waba, *id;
+    redisReply  *r;
+
+    by = json_object();
+
+    json_array_foreach(numbers, i, n) {
+        waba = json_string_value(json_object_get(n, "waba_id"));
+        if (waba == NULL || *waba == '\0') {
+            continue;
+        }
+
+        snprintf(key, sizeof(key), "%s:waba:%s", o->prefix, waba);
+        r = wa_cmd(l, "HGET", key, "portfolio", NULL);
+        id = r && r->type == REDIS_REPLY_STRING ? r->str : waba;
+
+        p = json_object_get(by, id);
+        if (p == NULL) {
+            p = wa_portfolio(l, o, id, waba);
+            json_object_set_new(by, id, p);
+        }
+
+        json_array_append(json_object_get(p, "numbers"),
+                          json_object_get(n, "phone_number_id"));
+        json_object_set_new(n, "portfolio", json_string(id));
+        freeReplyObject(r);
+    }
+
+    out = json_array();
+    json_object_foreach(by, id, p) {
+        json_array_append(out, p);
+    }
+
+    json_decref(by);
+
+    return out;
+}
+
+
 static char *
 wa_dashboard_json(wa_link_t *l, const wa_options_t *o, size_t *len)
 {
@@ -393,6 +525,10 @@ wa_dashboard_json(wa_link_t *l, const wa_options_t *o, size_t *len)
     d = json_object();
     json_object_set_new(d, "generated_at", json_integer(time(NULL)));
     json_object_set_new(d, "today", json_string(today));
+    json_object_set_new(d, "messaging_limit",
+                        json_string(o->messaging_limit));
+    json_object_set_new(d, "portfolios",
+                        wa_dashboard_portfolios(l, o, numbers));
     json_object_set_new(d, "numbers", numbers);
     json_object_set_new(d, "number_states", wa_hashes(l, o, "number"));
     json_object_set_new(d, "templates", wa_hashes(l, o, "template"));

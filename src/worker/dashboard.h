@@ -22,4 +22,11 @@ const char *wa_dashboard_type(const char *url);
 json_t *wa_dashboard_numbers(wa_link_t *l, const wa_options_t *o,
     int contacts, char *today, size_t size);
 
+/*
+ * The business portfolios of those numbers as JSON, each with its limit,
+ * users reached in 24 h and numbers; each number gets its "portfolio"
+ */
+json_t *wa_dashboard_portfolios(wa_link_t *l, const wa_options_t *o,
+    json_t *numbers);
+
 #endif /* WA_DASHBOARD_H */

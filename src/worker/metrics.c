@@ -389,28 +389,32 @@ wa_render_stream(wa_link_t *l, wa_text_t *gauges, wa_text_t *lag,
 }
 
 
-/* a gauge of each business number: a field of its state, by its id */
+/*
+ * a gauge of each object of a list (business numbers, portfolios): a
+ * field of it (of its member in, when not NULL), labelled by its id, the
+ * member label names
+ */
 static void
-wa_number_gauge(wa_text_t *t, json_t *numbers, const char *name,
-    const char *help, const char *in, const char *field)
+wa_list_gauge(wa_text_t *t, json_t *list, const char *name,
+    const char *help, const char *label, const char *in, const char *field)
 {
     char         e[128];
     size_t       i;
     json_t      *n, *v;
-    const char  *pn;
+    const char  *id;
 
     wa_printf(t, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 
-    json_array_foreach(numbers, i, n) {
+    json_array_foreach(list, i, n) {
         v = json_object_get(in ? json_object_get(n, in) : n, field);
-        pn = json_string_value(json_object_get(n, "phone_number_id"));
+        id = json_string_value(json_object_get(n, label));
 
-        if (v == NULL || pn == NULL) {
+        if (v == NULL || id == NULL) {
             continue;
         }
 
-        wa_printf(t, "%s{phone_number_id=\"%s\"} %lld\n", name,
-                  wa_escape(pn, e, sizeof(e)),
+        wa_printf(t, "%s{%s=\"%s\"} %lld\n", name, label,
+                  wa_escape(id, e, sizeof(e)),
                   json_is_integer(v) ? (long long) json_integer_value(v)
                   : atoll(json_is_string(v) ? json_string_value(v) : "0"));
     }
@@ -423,7 +427,7 @@ wa_render_numbers(wa_text_t *t)
 {
     char         today[16], e[3][128];
     size_t       i;
-    json_t      *numbers, *n, *s;
+    json_t      *numbers, *portfolios, *n, *s;
     const char  *pn, *disp, *rating;
 
     numbers = wa_dashboard_numbers(&wa_mlink, wa_opts, 0, today,
@@ -446,13 +450,25 @@ wa_render_numbers(wa_text_t *t)
                   wa_escape(rating ? rating : "UNKNOWN", e[2], sizeof(e[2])));
     }
 
-    wa_number_gauge(t, numbers, "wa_relay_number_reached_users",
-                    "Users reached with business-initiated messages in the "
-                    "last 24 h", NULL, "reached_24h");
-    wa_number_gauge(t, numbers, "wa_relay_number_limit_users",
-                    "The messaging limit's unique users per 24 h (-1: "
-                    "unlimited)", "number", "messaging_limit_users");
+    wa_list_gauge(t, numbers, "wa_relay_number_reached_users",
+                  "Users reached with business-initiated messages in the "
+                  "last 24 h", "phone_number_id", NULL, "reached_24h");
+    wa_list_gauge(t, numbers, "wa_relay_number_limit_users",
+                  "The messaging limit's unique users per 24 h (-1: "
+                  "unlimited)", "phone_number_id", "number",
+                  "messaging_limit_users");
 
+    portfolios = wa_dashboard_portfolios(&wa_mlink, wa_opts, numbers);
+    wa_list_gauge(t, portfolios, "wa_relay_portfolio_limit_users",
+                  "A business portfolio's messaging limit, unique users "
+                  "per 24 h shared by its numbers (-1: unlimited)",
+                  "portfolio", NULL, "limit_users");
+    wa_list_gauge(t, portfolios, "wa_relay_portfolio_reached_users",
+                  "Users a business portfolio reached with "
+                  "business-initiated messages in the last 24 h",
+                  "portfolio", NULL, "reached_24h");
+
+    json_decref(portfolios);
     json_decref(numbers);
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "portfolio.h"
 
 #define DEFAULT_OPTOUT  "STOP,PARAR,SAIR,CANCELAR,BAJA,UNSUBSCRIBE,STOPALL," \
                         "END,QUIT,DESCADASTRAR,ARRET,ABMELDEN"
@@ -149,6 +150,19 @@ static const wa_option_t  wa_options[] = {
       "first retry delay; doubles (4x for the pair limit)" },
     { "max-attempts", "WA_MAX_ATTEMPTS", "8", NUM(max_attempts, 1, 1000),
       "attempts before a retryable failure is given up" },
+    { "messaging-limit", "WA_MESSAGING_LIMIT", "portfolio",
+      STR(messaging_limit),
+      "portfolio: Meta's messaging limit since 2025-10-07, one per business "
+      "portfolio, shared by its numbers; number: each number's own, as "
+      "before (docs/outbox.md)" },
+    { "portfolio", "WA_PORTFOLIO", NULL, STR(portfolio),
+      "ID=WABA[,WABA...]: WABAs of one business portfolio, sharing its "
+      "messaging limit (else each WABA is its own); repeatable, ';' "
+      "between portfolios in the variable; kept in Redis for every worker" },
+    { "tier-recheck-ms", "WA_TIER_RECHECK_MS", "300000",
+      NUM(tier_recheck_ms, 1000, 86400000),
+      "an entry deferred by the messaging limit is asked about again after "
+      "this at most: a raised limit sends it then" },
     { "window-margin", "WA_WINDOW_MARGIN", "300",
       NUM(window_margin, 0, 86400),
       "seconds before the 24 h window's end treated as closed" },
@@ -416,12 +430,17 @@ usage_man(FILE *fp)
 }
 
 
-/* the flags given, by row of the table; 1 when the caller should exit 0 */
+/*
+ * the flags given, by row of the table; 1 when the caller should exit 0.
+ * *owned: what a repeated flag's values were joined into, for the caller
+ * to free
+ */
 static int
-options_flags(int argc, char **argv, const char **flag)
+options_flags(int argc, char **argv, const char **flag, char **owned)
 {
     int            c;
-    size_t         i;
+    char          *prev;
+    size_t         i, len;
     struct option  longopts[WA_NOPTIONS + 4];
 
     for (i = 0; i < WA_NOPTIONS; i++) {
@@ -453,7 +472,26 @@ options_flags(int argc, char **argv, const char **flag)
             return -1;
         }
 
-        flag[c - WA_OPT_TABLE] = optarg;
+        i = (size_t) (c - WA_OPT_TABLE);
+
+        /* --portfolio, repeated: one value, ';' between them (*owned) */
+        if (flag[i] && wa_options[i].offset == OFF(portfolio)) {
+            prev = *owned;
+            len = strlen(flag[i]) + strlen(optarg) + 2;
+
+            *owned = malloc(len);
+            if (*owned == NULL) {
+                *owned = prev;
+                return -1;
+            }
+
+            snprintf(*owned, len, "%s;%s", flag[i], optarg);
+            free(prev);
+            flag[i] = *owned;
+            continue;
+        }
+
+        flag[i] = optarg;
     }
 
     if (optind < argc) {
@@ -478,7 +516,7 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
     memset(flag, 0, sizeof(flag));
     o->slot = -1;
 
-    rc = options_flags(argc, argv, flag);
+    rc = options_flags(argc, argv, flag, &o->portfolio_owned);
     if (rc != 0) {
         if (rc > 0) {
             exit(0);
@@ -499,6 +537,19 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
         if (opt->parse(opt, v, (char *) o + opt->offset) != 0) {
             return -1;
         }
+    }
+
+    if (strcmp(o->messaging_limit, "portfolio") != 0
+        && strcmp(o->messaging_limit, "number") != 0)
+    {
+        fprintf(stderr, "wa-relayd: --messaging-limit: \"%s\" is neither "
+                "portfolio nor number\n", o->messaging_limit);
+        return -1;
+    }
+
+    if (o->portfolio && wa_portfolios_parse(o->portfolio, NULL, NULL) != 0)
+    {
+        return -1;
     }
 
     if (o->timeout_ms <= o->block_ms) {
@@ -578,4 +629,5 @@ wa_options_free(wa_options_t *o)
 
     wa_keywords_free(&o->optout);
     wa_keywords_free(&o->optin);
+    free(o->portfolio_owned);
 }

@@ -66,6 +66,10 @@ typedef struct {
     long            retry_base_ms;
     long            max_attempts;
     long            window_margin;
+    const char     *messaging_limit;    /* "portfolio" or "number" */
+    const char     *portfolio;          /* ID=WABA,...;ID=... or NULL */
+    char           *portfolio_owned;    /* --portfolio repeated, joined */
+    long            tier_recheck_ms;
 
     const char     *metrics;            /* ADDR:PORT, or NULL: off */
 

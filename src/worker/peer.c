@@ -4,6 +4,7 @@
  */
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,4 +98,30 @@ void
 wa_peer_unlock(unsigned p)
 {
     pthread_mutex_unlock(&wa_peers[p].lock);
+}
+
+
+wa_link_t *
+wa_peer_of(const char *id, wa_link_t *own, const char *own_prefix,
+    const char **prefix, atomic_int *stop)
+{
+    if (wa_npeers <= 1) {
+        *prefix = own_prefix;
+        return own;
+    }
+
+    return wa_peer_lock(wa_partition_of(id, strlen(id), (unsigned) wa_npeers),
+                        prefix, stop);
+}
+
+
+void
+wa_peer_done(wa_link_t *l, wa_link_t *own)
+{
+    wa_peer_t  *peer;
+
+    if (l != NULL && l != own) {
+        peer = (wa_peer_t *) ((char *) l - offsetof(wa_peer_t, link));
+        wa_peer_unlock((unsigned) (peer - wa_peers));
+    }
 }

@@ -24,4 +24,13 @@ void wa_peers_free(void);
 wa_link_t *wa_peer_lock(unsigned p, const char **prefix, atomic_int *stop);
 void wa_peer_unlock(unsigned p);
 
+/*
+ * The link of the partition of an id (a WABA, a portfolio), locked, and
+ * its prefix; with one partition, own and own_prefix: the caller's link.
+ * NULL when it cannot be connected now.  wa_peer_done(l, own) after use.
+ */
+wa_link_t *wa_peer_of(const char *id, wa_link_t *own, const char *own_prefix,
+    const char **prefix, atomic_int *stop);
+void wa_peer_done(wa_link_t *l, wa_link_t *own);
+
 #endif /* WA_PEER_H */

@@ -15,6 +15,7 @@
 #include "answer.h"
 #include "link.h"
 #include "pace.h"
+#include "portfolio.h"
 #include "reader.h"
 #include "wa_graph.h"
 #include "wa_outbox.h"
@@ -40,6 +41,11 @@ struct job_s {
     struct curl_slist   *headers;
     char                *request;
     wa_answer_t          response;
+
+    /* the portfolio's messaging limit (sender_reach.c) */
+    char                 portfolio[WA_PORTFOLIO_ID_MAX];
+    int                  reach;         /* 0: nothing; 1: this entry holds
+                                           its user; 2: reached already */
 };
 
 
@@ -108,5 +114,14 @@ int wa_job_collect(wa_sender_t *s);
 /* sender_govern.c */
 int wa_sender_take_due(wa_sender_t *s);
 int wa_sender_dispatch(wa_sender_t *s);
+
+/*
+ * sender_reach.c: before the governor's call of a template, its user
+ * reserved in the portfolio's reach: 0, and *defer the reply
+ * {'defer', 'tier_limit', until} when the limit is reached; -1 when a link
+ * broke.  wa_reach_end: the hold ends, sent (kept) or not (taken back).
+ */
+int wa_reach_reserve(wa_sender_t *s, job_t *j, redisReply **defer);
+void wa_reach_end(wa_sender_t *s, job_t *j, int sent);
 
 #endif /* WA_SENDER_H */

@@ -236,6 +236,20 @@ wa_sender_govern(wa_sender_t *s, job_t *j)
     wa_args_add(&a, pace[1]);
     wa_args_ll(&a, s->o->pair_interval_ms);
     wa_args_ll(&a, s->o->pair_interval_ms * (s->o->pair_burst - 1));
+    wa_args_add(&a, s->o->messaging_limit);
+
+    /* the portfolio's limit: the user reserved before the number's pace */
+    if (j->out.type == WA_OUT_TEMPLATE
+        && strcmp(s->o->messaging_limit, "portfolio") == 0)
+    {
+        if (wa_reach_reserve(s, j, &r) != 0) {
+            return NULL;
+        }
+
+        if (r) {
+            return r;
+        }
+    }
 
     r = NULL;
     memset(keep, 0, sizeof(keep));
@@ -262,7 +276,8 @@ wa_sender_govern(wa_sender_t *s, job_t *j)
 static int
 wa_sender_decide(wa_sender_t *s, job_t *j, redisReply *r, long long now)
 {
-    int  rc;
+    int        rc;
+    long long  due;
 
     if (strcmp(r->element[0]->str, "refuse") == 0) {
         rc = wa_job_dead(s, j, "refused", r->element[1]->str, 0);
@@ -270,8 +285,16 @@ wa_sender_decide(wa_sender_t *s, job_t *j, redisReply *r, long long now)
     }
 
     if (strcmp(r->element[0]->str, "defer") == 0) {
-        rc = wa_job_defer(s, j, (long long) r->element[2]->integer * 1000,
-                          r->element[1]->str);
+        due = (long long) r->element[2]->integer * 1000;
+
+        /* asked again before a user's 24 h end: a raised limit sends it */
+        if (strcmp(r->element[1]->str, "tier_limit") == 0
+            && due > wa_clock_wall_ms() + s->o->tier_recheck_ms)
+        {
+            due = wa_clock_wall_ms() + s->o->tier_recheck_ms;
+        }
+
+        rc = wa_job_defer(s, j, due, r->element[1]->str);
         goto done;
     }
 
@@ -280,6 +303,11 @@ wa_sender_decide(wa_sender_t *s, job_t *j, redisReply *r, long long now)
         rc = wa_job_defer(s, j, wa_clock_wall_ms() + r->element[1]->integer,
                           "pair_limit");
         goto done;
+    }
+
+    /* inside a window: not business-initiated, nothing to count */
+    if (r->elements < 2) {
+        wa_reach_end(s, j, 0);
     }
 
     wa_pace_take(&s->numbers, j->out.phone_number_id, now,

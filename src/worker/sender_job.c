@@ -164,6 +164,8 @@ wa_job_defer(wa_sender_t *s, job_t *j, long long due_ms, const char *why)
     char      *dump;
     wa_args_t  a;
 
+    wa_reach_end(s, j, 0);
+
     dump = job_dump(j, why);
     if (dump == NULL) {
         return -1;
@@ -208,6 +210,8 @@ wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
     int        n, refused;
     char      *dump, key[512];
     wa_args_t  a;
+
+    wa_reach_end(s, j, 0);
 
     dump = json_dumps(j->fields, JSON_COMPACT);
     if (dump == NULL) {
@@ -261,6 +265,8 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
 
     now = wa_clock_ms();
     user = wa_outbox_user(&j->out);
+
+    wa_reach_end(s, j, 1);
 
     wa_sender_multi(s);
     wa_args(&a, "XADD", s->sent, "*", WA_FIELD_V, WA_EVENTS_V, "outbox_id",

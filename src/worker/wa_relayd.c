@@ -35,6 +35,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
+#include "portfolio.h"
 #include "wa_partition.h"
 #include "worker.h"
 
@@ -413,6 +414,11 @@ main(int argc, char **argv)
     if (o.partitions > 1 && wa_peers_init(&o) != 0) {
         wa_log(WA_LOG_ERROR, "out of memory");
         return 1;
+    }
+
+    /* --portfolio, in Redis before any sender reads it */
+    if (wa_portfolios_publish(&o, &wa_stopping) != 0) {
+        return atomic_load(&wa_stopping) ? 0 : 1;
     }
 
     /* first: the threads below count into it from their start */

@@ -79,8 +79,9 @@ is scalar(to_user('5511000000002')), 0, 'nothing sent';
 $id = $t->outbox(phone_number_id => $PN, to => '5511000000002',
                  message => template('welcome'), variant => 'B');
 ok wait_sent($id), 'a template outside the window: sent';
-is $t->redis('ZSCORE', "wa:reach:$PN", '5511000000002') > 0, 1,
-    'counted against the tier (unique users in 24 h)';
+is $t->redis('ZSCORE', 'wa:preach:102290129340398', '5511000000002') > 0,
+    1, "counted against the limit of the number's portfolio (its WABA): "
+       . 'unique users in 24 h';
 
 # --- rule 1: consent ------------------------------------------------------
 inbound('5511000000001', 'STOP');

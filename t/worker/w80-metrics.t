@@ -129,6 +129,12 @@ is $m->{"wa_relay_number_limit_users{phone_number_id=\"$PN\"}"}, 250,
     '... its messaging limit';
 is $m->{"wa_relay_number_reached_users{phone_number_id=\"$PN\"}"}, 0,
     '... and the users reached in 24 h';
+my $WABA = '102290129340398';
+is $m->{"wa_relay_portfolio_limit_users{portfolio=\"$WABA\"}"}, 250,
+    "the limit of its portfolio (its WABA's own)";
+is $m->{"wa_relay_portfolio_reached_users{portfolio=\"$WABA\"}"},
+    $t->redis('ZCARD', "wa:preach:$WABA"),
+    '... and the users the portfolio reached in 24 h';
 
 # Meta refuses the token: the sender pauses, health says so
 $g->rules([ { code => 190, http => 401 } ]);
@@ -189,10 +195,11 @@ is shown("tier-$PN"), $number->{messaging_limit},
     'the tier shown is Redis\'s: ' . $number->{messaging_limit};
 is shown("quality-$PN"), $number->{quality_rating},
     'the quality rating shown is Redis\'s: ' . $number->{quality_rating};
-my $reached = $t->redis('ZCARD', "wa:reach:$PN");
-like shown("reached-$PN"), qr/^\Q$reached\E \/ \Q$number->{messaging_limit_users}\E$/,
-    "business-initiated in 24 h against the tier: $reached / "
-    . $number->{messaging_limit_users};
+is shown("reached-$PN"), $WABA, 'the number\'s portfolio: its WABA';
+my $reached = $t->redis('ZCARD', "wa:preach:$WABA");
+like shown("preached-$WABA"), qr/^\Q$reached\E \/ 250$/,
+    "the portfolio's users reached in 24 h against its limit: $reached / 250";
+like shown("pnumbers-$WABA"), qr/\b15550783881\b/, '... its numbers under it';
 my $open = grep { ($t->hash("wa:contact:$PN:$_")->{window_expires_at} // 0)
                   > time } @users;
 is shown("windows-$PN"), $open, "open windows: $open";
