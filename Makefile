@@ -200,7 +200,7 @@ STRESS_FILES := t/worker/w40-recovery.t t/sender/s10-sender.t \
                 t/module/86-redis-pipeline.t t/module/89-redis-preamble.t \
                 t/module/90-lifecycle.t t/module/91-redis-wait.t \
                 t/module/37-redis-acl.t t/consumers/c10-reference.t \
-                t/worker/w70-media.t
+                t/worker/w70-media.t t/sender/s40-portfolio.t
 STRESS_RUNS  ?= 5
 
 test-stress: module $(UNIT) $(WORKER) consumers
