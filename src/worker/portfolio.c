@@ -84,8 +84,10 @@ wa_publish_hset(wa_publish_t *pb, const char *id, const char *kind,
     snprintf(key, sizeof(key), "%s:%s:%s", prefix, kind, id);
     wa_args(&a, "HSET", key, field, value, NULL);
     r = wa_link_call(l, &a);
+
+    /* an error reply is freed by wa_link_failed */
     rc = wa_link_failed(l, r, "HSET portfolio") ? -1 : 0;
-    if (r) {
+    if (rc == 0) {
         freeReplyObject(r);
     }
 

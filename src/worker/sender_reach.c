@@ -195,6 +195,13 @@ reach_call(wa_sender_t *s, job_t *j, wa_args_t *a)
     a->lens[3] = strlen(prefix);
 
     r = wa_link_call(l, a);
+
+    /* that partition's Redis lost its functions (FUNCTION FLUSH, ...) */
+    if (r && wa_link_not_loaded(r)) {
+        freeReplyObject(r);
+        r = wa_link_load_functions(l) == 0 ? wa_link_call(l, a) : NULL;
+    }
+
     wa_peer_done(l, &s->link);
 
     return r;
@@ -230,7 +237,6 @@ wa_reach_reserve(wa_sender_t *s, job_t *j, redisReply **defer)
     }
 
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-        /* "Function not found" after a FUNCTION FLUSH, most likely */
         wa_log(WA_LOG_ERROR, "sender: wa_reach_1: %s",
                r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
         freeReplyObject(r);

@@ -182,4 +182,16 @@ push @k, $t->outbox_batch(map { template('H', sprintf '5542%07d', $_) }
 is_deeply [ settle(@k) ], [100, 20, 0],
     '--messaging-limit number: two TIER_50 numbers of one WABA send 50 each';
 
+# --- Redis lost its functions (FUNCTION FLUSH, a restart without them) ----
+$t->stop('worker-w2');
+$t->start_worker(@sender, consumer => 'w3');
+ok $t->wait_for(sub { $t->worker_log('w3') =~ /sender: sent/ }),
+    'a worker in portfolio mode again, its sender up';
+$t->redis('FUNCTION', 'FLUSH');
+push @x, $t->outbox_batch(template('C', '5521000000003'));
+is((settle(@x))[0], 4, 'the functions gone: loaded again, the template sent');
+is reached('3002'), 3, '... and its user counted';
+unlike $t->worker_log('w3'), qr/wa_reach_1|link.*lost/i,
+    '... by the reservation itself, the link kept';
+
 done_testing;
