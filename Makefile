@@ -112,7 +112,7 @@ module: $(NGX_BUILD)/objs/Makefile
 
 WORKER_SRCS := $(wildcard src/worker/*.c) src/core/wa_keyword.c \
                src/core/wa_streams.c src/core/wa_partition.c \
-               src/core/wa_outbox.c src/core/wa_graph.c
+               src/core/wa_outbox.c src/core/wa_graph.c src/core/wa_reply.c
 
 $(BUILD)/wa_state_lua.h: redis/wa_state.lua tools/lua2c
 	@mkdir -p $(BUILD)

@@ -23,6 +23,21 @@ extern const char *wa_stream_names[WA_STREAM_COUNT];
 #define WA_STREAM_OUTBOX    "outbox"
 
 /*
+ * "<partition's prefix>:migrating", a key never written that every call
+ * of a partition names: while its slot moves, Redis refuses the call
+ * rather than run it on half of the partition (docs/redis.md)
+ */
+#define WA_KEY_MIGRATING    "migrating"
+
+/*
+ * The latency histograms' upper bounds, microseconds, of the module's
+ * and the worker's metrics alike (+Inf is the count)
+ */
+#define WA_BUCKETS          14
+#define WA_BUCKETS_US       100, 250, 500, 1000, 2500, 5000, 10000, 25000,   \
+                            50000, 100000, 250000, 500000, 1000000, 2500000
+
+/*
  * The version of the entries' format (docs/events.md, "Versions"): every
  * entry of every stream carries it in the field v.  It goes up when a field
  * changes meaning or goes away, never for a field added.

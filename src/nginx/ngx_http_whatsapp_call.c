@@ -826,14 +826,17 @@ static ngx_int_t
 ngx_http_whatsapp_call_error(ngx_http_whatsapp_call_t *call, redisReply *rr)
 {
     ngx_uint_t                 moved;
+    wa_reply_kind_t            kind;
     ngx_http_whatsapp_link_t  *link;
 
-    if (ngx_strncmp(rr->str, "ERR Function not found", 22) == 0) {
+    kind = wa_reply_kind(rr->str, rr->len);
+
+    if (kind == WA_REPLY_NO_FUNCTION) {
         ngx_http_whatsapp_link_load_functions(call->link);
         return NGX_OK;
     }
 
-    if (ngx_strncmp(rr->str, "READONLY", 8) == 0) {
+    if (kind == WA_REPLY_READONLY) {
         /* a failover made the primary a replica: the link finds the new */
         ngx_http_whatsapp_redis_error(NGX_HTTP_WHATSAPP_ERR_REPLICA);
         ngx_http_whatsapp_link_reset(call->link, call->generation,
@@ -842,14 +845,14 @@ ngx_http_whatsapp_call_error(ngx_http_whatsapp_call_t *call, redisReply *rr)
         return NGX_OK;
     }
 
-    if (ngx_strncmp(rr->str, "CLUSTERDOWN", 11) == 0) {
+    if (kind == WA_REPLY_CLUSTERDOWN) {
         ngx_http_whatsapp_redis_refresh();
         return NGX_OK;
     }
 
-    moved = (ngx_strncmp(rr->str, "MOVED ", 6) == 0);
+    moved = (kind == WA_REPLY_MOVED);
 
-    if (!moved && ngx_strncmp(rr->str, "ASK ", 4) != 0) {
+    if (!moved && kind != WA_REPLY_ASK) {
         return NGX_OK;
     }
 

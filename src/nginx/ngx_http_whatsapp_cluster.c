@@ -451,53 +451,25 @@ ngx_http_whatsapp_link_t *
 ngx_http_whatsapp_redis_redirect(ngx_uint_t moved, u_char *error,
     size_t len)
 {
-    u_char                       *p, *last, *colon;
-    ngx_int_t                     slot, port, l;
+    ngx_int_t                     l;
+    ngx_uint_t                    slot;
     ngx_str_t                     addr;
+    wa_redirect_t                 to;
     ngx_http_whatsapp_cluster_t  *cl;
 
     cl = &ngx_http_whatsapp_cluster;
 
-    if (!cl->wmcf->cluster || cl->exiting) {
+    if (!cl->wmcf->cluster || cl->exiting
+        || wa_reply_redirect((char *) error, len, &to) != 0)
+    {
         return NULL;
     }
 
-    last = error + len;
+    slot = to.slot;
+    addr.data = (u_char *) to.host;
+    addr.len = to.host_len;
 
-    p = ngx_strlchr(error, last, ' ');
-    if (p == NULL) {
-        return NULL;
-    }
-
-    error = ++p;
-    p = ngx_strlchr(p, last, ' ');
-    if (p == NULL) {
-        return NULL;
-    }
-
-    slot = ngx_atoi(error, p - error);
-
-    addr.data = ++p;
-    colon = NULL;
-
-    for ( /* void */ ; p < last; p++) {
-        if (*p == ':') {
-            colon = p;
-        }
-    }
-
-    if (slot < 0 || slot >= WA_SLOTS || colon == NULL) {
-        return NULL;
-    }
-
-    addr.len = colon - addr.data;
-    port = ngx_atoi(colon + 1, last - colon - 1);
-
-    if (port <= 0) {
-        return NULL;
-    }
-
-    l = ngx_http_whatsapp_cluster_link(&addr, port);
+    l = ngx_http_whatsapp_cluster_link(&addr, to.port);
     if (l == NGX_ERROR) {
         return NULL;
     }

@@ -423,7 +423,8 @@ ngx_http_whatsapp_parts(ngx_conf_t *cf, ngx_http_whatsapp_loc_conf_t *conf)
         if (ngx_http_whatsapp_key(cf, &part->dedupe_prefix, &prefix,
                                   "dedupe:")
             != NGX_OK
-            || ngx_http_whatsapp_key(cf, &part->guard, &prefix, "migrating")
+            || ngx_http_whatsapp_key(cf, &part->guard, &prefix,
+                                     WA_KEY_MIGRATING)
                != NGX_OK)
         {
             return NGX_ERROR;

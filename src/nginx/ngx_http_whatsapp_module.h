@@ -33,6 +33,7 @@
 
 #include "wa_normalize.h"
 #include "wa_partition.h"
+#include "wa_reply.h"
 #include "wa_signature.h"
 
 
@@ -111,7 +112,7 @@ typedef struct {
 #define NGX_HTTP_WHATSAPP_MAX_SITES    16
 #define NGX_HTTP_WHATSAPP_SITE_LEN     32
 #define NGX_HTTP_WHATSAPP_SLOTS        256   /* nginx processes at once */
-#define NGX_HTTP_WHATSAPP_BUCKETS      14
+#define NGX_HTTP_WHATSAPP_BUCKETS      WA_BUCKETS
 #define NGX_HTTP_WHATSAPP_KINDS        27    /* ngx_http_whatsapp_kinds */
 
 /* why a webhook request was not answered 200 */

@@ -243,24 +243,7 @@ ngx_http_whatsapp_link_load_functions(ngx_http_whatsapp_link_t *rd)
 ngx_uint_t
 ngx_http_whatsapp_redis_denied(const u_char *error, size_t len)
 {
-    static ngx_str_t  prefixes[] = {
-        ngx_string("NOPERM"),
-        ngx_string("WRONGPASS"),
-        ngx_string("NOAUTH"),
-        ngx_string("ERR The user executing the script can't")
-    };
-
-    ngx_uint_t  i;
-
-    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        if (len >= prefixes[i].len
-            && ngx_strncmp(error, prefixes[i].data, prefixes[i].len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
+    return wa_reply_kind((const char *) error, len) == WA_REPLY_DENIED;
 }
 
 

@@ -24,8 +24,7 @@ static ngx_http_whatsapp_slot_t  *ngx_http_whatsapp_my_slot;
 
 /* the histograms' upper bounds, microseconds (+Inf is the count) */
 const ngx_uint_t  ngx_http_whatsapp_bucket_us[NGX_HTTP_WHATSAPP_BUCKETS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
-    500000, 1000000, 2500000
+    WA_BUCKETS_US
 };
 
 

@@ -29,7 +29,7 @@ wa_consume_init(wa_worker_t *w, const wa_options_t *o)
     wa_link_init(&w->link, o, "");
 
     snprintf(w->dead, sizeof(w->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
-    snprintf(w->guard, sizeof(w->guard), "%s:migrating", o->prefix);
+    snprintf(w->guard, sizeof(w->guard), "%s:" WA_KEY_MIGRATING, o->prefix);
     wa_reader_init(&w->reader, &w->link, w->dead);
 
     for (i = 0; i < WA_STREAM_COUNT; i++) {

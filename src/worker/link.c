@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "link.h"
+#include "wa_reply.h"
 #include "log.h"
 
 #define WA_LINK_BACKOFF_MIN   100
@@ -98,24 +99,8 @@ wa_link_on_denied(void (*fn)(void))
 static int
 wa_link_denied(const redisReply *r)
 {
-    static const char  *prefixes[] = {
-        "NOPERM", "WRONGPASS", "NOAUTH",
-        "ERR The user executing the script can't"
-    };
-
-    size_t  i;
-
-    if (r->type != REDIS_REPLY_ERROR) {
-        return 0;
-    }
-
-    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        if (strncmp(r->str, prefixes[i], strlen(prefixes[i])) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return r->type == REDIS_REPLY_ERROR
+           && wa_reply_kind(r->str, r->len) == WA_REPLY_DENIED;
 }
 
 
@@ -575,26 +560,24 @@ wa_link_write(wa_link_t *l)
 static int
 wa_link_moved(wa_link_t *l, const redisReply *r)
 {
-    static const char  *prefixes[] = {
-        "MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"
-    };
-
-    size_t  i;
+    wa_reply_kind_t  kind;
 
     if (r->type != REDIS_REPLY_ERROR || l->o->cluster == NULL) {
         return 0;
     }
 
-    for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        if (strncmp(r->str, prefixes[i], strlen(prefixes[i])) == 0) {
-            wa_log(WA_LOG_WARN, "%sRedis at %s: %s; asking the cluster "
-                   "for slot %d again", l->who, l->primary, r->str,
-                   l->slot);
-            return 1;
-        }
+    kind = wa_reply_kind(r->str, r->len);
+
+    if (kind != WA_REPLY_MOVED && kind != WA_REPLY_ASK
+        && kind != WA_REPLY_TRYAGAIN && kind != WA_REPLY_CLUSTERDOWN)
+    {
+        return 0;
     }
 
-    return 0;
+    wa_log(WA_LOG_WARN, "%sRedis at %s: %s; asking the cluster for slot %d "
+           "again", l->who, l->primary, r->str, l->slot);
+
+    return 1;
 }
 
 
@@ -786,5 +769,5 @@ wa_link_not_loaded(const redisReply *r)
 {
     /* FUNCTION FLUSH, or a Redis restarted without persistence */
     return r->type == REDIS_REPLY_ERROR
-           && strstr(r->str, "Function not found") != NULL;
+           && wa_reply_kind(r->str, r->len) == WA_REPLY_NO_FUNCTION;
 }

@@ -25,7 +25,6 @@
 
 #define WA_SERIES_MAX   512
 #define WA_LABEL_MAX    64
-#define WA_BUCKETS      14
 
 typedef struct {
     wa_family_e  f;
@@ -75,10 +74,7 @@ static const struct {
       "An outbox entry, from ready to sent: the pacing's wait" },
 };
 
-static const long long  wa_bucket_us[WA_BUCKETS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
-    500000, 1000000, 2500000
-};
+static const long long  wa_bucket_us[WA_BUCKETS] = { WA_BUCKETS_US };
 
 static pthread_mutex_t    wa_metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static wa_series_t        wa_series[WA_SERIES_MAX];

@@ -11,5 +11,6 @@ Suite *query_suite(void);
 Suite *keyword_suite(void);
 Suite *outbox_suite(void);
 Suite *partition_suite(void);
+Suite *reply_suite(void);
 
 #endif
