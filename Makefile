@@ -148,12 +148,15 @@ $(UNIT).json.o: $(JSON_SRC) src/core/wa_json.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(CFLAGS) $(WARN) -Isrc/core -c -o $@ $<
 
-$(UNIT): $(wildcard t/unit/*.c) $(wildcard t/unit/*.h) $(CORE_SRCS) \
-         $(CORE_HDRS) $(UNIT).json.o
+# the pure parts: src/core, and the worker's pacing
+UNIT_SRCS  := $(CORE_SRCS) src/worker/pace.c
+
+$(UNIT): $(wildcard t/unit/*.c) $(wildcard t/unit/*.h) $(UNIT_SRCS) \
+         $(CORE_HDRS) src/worker/pace.h $(UNIT).json.o
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) $(WARN) -Isrc/core \
+	$(CC) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker \
 	    -DWA_FIXTURES='"$(FIXTURES)"' \
-	    -o $@ $(wildcard t/unit/*.c) $(CORE_SRCS) $(UNIT).json.o \
+	    -o $@ $(wildcard t/unit/*.c) $(UNIT_SRCS) $(UNIT).json.o \
 	    -ljansson $(JSON_LIBS) -lcrypto $(CHECK_LIBS)
 
 unit: $(UNIT)

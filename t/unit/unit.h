@@ -1,4 +1,7 @@
-/* wa-relay: C unit tests of the pure parts, run by Check. */
+/*
+ * wa-relay: C unit tests of the pure parts (src/core, and the worker's
+ * pacing), run by Check.
+ */
 
 #ifndef WA_UNIT_H
 #define WA_UNIT_H
@@ -12,5 +15,6 @@ Suite *keyword_suite(void);
 Suite *outbox_suite(void);
 Suite *partition_suite(void);
 Suite *reply_suite(void);
+Suite *pace_suite(void);
 
 #endif
