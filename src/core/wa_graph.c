@@ -120,3 +120,26 @@ wa_verdict_name(wa_verdict_t v)
 
     return names[v];
 }
+
+
+long long
+wa_graph_backoff(wa_verdict_t v, long long base, long attempts)
+{
+    int        factor;
+    long       n;
+    long long  d, cap;
+
+    if (v == WA_RETRY_LATER) {
+        return 60 * base;
+    }
+
+    factor = v == WA_RETRY_RECIPIENT ? 4 : 2;
+    cap = v == WA_RETRY_RECIPIENT ? 3600000 : 600000;
+
+    for (d = base, n = attempts < 20 ? attempts : 20; n > 1 && d < cap; n--)
+    {
+        d *= factor;
+    }
+
+    return d;
+}

@@ -33,4 +33,13 @@ void wa_graph_result(wa_graph_result_t *res, long http_status,
 
 const char *wa_verdict_name(wa_verdict_t v);
 
+/*
+ * How long before attempt attempts + 1, in ms, for a verdict to retry:
+ * base doubled per attempt up to about 10 minutes; the pair limit's
+ * quadrupled up to about an hour (Meta's 4^n); a throughput upgrade's
+ * (131057) a minute's worth, 60 bases.  The sender's and the media
+ * fetcher's, from --retry-base-ms.
+ */
+long long wa_graph_backoff(wa_verdict_t v, long long base, long attempts);
+
 #endif /* WA_GRAPH_H */

@@ -9,6 +9,11 @@
 #include "ngx_http_whatsapp_module.h"
 
 
+/* a number's decimal text, at compile time */
+#define NGX_HTTP_WHATSAPP_STR_(n)  #n
+#define NGX_HTTP_WHATSAPP_STR(n)   NGX_HTTP_WHATSAPP_STR_(n)
+
+
 #define NGX_HTTP_WHATSAPP_SECRET_MAX  4096
 
 
@@ -343,7 +348,9 @@ ngx_http_whatsapp_create_loc_conf(ngx_conf_t *cf)
      *     wlcf->status = 0;
      *     wlcf->verify_token = { 0, NULL };
      *     wlcf->prefix = { 0, NULL };
-     *     wlcf->streams = ...;
+     *     wlcf->parts = NULL;
+     *     wlcf->maxlen_text = { 0, NULL };
+     *     wlcf->dedupe_text = { 0, NULL };
      */
 
     wlcf->secrets = NGX_CONF_UNSET_PTR;
@@ -1154,7 +1161,8 @@ ngx_http_whatsapp_partitions(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     n = ngx_atoi(value[1].data, value[1].len);
     if (n <= 0 || n > WA_PARTITIONS_MAX) {
-        return "must be a number of partitions from 1 to 1024";
+        return "must be a number of partitions from 1 to "
+               NGX_HTTP_WHATSAPP_STR(WA_PARTITIONS_MAX);
     }
 
     wlcf->partitions = n;

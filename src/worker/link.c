@@ -2,7 +2,9 @@
  * wa-relayd: the Redis link.  The worker is its own process with nothing
  * else to do while Redis answers, so blocking calls with a timeout are the
  * simple and right tool here (the nginx module is the one that must never
- * block).  The consumer loop and the sender thread each have a link.
+ * block).  Every thread that talks to Redis has a link of its own: each
+ * partition's consumer loop and sender, the media fetcher, the metrics
+ * server; peer.c keeps one per partition for reads across partitions.
  */
 
 #include <errno.h>

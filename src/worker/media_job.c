@@ -174,7 +174,6 @@ static int
 job_retry(wa_media_t *m, wa_media_job_t *j, const char *why, long code,
     int now)
 {
-    long       n;
     long long  d;
 
     j->attempts++;
@@ -184,13 +183,8 @@ job_retry(wa_media_t *m, wa_media_job_t *j, const char *why, long code,
         return wa_media_bury(m, j, why, code);
     }
 
-    d = 0;
-    if (!now) {
-        d = m->o->retry_base_ms;
-        for (n = j->attempts; n > 1 && d < 600000; n--) {
-            d *= 2;
-        }
-    }
+    d = now ? 0 : wa_graph_backoff(WA_RETRY, m->o->retry_base_ms,
+                                   j->attempts);
 
     wa_log(WA_LOG_WARN, "media: %s (%s) attempt %ld: %s", j->msg_id,
            j->media_id, j->attempts, why);

@@ -1,7 +1,9 @@
 /*
- * wa-relayd: pacing, per business number and per recipient (GCRA: each key
- * has a theoretical arrival time; one more may go when it is not later
- * than now plus the burst allowance).
+ * wa-relayd: a sender's own copy of its numbers' pace (GCRA: each key has
+ * a theoretical arrival time; one more may go when it is not later than
+ * now plus the burst allowance), so that a number told to wait is not
+ * asked about before its time.  The pace every sender shares, and the
+ * recipients' pair limit, are kept in Redis by the governor (wa_govern_1).
  */
 
 #ifndef WA_PACE_H

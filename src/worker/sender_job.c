@@ -360,41 +360,12 @@ wa_job_start(wa_sender_t *s, job_t *j)
     return 0;
 }
 
-/* how long before a retry: doubling, 4^n for the pair limit */
-static long long
-backoff(wa_sender_t *s, job_t *j, wa_verdict_t v)
-{
-    long long  d;
-    long       n;
-
-    n = j->attempts < 20 ? j->attempts : 20;
-
-    switch (v) {
-
-    case WA_RETRY_RECIPIENT:
-        d = s->o->retry_base_ms;
-        while (n-- > 1 && d < 3600000) {
-            d *= 4;
-        }
-        return d;
-
-    case WA_RETRY_LATER:
-        return 60 * s->o->retry_base_ms;
-
-    default:
-        d = s->o->retry_base_ms;
-        while (n-- > 1 && d < 600000) {
-            d *= 2;
-        }
-        return d;
-    }
-}
-
 static int
 job_done(wa_sender_t *s, job_t *j, CURLcode cc)
 {
     long               status;
     char               code[32];
+    long long          wait;
     wa_args_t          a;
     wa_graph_result_t  res;
 
@@ -465,14 +436,15 @@ job_done(wa_sender_t *s, job_t *j, CURLcode cc)
             return wa_job_dead(s, j, "failed", res.reason, res.code);
         }
 
+        wait = wa_graph_backoff(res.verdict, s->o->retry_base_ms,
+                                j->attempts);
+
         if (res.verdict == WA_RETRY_NUMBER) {
             wa_pace_hold(&s->numbers, j->out.phone_number_id,
-                      wa_clock_ms() + backoff(s, j, res.verdict));
+                         wa_clock_ms() + wait);
         }
 
-        return wa_job_defer(s, j,
-                            wa_clock_wall_ms() + backoff(s, j, res.verdict),
-                            res.reason);
+        return wa_job_defer(s, j, wa_clock_wall_ms() + wait, res.reason);
     }
 }
 

@@ -122,6 +122,33 @@ START_TEST(answers)
 END_TEST
 
 
+/* the retries' backoff, from --retry-base-ms (1000 here) */
+START_TEST(backoff)
+{
+    /* doubling, from the first retry, up to about 10 minutes */
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY, 1000, 1), 1000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY, 1000, 2), 2000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY, 1000, 5), 16000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY, 1000, 11), 1024000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY, 1000, 12), 1024000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY, 1000, 1000), 1024000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY_NUMBER, 1000, 3), 4000);
+
+    /* the pair limit: 4^n, up to about an hour */
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY_RECIPIENT, 1000, 1), 1000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY_RECIPIENT, 1000, 3), 16000);
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY_RECIPIENT, 1000, 50),
+                     4096000);
+
+    /* a throughput upgrade: a minute's worth */
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY_LATER, 1000, 7), 60000);
+
+    /* a tiny base stops at 20 doublings */
+    ck_assert_int_eq(wa_graph_backoff(WA_RETRY, 1, 100), 524288);
+}
+END_TEST
+
+
 Suite *
 outbox_suite(void)
 {
@@ -132,6 +159,7 @@ outbox_suite(void)
     tc = tcase_create("outbox");
     tcase_add_test(tc, entries);
     tcase_add_test(tc, answers);
+    tcase_add_test(tc, backoff);
     suite_add_tcase(s, tc);
 
     return s;
