@@ -42,10 +42,10 @@ atomic_int                    wa_sender_stopping;   /* the main thread's */
 int
 wa_job_add(wa_sender_t *s, const char *id, json_t *fields, int pending)
 {
-    job_t       *j;
+    wa_job_t    *j;
     const char  *err, *v;
 
-    j = calloc(1, sizeof(job_t));
+    j = calloc(1, sizeof(wa_job_t));
     if (j == NULL) {
         json_decref(fields);
         return -1;
@@ -92,7 +92,7 @@ seen_before(wa_sender_t *s, const char *id, json_t *fields)
 
     wa_sender_idem_key(s, key, idem, sizeof(idem));
     wa_args(&a, "SET", idem, id, "NX", "EX", NULL);
-    wa_args_ll(&a, IDEM_TTL);
+    wa_args_ll(&a, WA_IDEM_TTL);
     wa_args_add(&a, "GET");
 
     r = wa_link_call(&s->link, &a);
@@ -245,7 +245,7 @@ pause_check(wa_sender_t *s)
 static void
 drop_ready(wa_sender_t *s)
 {
-    job_t       *j;
+    wa_job_t    *j;
     wa_args_t    a;
     redisReply  *r;
 

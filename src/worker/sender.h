@@ -21,15 +21,15 @@
 #include "wa_outbox.h"
 #include "wa_streams.h"
 
-#define LEASE_MS       60000        /* a claimed deferred entry's lease */
-#define IDEM_TTL       (30 * 86400) /* Meta keeps a message 30 days */
-#define MAX_FIELDS     64
+#define WA_LEASE_MS       60000        /* a claimed deferred entry's lease */
+#define WA_IDEM_TTL       (30 * 86400) /* Meta keeps a message 30 days */
+#define WA_MAX_FIELDS     64
 
 
-typedef struct job_s  job_t;
+typedef struct wa_job_s  wa_job_t;
 
-struct job_s {
-    job_t               *next;
+struct wa_job_s {
+    wa_job_t            *next;
     char                 id[64];        /* outbox entry id */
     json_t              *fields;        /* the entry's fields */
     wa_outbox_t          out;
@@ -66,8 +66,8 @@ typedef struct {
     wa_sender_counters_t n;
     long long            next_stats;
     CURLM               *multi;
-    job_t               *ready;         /* in arrival order */
-    job_t              **ready_tail;
+    wa_job_t            *ready;         /* in arrival order */
+    wa_job_t           **ready_tail;
     long                 nready;
     long                 inflight;
     int                  paused;        /* a token error: nothing goes */
@@ -90,7 +90,7 @@ typedef struct {
 extern atomic_int  wa_sender_stopping;
 
 /* "" for an absent value of an entry */
-#define opt(v)  ((v) ? (v) : "")
+#define wa_opt(v)  ((v) ? (v) : "")
 
 /* sender.c */
 int wa_job_add(wa_sender_t *s, const char *id, json_t *fields, int pending);
@@ -102,12 +102,12 @@ int wa_sender_exec(wa_sender_t *s, int n);
 void wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf,
     size_t size);
 
-void wa_job_free(job_t *j);
-int wa_job_parse(job_t *j, const char **err);
-int wa_job_start(wa_sender_t *s, job_t *j);
-int wa_job_defer(wa_sender_t *s, job_t *j, long long due_ms,
+void wa_job_free(wa_job_t *j);
+int wa_job_parse(wa_job_t *j, const char **err);
+int wa_job_start(wa_sender_t *s, wa_job_t *j);
+int wa_job_defer(wa_sender_t *s, wa_job_t *j, long long due_ms,
     const char *why);
-int wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome,
+int wa_job_dead(wa_sender_t *s, wa_job_t *j, const char *outcome,
     const char *why, long code);
 int wa_job_collect(wa_sender_t *s);
 
@@ -121,7 +121,7 @@ int wa_sender_dispatch(wa_sender_t *s);
  * {'defer', 'tier_limit', until} when the limit is reached; -1 when a link
  * broke.  wa_reach_end: the hold ends, sent (kept) or not (taken back).
  */
-int wa_reach_reserve(wa_sender_t *s, job_t *j, redisReply **defer);
-void wa_reach_end(wa_sender_t *s, job_t *j, int sent);
+int wa_reach_reserve(wa_sender_t *s, wa_job_t *j, redisReply **defer);
+void wa_reach_end(wa_sender_t *s, wa_job_t *j, int sent);
 
 #endif /* WA_SENDER_H */

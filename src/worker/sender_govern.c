@@ -70,7 +70,7 @@ wa_sender_take_due(wa_sender_t *s)
 
         /* a lease: if this sender dies, the entry comes due again */
         wa_args(&a, "ZADD", s->deferred, "XX", NULL);
-        wa_args_ll(&a, wa_clock_wall_ms() + LEASE_MS);
+        wa_args_ll(&a, wa_clock_wall_ms() + WA_LEASE_MS);
         wa_args_add(&a, r->element[i]->str);
         e = wa_link_call(&s->link, &a);
         if (e == NULL) {
@@ -115,7 +115,7 @@ wa_args_reply(wa_args_t *a, const redisReply *r)
  * *keep.  0, or -1 when a link broke.
  */
 static int
-wa_sender_waba(wa_sender_t *s, job_t *j, wa_args_t *a, redisReply **keep)
+wa_sender_waba(wa_sender_t *s, wa_job_t *j, wa_args_t *a, redisReply **keep)
 {
     int           i;
     char          key[3][512];   /* the commands point to their keys */
@@ -158,7 +158,7 @@ wa_sender_waba(wa_sender_t *s, job_t *j, wa_args_t *a, redisReply **keep)
     }
 
     snprintf(key[0], sizeof(key[0]), "%s:template:%s:%s:%s", prefix,
-             waba->str, opt(j->out.template_name),
+             waba->str, wa_opt(j->out.template_name),
              j->out.language && *j->out.language ? j->out.language : "-");
     wa_args(&q[0], "HMGET", key[0], "status", "paused_until", NULL);
 
@@ -207,7 +207,7 @@ wa_sender_waba(wa_sender_t *s, job_t *j, wa_args_t *a, redisReply **keep)
 
 /* the governor's word on a job: its reply, or NULL when the link broke */
 static redisReply *
-wa_sender_govern(wa_sender_t *s, job_t *j)
+wa_sender_govern(wa_sender_t *s, wa_job_t *j)
 {
     int          i;
     char         pace[2][32];
@@ -221,12 +221,12 @@ wa_sender_govern(wa_sender_t *s, job_t *j)
     wa_args(&a, "FCALL", "wa_govern_1", "0", s->o->prefix, NULL);
     wa_args_ll(&a, (long long) time(NULL));
     wa_args_add(&a, j->out.phone_number_id);
-    wa_args_add(&a, opt(wa_outbox_user(&j->out)));
+    wa_args_add(&a, wa_opt(wa_outbox_user(&j->out)));
     wa_args_add(&a, type);
-    wa_args_add(&a, opt(j->out.template_name));
-    wa_args_add(&a, opt(j->out.language));
+    wa_args_add(&a, wa_opt(j->out.template_name));
+    wa_args_add(&a, wa_opt(j->out.language));
     wa_args_add(&a, j->out.marketing ? "1" : "0");
-    wa_args_add(&a, opt(j->out.auto_reply));
+    wa_args_add(&a, wa_opt(j->out.auto_reply));
     wa_args_ll(&a, s->o->window_margin);
 
     /* the number's pace and the pair limit, in ms (12.5 ms at 80/s) */
@@ -274,7 +274,7 @@ wa_sender_govern(wa_sender_t *s, job_t *j)
  * job is freed unless it started.
  */
 static int
-wa_sender_decide(wa_sender_t *s, job_t *j, redisReply *r, long long now)
+wa_sender_decide(wa_sender_t *s, wa_job_t *j, redisReply *r, long long now)
 {
     int        rc;
     long long  due;
@@ -333,7 +333,7 @@ int
 wa_sender_dispatch(wa_sender_t *s)
 {
     int           rc;
-    job_t       **pj, *j;
+    wa_job_t    **pj, *j;
     long long     now;
     redisReply   *r;
 

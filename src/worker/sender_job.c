@@ -28,7 +28,7 @@ job_count(const char *outcome, const char *why)
 
 
 void
-wa_job_free(job_t *j)
+wa_job_free(wa_job_t *j)
 {
     if (j->easy) {
         curl_easy_cleanup(j->easy);
@@ -44,16 +44,16 @@ wa_job_free(job_t *j)
 
 /* the entry's fields as the parser wants them; -1 and why if it cannot */
 int
-wa_job_parse(job_t *j, const char **err)
+wa_job_parse(wa_job_t *j, const char **err)
 {
-    size_t       n, lens[MAX_FIELDS];
+    size_t       n, lens[WA_MAX_FIELDS];
     json_t      *v;
-    const char  *key, *names[MAX_FIELDS], *values[MAX_FIELDS];
+    const char  *key, *names[WA_MAX_FIELDS], *values[WA_MAX_FIELDS];
 
     n = 0;
 
     json_object_foreach(j->fields, key, v) {
-        if (n == MAX_FIELDS) {
+        if (n == WA_MAX_FIELDS) {
             *err = "too many fields";
             return -1;
         }
@@ -73,7 +73,7 @@ wa_job_parse(job_t *j, const char **err)
 
 /* the fields plus what the sender keeps: attempts */
 static char *
-job_dump(job_t *j, const char *why)
+job_dump(wa_job_t *j, const char *why)
 {
     char  attempts[32];
 
@@ -117,7 +117,7 @@ wa_sender_queue(wa_sender_t *s, wa_args_t *a)
 
 /* the entry leaves its current place: the group, or the deferred set */
 static int
-job_release(wa_sender_t *s, job_t *j)
+job_release(wa_sender_t *s, wa_job_t *j)
 {
     wa_args_t  a;
 
@@ -158,7 +158,7 @@ wa_sender_exec(wa_sender_t *s, int n)
 }
 
 int
-wa_job_defer(wa_sender_t *s, job_t *j, long long due_ms, const char *why)
+wa_job_defer(wa_sender_t *s, wa_job_t *j, long long due_ms, const char *why)
 {
     int        n;
     char      *dump;
@@ -204,7 +204,7 @@ wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf, size_t size)
 }
 
 int
-wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
+wa_job_dead(wa_sender_t *s, wa_job_t *j, const char *outcome, const char *why,
     long code)
 {
     int        n, refused;
@@ -255,7 +255,7 @@ wa_job_dead(wa_sender_t *s, job_t *j, const char *outcome, const char *why,
 }
 
 static int
-job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
+job_sent(wa_sender_t *s, wa_job_t *j, const wa_graph_result_t *res)
 {
     int          n;
     char         key[512];
@@ -271,22 +271,22 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
     wa_sender_multi(s);
     wa_args(&a, "XADD", s->sent, "*", WA_FIELD_V, WA_EVENTS_V, "outbox_id",
             j->id, "wamid", res->wamid, "phone_number_id",
-            j->out.phone_number_id, "to", opt(user), "attempts", NULL);
+            j->out.phone_number_id, "to", wa_opt(user), "attempts", NULL);
     wa_args_ll(&a, j->attempts + 1);
     wa_args_add(&a, "latency_ms");
     wa_args_ll(&a, now - j->started_ms);
     wa_args_add(&a, "auto_reply");
-    wa_args_add(&a, opt(j->out.auto_reply));
+    wa_args_add(&a, wa_opt(j->out.auto_reply));
     wa_sender_queue(s, &a);
     n = 2 + job_release(s, j);     /* MULTI, XADD */
 
     if (res->wamid[0] && j->out.type != WA_OUT_READ) {
         wa_args(&a, "FCALL", "wa_sent_1", "0", s->o->prefix, res->wamid,
-                j->out.phone_number_id, opt(user), NULL);
+                j->out.phone_number_id, wa_opt(user), NULL);
         wa_args_ll(&a, (long long) time(NULL));
-        wa_args_add(&a, opt(j->out.template_name));
-        wa_args_add(&a, opt(j->out.language));
-        wa_args_add(&a, opt(j->out.variant));
+        wa_args_add(&a, wa_opt(j->out.template_name));
+        wa_args_add(&a, wa_opt(j->out.language));
+        wa_args_add(&a, wa_opt(j->out.variant));
         wa_sender_queue(s, &a);
         n++;
     }
@@ -294,7 +294,7 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
     if (j->out.idempotency_key) {
         wa_sender_idem_key(s, j->out.idempotency_key, key, sizeof(key));
         wa_args(&a, "SET", key, res->wamid, "EX", NULL);
-        wa_args_ll(&a, IDEM_TTL);
+        wa_args_ll(&a, WA_IDEM_TTL);
         wa_sender_queue(s, &a);
         n++;
     }
@@ -307,7 +307,7 @@ job_sent(wa_sender_t *s, job_t *j, const wa_graph_result_t *res)
 
 
 int
-wa_job_start(wa_sender_t *s, job_t *j)
+wa_job_start(wa_sender_t *s, wa_job_t *j)
 {
     int   still;
     char  url[1024], callback[128];
@@ -361,7 +361,7 @@ wa_job_start(wa_sender_t *s, job_t *j)
 }
 
 static int
-job_done(wa_sender_t *s, job_t *j, CURLcode cc)
+job_done(wa_sender_t *s, wa_job_t *j, CURLcode cc)
 {
     long               status;
     char               code[32];
@@ -451,9 +451,9 @@ job_done(wa_sender_t *s, job_t *j, CURLcode cc)
 int
 wa_job_collect(wa_sender_t *s)
 {
-    int       left, rc;
-    job_t    *j;
-    CURLMsg  *m;
+    int        left, rc;
+    CURLMsg   *m;
+    wa_job_t  *j;
 
     rc = 0;
 

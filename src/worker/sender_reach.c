@@ -115,7 +115,7 @@ reach_waba(wa_sender_t *s, const char *waba, reach_limit_t *lim,
 
 /* the limit of j's portfolio: the latest of its WABAs'; 1 if no WABA */
 static int
-reach_limit(wa_sender_t *s, job_t *j, reach_limit_t *lim)
+reach_limit(wa_sender_t *s, wa_job_t *j, reach_limit_t *lim)
 {
     int          rc;
     char         waba[WA_PORTFOLIO_ID_MAX], key[512], *p, *next;
@@ -180,7 +180,7 @@ reach_limit(wa_sender_t *s, job_t *j, reach_limit_t *lim)
 
 /* FCALL wa_reach_1 in the portfolio's partition: its prefix as argv[3] */
 static redisReply *
-reach_call(wa_sender_t *s, job_t *j, wa_args_t *a)
+reach_call(wa_sender_t *s, wa_job_t *j, wa_args_t *a)
 {
     wa_link_t   *l;
     redisReply  *r;
@@ -209,7 +209,7 @@ reach_call(wa_sender_t *s, job_t *j, wa_args_t *a)
 
 
 int
-wa_reach_reserve(wa_sender_t *s, job_t *j, redisReply **defer)
+wa_reach_reserve(wa_sender_t *s, wa_job_t *j, redisReply **defer)
 {
     int             rc;
     wa_args_t       a;
@@ -224,7 +224,7 @@ wa_reach_reserve(wa_sender_t *s, job_t *j, redisReply **defer)
     }
 
     wa_args(&a, "FCALL", "wa_reach_1", "0", "", "reserve", j->portfolio,
-            opt(wa_outbox_user(&j->out)), j->id, NULL);
+            wa_opt(wa_outbox_user(&j->out)), j->id, NULL);
     wa_args_ll(&a, (long long) time(NULL));
     wa_args_add(&a, lim.users);
     wa_args_add(&a, lim.tier);
@@ -260,7 +260,7 @@ wa_reach_reserve(wa_sender_t *s, job_t *j, redisReply **defer)
 
 
 void
-wa_reach_end(wa_sender_t *s, job_t *j, int sent)
+wa_reach_end(wa_sender_t *s, wa_job_t *j, int sent)
 {
     wa_args_t    a;
     redisReply  *r;
@@ -270,7 +270,7 @@ wa_reach_end(wa_sender_t *s, job_t *j, int sent)
     }
 
     wa_args(&a, "FCALL", "wa_reach_1", "0", "", sent ? "confirm" : "release",
-            j->portfolio, opt(wa_outbox_user(&j->out)), j->id, NULL);
+            j->portfolio, wa_opt(wa_outbox_user(&j->out)), j->id, NULL);
     wa_args_ll(&a, (long long) time(NULL));
 
     r = reach_call(s, j, &a);
