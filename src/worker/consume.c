@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counters.h"
 #include "log.h"
-#include "metrics.h"
 #include "worker.h"
 
 
@@ -365,14 +365,14 @@ count_reply(wa_worker_t *w, wa_apply_call_t *call, redisReply *r)
     const char  *st;
 
     st = w->stream[call->s];
-    wa_metrics_observe(WA_HIST_BATCH, wa_clock_us() - call->sent_us);
+    wa_counters_observe(WA_HIST_BATCH, wa_clock_us() - call->sent_us);
 
     if (r->type == REDIS_REPLY_ERROR) {
         /* left pending: reclaimed, retried, dead after max-deliveries */
         wa_log(WA_LOG_ERROR, "applying %zu entries of %s failed: %s",
                call->n, st, r->str);
         w->n.errors++;
-        wa_metrics_add(WA_FAM_ENTRIES, st, "error", (long long) call->n);
+        wa_counters_add(WA_FAM_ENTRIES, st, "error", (long long) call->n);
         return;
     }
 
@@ -385,13 +385,13 @@ count_reply(wa_worker_t *w, wa_apply_call_t *call, redisReply *r)
     w->n.skipped += r->element[2]->integer;
     w->n.dead += r->element[3]->integer;
 
-    wa_metrics_add(WA_FAM_ENTRIES, st, "applied", r->element[0]->integer);
-    wa_metrics_add(WA_FAM_ENTRIES, st, "duplicate", r->element[1]->integer);
-    wa_metrics_add(WA_FAM_ENTRIES, st, "skipped", r->element[2]->integer);
-    wa_metrics_add(WA_FAM_ENTRIES, st, "dead", r->element[3]->integer);
+    wa_counters_add(WA_FAM_ENTRIES, st, "applied", r->element[0]->integer);
+    wa_counters_add(WA_FAM_ENTRIES, st, "duplicate", r->element[1]->integer);
+    wa_counters_add(WA_FAM_ENTRIES, st, "skipped", r->element[2]->integer);
+    wa_counters_add(WA_FAM_ENTRIES, st, "dead", r->element[3]->integer);
 
     for (i = 0; i <= WA_CALL_KINDS; i++) {
-        wa_metrics_add(WA_FAM_EVENTS, st, call->kinds[i].name,
+        wa_counters_add(WA_FAM_EVENTS, st, call->kinds[i].name,
                        call->kinds[i].n);
     }
 

@@ -15,8 +15,8 @@
 #include <jansson.h>
 
 #include "clock.h"
+#include "counters.h"
 #include "log.h"
-#include "metrics.h"
 #include "media.h"
 #include "wa_graph.h"
 
@@ -191,7 +191,7 @@ job_retry(wa_media_t *m, wa_media_job_t *j, const char *why, long code,
 
     j->ready_ms = wa_clock_ms() + d;
     m->n.retried++;
-    wa_metrics_add(WA_FAM_MEDIA, "retried", NULL, 1);
+    wa_counters_add(WA_FAM_MEDIA, "retried", NULL, 1);
 
     return 0;
 }

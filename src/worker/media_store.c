@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "counters.h"
 #include "log.h"
-#include "metrics.h"
 #include "media.h"
 #include "wa_streams.h"
 
@@ -144,7 +144,7 @@ wa_media_known(wa_media_t *m, wa_media_job_t *j)
     wa_log(WA_LOG_INFO, "media: %s (%s) fetched before, not again",
            j->msg_id, j->media_id);
     m->n.already++;
-    wa_metrics_add(WA_FAM_MEDIA, "already", NULL, 1);
+    wa_counters_add(WA_FAM_MEDIA, "already", NULL, 1);
 
     return 1;
 }
@@ -234,7 +234,7 @@ wa_media_stored(wa_media_t *m, wa_media_job_t *j, const char *hex)
            j->media_id, path, j->got);
     m->n.fetched++;
     m->n.bytes += j->got;
-    wa_metrics_add(WA_FAM_MEDIA, "fetched", NULL, 1);
+    wa_counters_add(WA_FAM_MEDIA, "fetched", NULL, 1);
 
     return 1;
 }
@@ -263,7 +263,7 @@ wa_media_bury(wa_media_t *m, wa_media_job_t *j, const char *why, long code)
     wa_log(WA_LOG_ERROR, "media: %s (%s) given up at attempt %ld, in %s: "
            "%s", j->msg_id, j->media_id, j->attempts + 1, m->dead, why);
     m->n.dead++;
-    wa_metrics_add(WA_FAM_MEDIA, "dead", NULL, 1);
+    wa_counters_add(WA_FAM_MEDIA, "dead", NULL, 1);
 
     return 1;
 }

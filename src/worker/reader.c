@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counters.h"
 #include "log.h"
-#include "metrics.h"
 #include "reader.h"
 #include "wa_streams.h"
 
@@ -298,7 +298,7 @@ wa_reader_bury(wa_reader_t *rd, int s, redisReply *e, long long deliveries)
     wa_log(WA_LOG_ERROR, "%sentry %s of %s delivered %lld times, moved to %s",
            l->who, e->element[0]->str, rd->stream[s], deliveries, rd->dead);
     rd->n.dead++;
-    wa_metrics_add(WA_FAM_ENTRIES, rd->stream[s], "dead", 1);
+    wa_counters_add(WA_FAM_ENTRIES, rd->stream[s], "dead", 1);
 
     return 0;
 }
@@ -366,7 +366,7 @@ wa_reader_claimed(wa_reader_t *rd, int s, redisReply *entries,
     wa_log(WA_LOG_WARN, "%sreclaimed %zu entries of %s idle over %ld ms",
            rd->link->who, n, rd->stream[s], rd->o->claim_idle_ms);
     rd->n.reclaimed += n;
-    wa_metrics_add(WA_FAM_ENTRIES, rd->stream[s], "reclaimed", (long long) n);
+    wa_counters_add(WA_FAM_ENTRIES, rd->stream[s], "reclaimed", (long long) n);
 
     keepv = malloc(n * sizeof(redisReply *));
     if (keepv == NULL) {

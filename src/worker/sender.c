@@ -27,8 +27,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "counters.h"
 #include "log.h"
-#include "metrics.h"
 #include "sender.h"
 #include "wa_partition.h"
 #include "worker.h"
@@ -115,7 +115,7 @@ seen_before(wa_sender_t *s, const char *id, json_t *fields)
         wa_sender_queue(s, &a);
         freeReplyObject(r);
         s->n.duplicates++;
-        wa_metrics_add(WA_FAM_SENDER, "duplicate", "idempotency_key", 1);
+        wa_counters_add(WA_FAM_SENDER, "duplicate", "idempotency_key", 1);
 
         return wa_sender_exec(s, 3) == 0 ? 1 : -1;
     }

@@ -11,8 +11,8 @@
 #include <time.h>
 
 #include "clock.h"
+#include "counters.h"
 #include "log.h"
-#include "metrics.h"
 #include "sender.h"
 
 
@@ -22,8 +22,8 @@ job_count(const char *outcome, const char *why)
 {
     char  reason[64];
 
-    wa_metrics_reason(why, reason, sizeof(reason));
-    wa_metrics_add(WA_FAM_SENDER, outcome, reason, 1);
+    wa_counters_reason(why, reason, sizeof(reason));
+    wa_counters_add(WA_FAM_SENDER, outcome, reason, 1);
 }
 
 
@@ -355,7 +355,7 @@ wa_job_start(wa_sender_t *s, wa_job_t *j)
 
     j->started_ms = wa_clock_ms();
     s->inflight++;
-    wa_metrics_observe(WA_HIST_PACING, (j->started_ms - j->ready_ms) * 1000);
+    wa_counters_observe(WA_HIST_PACING, (j->started_ms - j->ready_ms) * 1000);
 
     return 0;
 }
@@ -377,7 +377,7 @@ job_done(wa_sender_t *s, wa_job_t *j, CURLcode cc)
 
     wa_graph_result(&res, status, j->response.data, j->response.len,
                     curl_easy_strerror(cc));
-    wa_metrics_observe(WA_HIST_GRAPH,
+    wa_counters_observe(WA_HIST_GRAPH,
                        (wa_clock_ms() - j->started_ms) * 1000);
 
     if (res.verdict != WA_SENT) {
@@ -391,7 +391,7 @@ job_done(wa_sender_t *s, wa_job_t *j, CURLcode cc)
             snprintf(code, sizeof(code), "no_answer");
         }
 
-        wa_metrics_add(WA_FAM_GRAPH_ERRORS, code, NULL, 1);
+        wa_counters_add(WA_FAM_GRAPH_ERRORS, code, NULL, 1);
     }
 
     if (res.verdict == WA_SENT) {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counters.h"
 #include "log.h"
-#include "metrics.h"
 #include "reader.h"
 
 
@@ -175,7 +175,7 @@ wa_trim_cap(wa_reader_t *rd, int s, const char *label)
            "some group had not acknowledged", rd->stream[s], rd->o->max_len,
            capped);
     rd->n.capped += capped;
-    wa_metrics_add(WA_FAM_ENTRIES, rd->stream[s], "capped", capped);
+    wa_counters_add(WA_FAM_ENTRIES, rd->stream[s], "capped", capped);
 
     snprintf(key, sizeof(key), "%s:worker:capped", rd->o->prefix);
     wa_args(&a, "HINCRBY", key, label, NULL);
@@ -214,7 +214,7 @@ wa_trim_stream(wa_reader_t *rd, int s, const char *label)
 
         if (r->type == REDIS_REPLY_INTEGER) {
             rd->n.trimmed += r->integer;
-            wa_metrics_add(WA_FAM_ENTRIES, rd->stream[s], "trimmed",
+            wa_counters_add(WA_FAM_ENTRIES, rd->stream[s], "trimmed",
                            r->integer);
         }
 
