@@ -359,3 +359,47 @@ wa_media_collect(wa_media_t *m)
 
     return rc;
 }
+
+
+/* a job's memory, its transfer and its temporary file */
+void
+wa_media_job_free(wa_media_job_t *j)
+{
+    if (j->easy) {
+        curl_easy_cleanup(j->easy);
+    }
+
+    if (j->fp) {
+        fclose(j->fp);
+        unlink(j->tmp);
+    }
+
+    EVP_MD_CTX_free(j->md);
+    curl_slist_free_all(j->headers);
+    free(j->event_id);
+    free(j->msg_id);
+    free(j->media_id);
+    free(j->phone_number_id);
+    free(j->mime_type);
+    free(j->sha256);
+    wa_answer_free(&j->body);
+    free(j->url);
+    free(j);
+}
+
+
+/* a job done with: out of the list */
+void
+wa_media_forget(wa_media_t *m, wa_media_job_t *done)
+{
+    wa_media_job_t  **p;
+
+    for (p = &m->jobs; *p; p = &(*p)->next) {
+        if (*p == done) {
+            *p = done->next;
+            m->njobs--;
+            wa_media_job_free(done);
+            return;
+        }
+    }
+}

@@ -36,44 +36,7 @@
 /* a sender per partition (one without partitions) */
 static pthread_t              wa_sender_threads[WA_PARTITIONS_MAX];
 static int                    wa_senders;
-atomic_int                    wa_sender_stopping;   /* the main thread's */
-
-/* a new job in the ready queue, from a stream entry or a deferred one */
-int
-wa_job_add(wa_sender_t *s, const char *id, json_t *fields, int pending)
-{
-    wa_job_t    *j;
-    const char  *err, *v;
-
-    j = calloc(1, sizeof(wa_job_t));
-    if (j == NULL) {
-        json_decref(fields);
-        return -1;
-    }
-
-    snprintf(j->id, sizeof(j->id), "%s", id);
-    j->fields = fields;
-    j->pending = pending;
-    v = json_string_value(json_object_get(fields, "_attempts"));
-    j->attempts = v ? atol(v) : 0;
-
-    if (wa_job_parse(j, &err) != 0) {
-        if (wa_job_dead(s, j, "invalid", err, 0) != 0) {
-            wa_job_free(j);
-            return -1;
-        }
-
-        wa_job_free(j);
-        return 0;
-    }
-
-    j->ready_ms = wa_clock_ms();
-    *s->ready_tail = j;
-    s->ready_tail = &j->next;
-    s->nready++;
-
-    return 0;
-}
+static atomic_int             wa_sender_stopping;   /* the main thread's */
 
 /* an idempotency key seen before: the entry is answered, not sent again */
 static int
@@ -439,6 +402,7 @@ wa_sender_start(const wa_options_t *o)
     }
 
     s->o = o;
+    s->stop = &wa_sender_stopping;
     s->ready_tail = &s->ready;
     snprintf(s->outbox, sizeof(s->outbox), "%s:%s", o->prefix,
              WA_STREAM_OUTBOX);

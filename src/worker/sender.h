@@ -82,17 +82,15 @@ typedef struct {
     char                 alerts[256];
     char                 paused_key[256];
     char                 auth[1024];
+    atomic_int          *stop;          /* set: the senders stop */
     wa_pace_t            numbers;       /* this sender's copy of the pace */
     double               tolerance;     /* the pace's, ms */
 } wa_sender_t;
 
-/* set by the main thread to stop every sender */
-extern atomic_int  wa_sender_stopping;
-
 /* "" for an absent value of an entry */
 #define wa_opt(v)  ((v) ? (v) : "")
 
-/* sender.c */
+/* sender_job.c: a job into the ready queue (an invalid one is dead) */
 int wa_job_add(wa_sender_t *s, const char *id, json_t *fields, int pending);
 
 /* sender_job.c: the Redis side of a job, queued in a MULTI ... EXEC */

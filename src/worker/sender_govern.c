@@ -152,7 +152,7 @@ wa_sender_waba(wa_sender_t *s, wa_job_t *j, wa_args_t *a, redisReply **keep)
 
     p = wa_partition_of(waba->str, waba->len, (unsigned) s->o->partitions);
 
-    peer = wa_peer_lock(p, &prefix, &wa_sender_stopping);
+    peer = wa_peer_lock(p, &prefix, s->stop);
     if (peer == NULL) {
         return -1;
     }

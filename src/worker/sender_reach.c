@@ -26,7 +26,7 @@ static wa_link_t *
 reach_link(wa_sender_t *s, const char *id, const char **prefix)
 {
     return wa_peer_of(id, &s->link, s->o->prefix, prefix,
-                      &wa_sender_stopping);
+                      s->stop);
 }
 
 
