@@ -112,7 +112,8 @@ module: $(NGX_BUILD)/objs/Makefile
 
 WORKER_SRCS := $(wildcard src/worker/*.c) src/core/wa_keyword.c \
                src/core/wa_streams.c src/core/wa_partition.c \
-               src/core/wa_outbox.c src/core/wa_graph.c src/core/wa_reply.c
+               src/core/wa_outbox.c src/core/wa_graph.c src/core/wa_reply.c \
+               src/core/wa_slots.c
 
 $(BUILD)/wa_state_lua.h: redis/wa_state.lua tools/lua2c
 	@mkdir -p $(BUILD)
@@ -157,7 +158,7 @@ $(UNIT): $(wildcard t/unit/*.c) $(wildcard t/unit/*.h) $(UNIT_SRCS) \
 	$(CC) $(CFLAGS) $(WARN) -Isrc/core -Isrc/worker \
 	    -DWA_FIXTURES='"$(FIXTURES)"' \
 	    -o $@ $(wildcard t/unit/*.c) $(UNIT_SRCS) $(UNIT).json.o \
-	    -ljansson $(JSON_LIBS) -lcrypto $(CHECK_LIBS)
+	    -lhiredis -ljansson $(JSON_LIBS) -lcrypto $(CHECK_LIBS)
 
 unit: $(UNIT)
 

@@ -18,6 +18,7 @@
  */
 
 #include "ngx_http_whatsapp_module.h"
+#include "wa_slots.h"
 
 
 #define NGX_HTTP_WHATSAPP_NODES        64
@@ -309,16 +310,37 @@ ngx_http_whatsapp_cluster_link(ngx_str_t *addr, ngx_int_t port)
 }
 
 
-/* a string or integer element of a CLUSTER SLOTS reply */
-static ngx_int_t
-ngx_http_whatsapp_cluster_int(redisReply *r)
+/* a map being built from CLUSTER SLOTS: each slot's link + 1 */
+typedef struct {
+    u_char                       *map;
+    ngx_uint_t                    mapped;
+} ngx_http_whatsapp_map_t;
+
+
+/* a range of CLUSTER SLOTS (wa_slots.h): its slots to its primary's link */
+static int
+ngx_http_whatsapp_cluster_range(unsigned start, unsigned end,
+    const char *host, size_t host_len, unsigned port, void *data)
 {
-    if (r->type == REDIS_REPLY_INTEGER) {
-        return (ngx_int_t) r->integer;
+    ngx_int_t                 l;
+    ngx_str_t                 addr;
+    ngx_uint_t                s;
+    ngx_http_whatsapp_map_t  *ms = data;
+
+    addr.data = (u_char *) host;
+    addr.len = host_len;
+
+    l = ngx_http_whatsapp_cluster_link(&addr, port);
+    if (l == NGX_ERROR) {
+        return 0;
     }
 
-    return r->type == REDIS_REPLY_STRING ? ngx_atoi((u_char *) r->str, r->len)
-                                         : NGX_ERROR;
+    for (s = start; s <= end; s++) {
+        ms->mapped += (ms->map[s] == 0);
+        ms->map[s] = (u_char) (l + 1);
+    }
+
+    return 0;
 }
 
 
@@ -330,11 +352,10 @@ static void
 ngx_http_whatsapp_cluster_slots(redisAsyncContext *ac, void *reply,
     void *data)
 {
-    redisReply                   *rr = reply, *range, *node;
-    ngx_int_t                     start, end, port, l;
-    ngx_str_t                     addr;
+    redisReply                   *rr = reply;
     ngx_uint_t                    i, s, mapped, level, same;
     ngx_http_whatsapp_cluster_t  *cl;
+    ngx_http_whatsapp_map_t       ms;
     u_char                        map[WA_SLOTS];
 
     cl = &ngx_http_whatsapp_cluster;
@@ -355,41 +376,11 @@ ngx_http_whatsapp_cluster_slots(redisAsyncContext *ac, void *reply,
     }
 
     ngx_memzero(map, sizeof(map));
-    mapped = 0;
+    ms.map = map;
+    ms.mapped = 0;
 
-    for (i = 0; i < rr->elements; i++) {
-        range = rr->element[i];
-
-        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3
-            || range->element[2]->type != REDIS_REPLY_ARRAY
-            || range->element[2]->elements < 2
-            || range->element[2]->element[0]->type != REDIS_REPLY_STRING)
-        {
-            continue;
-        }
-
-        start = ngx_http_whatsapp_cluster_int(range->element[0]);
-        end = ngx_http_whatsapp_cluster_int(range->element[1]);
-        node = range->element[2];
-        port = ngx_http_whatsapp_cluster_int(node->element[1]);
-
-        if (start < 0 || end < start || end >= WA_SLOTS || port <= 0) {
-            continue;
-        }
-
-        addr.data = (u_char *) node->element[0]->str;
-        addr.len = node->element[0]->len;
-
-        l = ngx_http_whatsapp_cluster_link(&addr, port);
-        if (l == NGX_ERROR) {
-            continue;
-        }
-
-        for (s = start; s <= (ngx_uint_t) end; s++) {
-            mapped += (map[s] == 0);
-            map[s] = (u_char) (l + 1);
-        }
-    }
+    (void) wa_slots_each(rr, ngx_http_whatsapp_cluster_range, &ms);
+    mapped = ms.mapped;
 
     same = (cl->maps && ngx_memcmp(cl->map, map, sizeof(map)) == 0);
 

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "link.h"
 #include "wa_reply.h"
+#include "wa_slots.h"
 #include "log.h"
 
 #define WA_LINK_BACKOFF_MIN   100
@@ -234,6 +235,27 @@ wa_link_ask_sentinels(wa_link_t *l)
 }
 
 
+/* a range of CLUSTER SLOTS (wa_slots.h): its primary, if it serves ours */
+static int
+wa_link_range(unsigned start, unsigned end, const char *host,
+    size_t host_len, unsigned port, void *data)
+{
+    wa_link_t  *l = data;
+
+    /* a link for no slot in particular: the first primary named */
+    if (l->slot >= 0 && ((unsigned) l->slot < start
+                         || (unsigned) l->slot > end))
+    {
+        return 0;
+    }
+
+    snprintf(l->primary, sizeof(l->primary), "%.*s:%u", (int) host_len,
+             host, port);
+
+    return 1;
+}
+
+
 /*
  * The primary serving the link's slot in a CLUSTER SLOTS reply (with no
  * slot, the first primary named): 0, or -1
@@ -241,40 +263,16 @@ wa_link_ask_sentinels(wa_link_t *l)
 static int
 wa_link_slot_owner(wa_link_t *l, const redisReply *r)
 {
-    size_t             i;
-    const redisReply  *range, *node;
+    char  was[sizeof(l->primary)];
 
-    if (r->type != REDIS_REPLY_ARRAY) {
-        return -1;
-    }
+    memcpy(was, l->primary, sizeof(was));
+    l->primary[0] = '\0';
 
-    for (i = 0; i < r->elements; i++) {
-        range = r->element[i];
-
-        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3
-            || range->element[0]->type != REDIS_REPLY_INTEGER
-            || range->element[1]->type != REDIS_REPLY_INTEGER
-            || range->element[2]->type != REDIS_REPLY_ARRAY
-            || range->element[2]->elements < 2)
-        {
-            continue;
-        }
-
-        node = range->element[2];
-
-        /* a link for no slot in particular: the first primary named */
-        if ((l->slot >= 0 && (l->slot < range->element[0]->integer
-                              || l->slot > range->element[1]->integer))
-            || node->element[0]->type != REDIS_REPLY_STRING
-            || node->element[1]->type != REDIS_REPLY_INTEGER)
-        {
-            continue;
-        }
-
-        snprintf(l->primary, sizeof(l->primary), "%s:%lld",
-                 node->element[0]->str, node->element[1]->integer);
+    if (wa_slots_each(r, wa_link_range, l) > 0 && l->primary[0]) {
         return 0;
     }
+
+    memcpy(l->primary, was, sizeof(was));
 
     return -1;
 }

@@ -16,5 +16,6 @@ Suite *outbox_suite(void);
 Suite *partition_suite(void);
 Suite *reply_suite(void);
 Suite *pace_suite(void);
+Suite *slots_suite(void);
 
 #endif
