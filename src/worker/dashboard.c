@@ -474,11 +474,12 @@ wa_dashboard_portfolios(wa_link_t *l, const wa_options_t *o,
 {
     char         key[256];
     size_t       i;
-    json_t      *by, *out, *n, *p;
+    json_t      *by, *of, *out, *n, *p;
     const char  *waba, *id;
     redisReply  *r;
 
-    by = json_object();
+    by = json_object();             /* portfolio id -> portfolio */
+    of = json_object();             /* WABA -> its portfolio's id */
 
     json_array_foreach(numbers, i, n) {
         waba = json_string_value(json_object_get(n, "waba_id"));
@@ -486,9 +487,16 @@ wa_dashboard_portfolios(wa_link_t *l, const wa_options_t *o,
             continue;
         }
 
-        snprintf(key, sizeof(key), "%s:waba:%s", o->prefix, waba);
-        r = wa_cmd(l, "HGET", key, "portfolio", NULL);
-        id = r && r->type == REDIS_REPLY_STRING ? r->str : waba;
+        /* a WABA's portfolio asked once, however many numbers it has */
+        id = json_string_value(json_object_get(of, waba));
+        if (id == NULL) {
+            snprintf(key, sizeof(key), "%s:waba:%s", o->prefix, waba);
+            r = wa_cmd(l, "HGET", key, "portfolio", NULL);
+            json_object_set_new(of, waba, json_string(
+                r && r->type == REDIS_REPLY_STRING ? r->str : waba));
+            freeReplyObject(r);
+            id = json_string_value(json_object_get(of, waba));
+        }
 
         p = json_object_get(by, id);
         if (p == NULL) {
@@ -499,7 +507,6 @@ wa_dashboard_portfolios(wa_link_t *l, const wa_options_t *o,
         json_array_append(json_object_get(p, "numbers"),
                           json_object_get(n, "phone_number_id"));
         json_object_set_new(n, "portfolio", json_string(id));
-        freeReplyObject(r);
     }
 
     out = json_array();
@@ -508,6 +515,7 @@ wa_dashboard_portfolios(wa_link_t *l, const wa_options_t *o,
     }
 
     json_decref(by);
+    json_decref(of);
 
     return out;
 }
