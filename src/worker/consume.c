@@ -19,21 +19,25 @@
 
 
 void
-wa_consume_init(wa_worker_t *w, const wa_options_t *o)
+wa_consume_init(wa_worker_t *w, const wa_options_t *o,
+    const wa_part_t *part)
 {
     int  i;
 
     memset(w, 0, sizeof(wa_worker_t));
     w->o = o;
+    w->part = part;
 
-    wa_link_init(&w->link, o, "");
+    wa_link_init(&w->link, o, part->slot, "");
 
-    snprintf(w->dead, sizeof(w->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
-    snprintf(w->guard, sizeof(w->guard), "%s:" WA_KEY_MIGRATING, o->prefix);
-    wa_reader_init(&w->reader, &w->link, w->dead);
+    snprintf(w->dead, sizeof(w->dead), "%s:%s", part->prefix,
+             WA_STREAM_DEAD);
+    snprintf(w->guard, sizeof(w->guard), "%s:" WA_KEY_MIGRATING,
+             part->prefix);
+    wa_reader_init(&w->reader, &w->link, part->prefix, w->dead);
 
     for (i = 0; i < WA_STREAM_COUNT; i++) {
-        snprintf(w->stream[i], sizeof(w->stream[i]), "%s:%s", o->prefix,
+        snprintf(w->stream[i], sizeof(w->stream[i]), "%s:%s", part->prefix,
                  wa_stream_names[i]);
         wa_reader_add(&w->reader, w->stream[i]);
     }
@@ -240,7 +244,7 @@ prepare(wa_worker_t *w, int s, redisReply **entries, size_t n,
         argv[k++] = w->guard;
     }
 
-    argv[k++] = w->o->prefix;
+    argv[k++] = w->part->prefix;
     argv[k++] = w->o->group;
     argv[k++] = ttl;
     argv[k++] = w->apply_options;

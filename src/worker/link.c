@@ -108,13 +108,14 @@ wa_link_denied(const redisReply *r)
 
 
 void
-wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who)
+wa_link_init(wa_link_t *l, const wa_options_t *o, int slot,
+    const char *who)
 {
     memset(l, 0, sizeof(wa_link_t));
     l->o = o;
     l->who = who;
     l->backoff = WA_LINK_BACKOFF_MIN;
-    l->slot = o->slot;
+    l->slot = slot;
 }
 
 

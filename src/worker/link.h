@@ -42,7 +42,9 @@ void wa_args_add(wa_args_t *a, const char *s);
 void wa_args_addn(wa_args_t *a, const char *p, size_t len);
 void wa_args_ll(wa_args_t *a, long long n);
 
-void wa_link_init(wa_link_t *l, const wa_options_t *o, const char *who);
+/* slot: with --cluster, the hash slot whose primary it talks to; -1 any */
+void wa_link_init(wa_link_t *l, const wa_options_t *o, int slot,
+    const char *who);
 
 /*
  * What every link calls, once, when Redis refuses the credentials or a

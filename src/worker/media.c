@@ -1,15 +1,14 @@
 /*
- * wa-relayd: the media fetcher's thread.  It reads <prefix>:messages in
- * its own group (<group>:media), acknowledges at once what is not a media
- * message, and keeps up to --media-concurrency files in hand, each
+ * wa-relayd: the media fetcher, a service (service.h).  It reads
+ * <prefix>:messages in its own group (<group>:media), acknowledges at
+ * once what is not a media message, and keeps up to --media-concurrency
+ * files in hand, each
  * acknowledged only once stored or buried in <prefix>:dead: a worker
  * stopped or killed mid-download leaves the entry pending, and whoever
  * takes it over (XAUTOCLAIM, or itself when it starts again) fetches it.
  */
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,11 +19,6 @@
 #include "media.h"
 #include "wa_streams.h"
 #include "worker.h"
-
-static pthread_t   wa_media_thread;
-static atomic_int  media_stopping;
-static int         media_running;
-
 
 static char *
 entry_dup(redisReply *fields, const char *name)
@@ -194,7 +188,7 @@ media_dispatch(wa_media_t *m)
 
     now = wa_clock_ms();
 
-    for (j = m->jobs; j && m->inflight < m->o->media_concurrency; j = next)
+    for (j = m->jobs; j && m->http.inflight < m->o->media_concurrency; j = next)
     {
         next = j->next;
 
@@ -231,10 +225,11 @@ media_dispatch(wa_media_t *m)
 
 
 static void
-media_stats(wa_media_t *m)
+media_stats(void *data)
 {
-    char        key[512];
-    long long   v[6];
+    char         key[512];
+    long long    v[6];
+    wa_media_t  *m = data;
 
     static const char  *names[] = {
         "fetched", "bytes", "already", "skipped", "retried", "dead"
@@ -250,19 +245,17 @@ media_stats(wa_media_t *m)
     wa_log(WA_LOG_INFO, "media: fetched %lld (%lld bytes), already %lld, "
            "retried %lld, dead %lld", v[0], v[1], v[2], v[4], v[5]);
 
-    snprintf(key, sizeof(key), "%s:media:worker:%s", m->o->prefix,
+    snprintf(key, sizeof(key), "%s:media:worker:%s", m->part->prefix,
              m->o->consumer);
     wa_link_counters(&m->link, key, names, v, 6);
 }
 
 
-/* Redis's side of one turn: -1 when the link is gone */
+/* one turn: Redis's side, then the transfers; -1 when the link is gone */
 static int
-media_turn(wa_media_t *m)
+media_turn(void *data, long long now)
 {
-    long long  now;
-
-    now = wa_clock_ms();
+    wa_media_t  *m = data;
 
     if (wa_clock_due(now, &m->next_claim, m->o->claim_idle_ms / 2 + 1)
         && wa_reader_claim(&m->reader, 0, m->o->media_concurrency, 4,
@@ -277,27 +270,11 @@ media_turn(wa_media_t *m)
         return -1;
     }
 
-    if (wa_clock_due(now, &m->next_stats, m->o->stats_interval_ms)) {
-        media_stats(m);
+    if (m->http.inflight) {
+        return wa_http_run(&m->http, 20);
     }
 
-    return 0;
-}
-
-
-/* the transfers: on while there are some, a short nap when only waiting */
-static int
-media_transfers(wa_media_t *m)
-{
-    int  still;
-
-    if (m->inflight) {
-        curl_multi_poll(m->multi, NULL, 0, 20, NULL);
-        curl_multi_perform(m->multi, &still);
-
-        return wa_media_collect(m);
-    }
-
+    /* only backoffs hold the jobs in hand: a short nap */
     if (m->njobs) {
         wa_clock_sleep_ms(20);
     }
@@ -306,63 +283,49 @@ media_transfers(wa_media_t *m)
 }
 
 
-static void *
-media_main(void *arg)
+static int
+media_connected(void *data)
 {
-    wa_media_t  *m = arg;
+    wa_media_t  *m = data;
 
-    while (!atomic_load(&media_stopping)) {
+    m->next_claim = 0;
 
-        if (m->link.c == NULL) {
-            if (wa_link_connect(&m->link, &media_stopping) != 0) {
-                continue;
-            }
-
-            if (wa_reader_groups(&m->reader) != 0
-                || media_read(m, "0", 0) != 0)
-            {
-                wa_link_lost(&m->link);
-                continue;
-            }
-
-            m->next_claim = 0;
-        }
-
-        if (media_turn(m) != 0 || media_transfers(m) != 0) {
-            wa_link_lost(&m->link);
-        }
+    if (wa_reader_groups(&m->reader) != 0) {
+        return -1;
     }
 
-    media_stats(m);
-    wa_link_close(&m->link);
+    return media_read(m, "0", 0);
+}
 
-    /* what is in hand stays pending: whoever reads next fetches it */
+
+/* what is in hand stays pending: whoever reads next fetches it */
+static void
+media_free(void *data)
+{
+    wa_media_t  *m = data;
+
     while (m->jobs) {
         wa_media_forget(m, m->jobs);
     }
 
-    curl_multi_cleanup(m->multi);
-    wa_log(WA_LOG_INFO, "media: stopped, fetched %lld, dead %lld",
-           m->n.fetched, m->n.dead);
+    wa_http_free(&m->http);
     free(m);
-
-    return NULL;
 }
 
 
-int
-wa_media_start(const wa_options_t *o)
-{
-    char         tmp[4096];
-    wa_media_t  *m;
+static const wa_service_hooks_t  wa_media_hooks = {
+    media_connected, media_turn, NULL, NULL, NULL, media_stats, media_free
+};
 
-    if (o->media_dir == NULL) {
-        return 0;
-    }
+
+/* the directories, readable by the worker's group: 0750, 0640 files */
+static int
+media_dirs(const wa_options_t *o)
+{
+    char  tmp[4096];
 
     snprintf(tmp, sizeof(tmp), "%s/tmp", o->media_dir);
 
-    /* the services read the files as the worker's group: 0750, 0640 */
     if ((mkdir(o->media_dir, 0750) != 0 && errno != EEXIST)
         || chmod(o->media_dir, 0750) != 0
         || (mkdir(tmp, 0700) != 0 && errno != EEXIST))
@@ -372,53 +335,59 @@ wa_media_start(const wa_options_t *o)
         return -1;
     }
 
+    return 0;
+}
+
+
+int
+wa_media_start(const wa_options_t *o, const wa_part_t *part)
+{
+    wa_media_t  *m;
+
+    if (o->media_dir == NULL) {
+        return 0;
+    }
+
+    if (media_dirs(o) != 0) {
+        return -1;
+    }
+
     m = calloc(1, sizeof(wa_media_t));
     if (m == NULL) {
         return -1;
     }
 
     m->o = o;
+    m->part = part;
     snprintf(m->group, sizeof(m->group), "%s:media", o->group);
-    snprintf(m->messages, sizeof(m->messages), "%s:%s", o->prefix,
+    snprintf(m->messages, sizeof(m->messages), "%s:%s", part->prefix,
              wa_stream_names[WA_STREAM_MESSAGES]);
-    snprintf(m->media, sizeof(m->media), "%s:media", o->prefix);
-    snprintf(m->dead, sizeof(m->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
-    snprintf(m->auth, sizeof(m->auth), "Authorization: Bearer %s",
-             o->token);
+    snprintf(m->media, sizeof(m->media), "%s:media", part->prefix);
+    snprintf(m->dead, sizeof(m->dead), "%s:%s", part->prefix,
+             WA_STREAM_DEAD);
 
-    wa_link_init(&m->link, o, "media: ");
-    wa_reader_init(&m->reader, &m->link, m->dead);
+    wa_link_init(&m->link, o, part->slot, "media: ");
+    wa_reader_init(&m->reader, &m->link, part->prefix, m->dead);
     /* media of messages from now on: older ones may be gone from Meta */
     wa_reader_group(&m->reader, m->group, "$");
     wa_reader_add(&m->reader, m->messages);
-    m->next_stats = wa_clock_ms() + o->stats_interval_ms;
 
-    m->multi = curl_multi_init();
-    if (m->multi == NULL) {
+    if (wa_http_init(&m->http, o, wa_media_ended, m) != 0) {
+        free(m);
         return -1;
     }
 
-    if (pthread_create(&wa_media_thread, NULL, media_main, m) != 0) {
+    /* transfers in flight are cut short when stopped: entries stay pending */
+    wa_service_init(&m->service, "media", NULL, &wa_media_hooks, m, &m->link,
+                    o->stats_interval_ms);
+
+    if (wa_service_start(&m->service) != 0) {
+        media_free(m);
         return -1;
     }
 
-    media_running = 1;
     wa_log(WA_LOG_INFO, "media: on, into %s, %ld at once, up to %ld bytes",
            o->media_dir, o->media_concurrency, o->media_max_bytes);
 
     return 0;
-}
-
-
-void
-wa_media_stop(void)
-{
-    if (!media_running) {
-        return;
-    }
-
-    /* transfers in flight are cut short: their entries stay pending */
-    atomic_store(&media_stopping, 1);
-    pthread_join(wa_media_thread, NULL);
-    media_running = 0;
 }

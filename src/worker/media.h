@@ -1,10 +1,10 @@
 /*
- * wa-relayd: the media fetcher (--media-dir), a thread of its own.  It
+ * wa-relayd: the media fetcher (--media-dir), a service of its own.  It
  * reads <prefix>:messages in a group of its own, and for every inbound
  * image, video, audio, document or sticker resolves the media id through
  * the Graph API, downloads the file with the token, checks Meta's SHA-256,
  * stores it under its own digest and appends an entry to <prefix>:media
- * (docs/media.md).  media.c: the thread and the stream; media_job.c: one
+ * (docs/media.md).  media.c: the service and the stream; media_job.c: one
  * file's requests; media_store.c: the file on disk and in Redis.
  */
 
@@ -17,8 +17,11 @@
 #include <openssl/evp.h>
 
 #include "answer.h"
+#include "http.h"
 #include "link.h"
+#include "part.h"
 #include "reader.h"
+#include "service.h"
 
 #define WA_MEDIA_TTL   (30 * 86400)   /* Meta keeps media 30 days */
 #define WA_MEDIA_MAXLEN  100000       /* <prefix>:media, about */
@@ -70,33 +73,34 @@ typedef struct {
 
 typedef struct {
     const wa_options_t  *o;
+    const wa_part_t     *part;
+    wa_service_t         service;
     wa_link_t            link;
     wa_reader_t          reader;
     wa_media_counters_t  n;
-    CURLM               *multi;
+    wa_http_t            http;          /* the transfers in flight */
     wa_media_job_t      *jobs;          /* in hand: waiting or in flight */
     long                 njobs;
-    long                 inflight;
     long long            next_claim;
-    long long            next_stats;
     unsigned long        tmp_seq;
     char                 group[256];
     char                 messages[256];
     char                 media[256];
     char                 dead[256];
-    char                 auth[1024];
 } wa_media_t;
 
-/* media.c (its start and stop are in worker.h) */
-void wa_media_forget(wa_media_t *m, wa_media_job_t *j);
 
 /*
  * media_job.c: a job's transfers.  0: going on (or retried later); 1: done
  * with (stored or buried): out of the list; -1: the link is gone.
  */
 int wa_media_job_start(wa_media_t *m, wa_media_job_t *j);
-int wa_media_collect(wa_media_t *m);
+int wa_media_ended(void *data, void *req, long status, CURLcode cc,
+    int ok);
 void wa_media_job_free(wa_media_job_t *j);
+
+/* media_job.c: a job done with (or given up for now): out of the list */
+void wa_media_forget(wa_media_t *m, wa_media_job_t *j);
 
 /* media_store.c: what becomes of a job in Redis and on disk */
 int wa_media_known(wa_media_t *m, wa_media_job_t *j);

@@ -101,15 +101,19 @@ static int job_retry(wa_media_t *m, wa_media_job_t *j, const char *why,
 int
 wa_media_job_start(wa_media_t *m, wa_media_job_t *j)
 {
-    char        url[2048];
-    char       *id;
-    const char *o_url;
+    char   url[2048];
+    char  *id;
 
     job_reset(j);
 
-    j->easy = curl_easy_init();
-    j->headers = curl_slist_append(NULL, m->auth);
-    if (j->easy == NULL || j->headers == NULL) {
+    if (j->step == WA_MEDIA_DOWNLOAD && job_open(m, j) != 0) {
+        return job_retry(m, j, "cannot write under --media-dir", 0, 0);
+    }
+
+    j->easy = wa_http_request(&m->http, j->step == WA_MEDIA_DOWNLOAD
+                                        ? j->url : NULL,
+                              NULL, &j->headers, j);
+    if (j->easy == NULL) {
         wa_log(WA_LOG_ERROR, "media: out of memory");
         return -1;
     }
@@ -120,7 +124,7 @@ wa_media_job_start(wa_media_t *m, wa_media_job_t *j)
                  m->o->graph_url, m->o->graph_version, id ? id : "",
                  j->phone_number_id);
         curl_free(id);
-        o_url = url;
+        curl_easy_setopt(j->easy, CURLOPT_URL, url);
 
         j->body.max = 65536;        /* a small JSON object */
         curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, wa_answer_write);
@@ -129,11 +133,6 @@ wa_media_job_start(wa_media_t *m, wa_media_job_t *j)
                          m->o->request_timeout_ms);
 
     } else {
-        if (job_open(m, j) != 0) {
-            return job_retry(m, j, "cannot write under --media-dir", 0, 0);
-        }
-
-        o_url = j->url;
         j->max = m->o->media_max_bytes;
 
         curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_file);
@@ -148,22 +147,11 @@ wa_media_job_start(wa_media_t *m, wa_media_job_t *j)
                          (long) (m->o->request_timeout_ms / 1000 + 1));
     }
 
-    curl_easy_setopt(j->easy, CURLOPT_URL, o_url);
-    curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
-    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
-    curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     m->o->request_timeout_ms);
-    curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "wa-relayd");
-
-    if (curl_multi_add_handle(m->multi, j->easy) != CURLM_OK) {
+    if (wa_http_add(&m->http, j->easy) != 0) {
         return -1;
     }
 
     j->running = 1;
-    m->inflight++;
 
     return 0;
 }
@@ -316,48 +304,30 @@ downloaded(wa_media_t *m, wa_media_job_t *j, long status, CURLcode cc)
 }
 
 
-/* the transfers that ended; a job done is out of the list */
+/* a transfer that ended (a wa_http_done_pt); a job done is out of the list */
 int
-wa_media_collect(wa_media_t *m)
+wa_media_ended(void *data, void *req, long status, CURLcode cc, int ok)
 {
-    int              left, rc, done;
-    long             status;
-    CURLMsg         *msg;
-    wa_media_job_t  *j;
+    int              done;
+    wa_media_t      *m = data;
+    wa_media_job_t  *j = req;
 
-    rc = 0;
+    j->running = 0;
 
-    while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE) {
-            continue;
-        }
-
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &j);
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-        curl_multi_remove_handle(m->multi, msg->easy_handle);
-        m->inflight--;
-        j->running = 0;
-
-        if (rc != 0) {
-            /* the link is gone: the entry stays pending, read again */
-            wa_media_forget(m, j);
-            continue;
-        }
-
-        done = j->step == WA_MEDIA_RESOLVE
-               ? resolved(m, j, status, msg->data.result)
-               : downloaded(m, j, status, msg->data.result);
-
-        if (done < 0) {
-            wa_media_forget(m, j);
-            rc = -1;
-
-        } else if (done > 0) {
-            wa_media_forget(m, j);
-        }
+    if (!ok) {
+        /* the link is gone: the entry stays pending, read again */
+        wa_media_forget(m, j);
+        return 0;
     }
 
-    return rc;
+    done = j->step == WA_MEDIA_RESOLVE ? resolved(m, j, status, cc)
+                                       : downloaded(m, j, status, cc);
+
+    if (done != 0) {
+        wa_media_forget(m, j);
+    }
+
+    return done < 0 ? -1 : 0;
 }
 
 

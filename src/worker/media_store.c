@@ -107,7 +107,7 @@ media_exec(wa_media_t *m, wa_args_t *cmds, int n)
 static void
 media_key(wa_media_t *m, wa_media_job_t *j, char *key, size_t size)
 {
-    snprintf(key, size, "%s:media:%s", m->o->prefix, j->media_id);
+    snprintf(key, size, "%s:media:%s", m->part->prefix, j->media_id);
 }
 
 

@@ -591,7 +591,7 @@ wa_metrics_start(const wa_options_t *o)
     }
 
     wa_opts = o;
-    wa_link_init(&wa_mlink, o, "metrics: ");
+    wa_link_init(&wa_mlink, o, -1, "metrics: ");
 
     wa_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD
                                  | MHD_USE_ERROR_LOG, 0, NULL, NULL,

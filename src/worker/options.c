@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "part.h"
 #include "portfolio.h"
 
 #define DEFAULT_OPTOUT  "STOP,PARAR,SAIR,CANCELAR,BAJA,UNSUBSCRIBE,STOPALL," \
@@ -77,7 +78,8 @@ static const wa_option_t  wa_options[] = {
       "file holding the Redis password (not world-readable)" },
     { "redis-db", "WA_REDIS_DB", "0", NUM(db, 0, 65535),
       "Redis database number" },
-    { "prefix", "WA_PREFIX", "wa", STR(prefix), "stream and key prefix" },
+    { "prefix", "WA_PREFIX", "wa", STR(prefix),
+      "stream and key prefix, up to 160 bytes" },
     { "group", "WA_GROUP", "wa-relayd", STR(group), "consumer group name" },
     { "consumer", "WA_CONSUMER", NULL, OFF(consumer), opt_consumer, 0, 0,
       "consumer name (default: the host name); stable across restarts, "
@@ -504,41 +506,10 @@ options_flags(int argc, char **argv, const char **flag, char **owned)
 }
 
 
-int
-wa_options_parse(wa_options_t *o, int argc, char **argv)
+/* options that contradict each other, or a value out of its range */
+static int
+options_check(const wa_options_t *o)
 {
-    int                 rc;
-    size_t              i;
-    const char         *v, *flag[WA_NOPTIONS];
-    const wa_option_t  *opt;
-
-    memset(o, 0, sizeof(*o));
-    memset(flag, 0, sizeof(flag));
-    o->slot = -1;
-
-    rc = options_flags(argc, argv, flag, &o->portfolio_owned);
-    if (rc != 0) {
-        if (rc > 0) {
-            exit(0);
-        }
-
-        return -1;
-    }
-
-    /* the flag, else the environment, else the default */
-    for (i = 0; i < WA_NOPTIONS; i++) {
-        opt = &wa_options[i];
-
-        v = flag[i] ? flag[i] : getenv(opt->env);
-        if (v == NULL) {
-            v = opt->def;
-        }
-
-        if (opt->parse(opt, v, (char *) o + opt->offset) != 0) {
-            return -1;
-        }
-    }
-
     if (strcmp(o->messaging_limit, "portfolio") != 0
         && strcmp(o->messaging_limit, "number") != 0)
     {
@@ -557,14 +528,7 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
         return -1;
     }
 
-    if (o->token_file) {
-        o->token = read_secret(o->token_file);
-        if (o->token == NULL) {
-            return -1;
-        }
-    }
-
-    if (o->media_dir && o->token == NULL) {
+    if (o->media_dir && o->token_file == NULL) {
         fprintf(stderr, "wa-relayd: --media-dir needs --token-file: Meta "
                 "gives media to the token's holder only\n");
         return -1;
@@ -590,12 +554,65 @@ wa_options_parse(wa_options_t *o, int argc, char **argv)
         return -1;
     }
 
-    o->root_prefix = o->prefix;
+    if (strlen(o->prefix) > WA_PREFIX_ROOT) {
+        fprintf(stderr, "wa-relayd: --prefix is longer than %d bytes\n",
+                WA_PREFIX_ROOT);
+        return -1;
+    }
 
     if (o->sentinel && o->master == NULL) {
         fprintf(stderr, "wa-relayd: --sentinel needs --master, the name the "
                 "sentinels know the primary by\n");
         return -1;
+    }
+
+    return 0;
+}
+
+
+int
+wa_options_parse(wa_options_t *o, int argc, char **argv)
+{
+    int                 rc;
+    size_t              i;
+    const char         *v, *flag[WA_NOPTIONS];
+    const wa_option_t  *opt;
+
+    memset(o, 0, sizeof(*o));
+    memset(flag, 0, sizeof(flag));
+
+    rc = options_flags(argc, argv, flag, &o->portfolio_owned);
+    if (rc != 0) {
+        if (rc > 0) {
+            exit(0);
+        }
+
+        return -1;
+    }
+
+    /* the flag, else the environment, else the default */
+    for (i = 0; i < WA_NOPTIONS; i++) {
+        opt = &wa_options[i];
+
+        v = flag[i] ? flag[i] : getenv(opt->env);
+        if (v == NULL) {
+            v = opt->def;
+        }
+
+        if (opt->parse(opt, v, (char *) o + opt->offset) != 0) {
+            return -1;
+        }
+    }
+
+    if (options_check(o) != 0) {
+        return -1;
+    }
+
+    if (o->token_file) {
+        o->token = read_secret(o->token_file);
+        if (o->token == NULL) {
+            return -1;
+        }
     }
 
     if (o->password_file) {

@@ -20,9 +20,6 @@ typedef struct {
     const char     *cluster;            /* host:port,... of a Cluster */
     long            partitions;
 
-    /* a partition's copy (wa_relayd.c): its slot, and the prefix above */
-    int             slot;               /* -1: not a partition's */
-    const char     *root_prefix;
     const char     *user;               /* ACL user, or NULL: default */
     const char     *password_file;
     char           *password;

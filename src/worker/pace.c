@@ -15,6 +15,14 @@
 #define PROBES  8
 
 
+void
+wa_pace_free(wa_pace_t *p)
+{
+    free(p->slots);
+    p->slots = NULL;
+}
+
+
 int
 wa_pace_init(wa_pace_t *p, size_t n)
 {

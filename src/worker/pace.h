@@ -22,6 +22,7 @@ typedef struct {
 } wa_pace_t;
 
 int wa_pace_init(wa_pace_t *p, size_t n);
+void wa_pace_free(wa_pace_t *p);
 
 /* ms to wait before one more may go under key; 0: now */
 long long wa_pace_wait(wa_pace_t *p, const char *key, long long now,

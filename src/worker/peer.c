@@ -9,13 +9,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "part.h"
 #include "peer.h"
 #include "wa_partition.h"
 
 typedef struct {
     pthread_mutex_t   lock;
-    wa_options_t      o;            /* the process's, for the partition */
-    char              prefix[300];
+    wa_part_t         part;
     wa_link_t         link;
 } wa_peer_t;
 
@@ -34,21 +34,18 @@ wa_peers_init(const wa_options_t *o)
         return -1;
     }
 
+    wa_npeers = o->partitions;
+
     for (p = 0; p < o->partitions; p++) {
         peer = &wa_peers[p];
         pthread_mutex_init(&peer->lock, NULL);
 
-        peer->o = *o;
-        wa_partition_prefix(o->root_prefix, strlen(o->root_prefix),
-                            (unsigned) p, (unsigned) o->partitions,
-                            peer->prefix, sizeof(peer->prefix));
-        peer->o.prefix = peer->prefix;
-        peer->o.slot = (int) wa_key_slot(peer->prefix, strlen(peer->prefix));
+        if (wa_part_init(&peer->part, o, (unsigned) p) != 0) {
+            return -1;
+        }
 
-        wa_link_init(&peer->link, &peer->o, "peer: ");
+        wa_link_init(&peer->link, o, peer->part.slot, "peer: ");
     }
-
-    wa_npeers = o->partitions;
 
     return 0;
 }
@@ -88,7 +85,7 @@ wa_peer_lock(unsigned p, const char **prefix, atomic_int *stop)
         return NULL;
     }
 
-    *prefix = peer->prefix;
+    *prefix = peer->part.prefix;
 
     return &peer->link;
 }

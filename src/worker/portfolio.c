@@ -142,11 +142,11 @@ wa_portfolios_publish(const wa_options_t *o, atomic_int *stop)
 
     /* one partition: a link of its own; several: the peers' */
     pb.own = NULL;
-    pb.prefix = o->root_prefix;
+    pb.prefix = o->prefix;
     pb.stop = stop;
 
     if (o->partitions == 1) {
-        wa_link_init(&l, o, "");
+        wa_link_init(&l, o, -1, "");
 
         while (wa_link_connect(&l, stop) != 0) {
             if (atomic_load(stop)) {

@@ -13,11 +13,13 @@
 
 
 void
-wa_reader_init(wa_reader_t *rd, wa_link_t *link, const char *dead)
+wa_reader_init(wa_reader_t *rd, wa_link_t *link, const char *prefix,
+    const char *dead)
 {
     memset(rd, 0, sizeof(wa_reader_t));
     rd->link = link;
     rd->o = link->o;
+    rd->prefix = prefix;
     rd->dead = dead;
     rd->group = link->o->group;
     rd->group_from = "0";

@@ -28,6 +28,7 @@ typedef struct {
     const wa_options_t    *o;
     const char            *group;       /* --group, or a group of its own */
     const char            *group_from;  /* where a new group starts: "0" */
+    const char            *prefix;      /* its partition's */
     int                    nstreams;
     const char            *stream[WA_READER_MAX];
     const char            *dead;
@@ -38,7 +39,8 @@ typedef struct {
 typedef int (*wa_reader_take_pt)(void *data, int s, redisReply **entries,
     size_t n);
 
-void wa_reader_init(wa_reader_t *rd, wa_link_t *link, const char *dead);
+void wa_reader_init(wa_reader_t *rd, wa_link_t *link, const char *prefix,
+    const char *dead);
 void wa_reader_group(wa_reader_t *rd, const char *group, const char *from);
 void wa_reader_add(wa_reader_t *rd, const char *stream);
 

@@ -16,8 +16,6 @@
  * puts it in its next place.
  */
 
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +30,6 @@
 #include "sender.h"
 #include "wa_partition.h"
 #include "worker.h"
-
-/* a sender per partition (one without partitions) */
-static pthread_t              wa_sender_threads[WA_PARTITIONS_MAX];
-static int                    wa_senders;
-static atomic_int             wa_sender_stopping;   /* the main thread's */
 
 /* an idempotency key seen before: the entry is answered, not sent again */
 static int
@@ -206,30 +199,15 @@ pause_check(wa_sender_t *s)
 }
 
 static void
-drop_ready(wa_sender_t *s)
+drop_ready(void *data)
 {
-    wa_job_t    *j;
-    wa_args_t    a;
-    redisReply  *r;
+    wa_sender_t  *s = data;
+    wa_job_t     *j;
 
-    /*
-     * Still pending in the group, or leased in the deferred set: safe.  On
-     * a clean stop the leases are given back, so that a restart sends
-     * them at once rather than when the lease runs out.
-     */
+    /* still pending in the group, or leased in the deferred set: safe */
     while ((j = s->ready) != NULL) {
         s->ready = j->next;
-
-        if (!j->pending && s->link.c && !s->link.c->err) {
-            wa_args(&a, "ZADD", s->deferred, "XX", NULL);
-            wa_args_ll(&a, wa_clock_wall_ms());
-            wa_args_add(&a, j->id);
-            r = wa_link_call(&s->link, &a);
-            if (r) {
-                freeReplyObject(r);
-            }
-        }
-
+        wa_deferred_give_back(s, j);
         wa_job_free(j);
     }
 
@@ -237,12 +215,47 @@ drop_ready(wa_sender_t *s)
     s->nready = 0;
 }
 
+/* deferred entries now due, into the ready queue as far as it has room */
+static int
+take_due(wa_sender_t *s)
+{
+    long       i, n, room;
+    wa_due_t  *due;
+
+    room = 2 * s->o->max_inflight - s->nready;
+    if (room <= 0) {
+        return 0;
+    }
+
+    due = malloc(room * sizeof(wa_due_t));
+    if (due == NULL) {
+        return -1;
+    }
+
+    n = wa_deferred_take(s, due, room);
+
+    for (i = 0; i < n; i++) {
+        if (wa_job_add(s, due[i].id, due[i].fields, 0) != 0) {
+            while (++i < n) {
+                json_decref(due[i].fields);
+            }
+
+            n = -1;
+        }
+    }
+
+    free(due);
+
+    return n < 0 ? -1 : 0;
+}
+
 /* counters in the log and in <prefix>:sender:<consumer> for operators */
 static void
-sender_stats(wa_sender_t *s)
+sender_stats(void *data)
 {
-    char         key[512];
-    long long    v[7];
+    char          key[512];
+    long long     v[7];
+    wa_sender_t  *s = data;
 
     static const char  *names[] = {
         "sent", "refused", "deferred", "failed", "duplicates", "reclaimed",
@@ -257,18 +270,18 @@ sender_stats(wa_sender_t *s)
     v[5] = s->reader.n.reclaimed;
     v[6] = s->reader.n.dead;
 
-    wa_log(WA_LOG_INFO, "sender: sent %lld, refused %lld, deferred %lld, "
+    wa_log(WA_LOG_INFO, "%s: sent %lld, refused %lld, deferred %lld, "
            "failed %lld, duplicates %lld, reclaimed %lld, dead %lld",
-           v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+           s->service.name, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
 
-    snprintf(key, sizeof(key), "%s:sender:%s", s->o->prefix,
+    snprintf(key, sizeof(key), "%s:sender:%s", s->part->prefix,
              s->o->consumer);
     wa_link_counters(&s->link, key, names, v, 7);
 }
 
 /* what Redis holds for the sender, and what may go: -1, the link is gone */
 static int
-wa_sender_turn(wa_sender_t *s, long long now)
+sender_redis(wa_sender_t *s, long long now)
 {
     long  block;
 
@@ -278,19 +291,19 @@ wa_sender_turn(wa_sender_t *s, long long now)
         return -1;
     }
 
-    if (!atomic_load(&wa_sender_stopping) && !s->paused) {
+    if (!atomic_load(s->stop) && !s->paused) {
         if (wa_clock_due(now, &s->next_claim, s->o->claim_idle_ms / 2 + 1)
             && reclaim_outbox(s) != 0)
         {
             return -1;
         }
 
-        if (wa_sender_take_due(s) != 0) {
+        if (take_due(s) != 0) {
             return -1;
         }
 
         /* block on Redis only when there is nothing else to do */
-        block = s->nready || s->inflight ? 0 : 100;
+        block = s->nready || s->http.inflight ? 0 : 100;
 
         if (read_outbox(s, block) != 0 || wa_sender_dispatch(s) != 0) {
             return -1;
@@ -303,33 +316,22 @@ wa_sender_turn(wa_sender_t *s, long long now)
         return -1;
     }
 
-    if (wa_clock_due(now, &s->next_stats, s->o->stats_interval_ms)) {
-        sender_stats(s);
-    }
-
     return 0;
 }
 
-/* the transfers in flight, and a wait for what comes next */
+/* a turn: Redis's side, then the transfers and a wait for what is next */
 static int
-wa_sender_transfers(wa_sender_t *s)
+sender_turn(void *data, long long now)
 {
-    int  still;
+    wa_sender_t  *s = data;
 
-    if (s->inflight) {
-        curl_multi_perform(s->multi, &still);
-
-        if (wa_job_collect(s) != 0) {
-            return -1;
-        }
+    if (sender_redis(s, now) != 0) {
+        return -1;
     }
 
-    /* the last transfer done: the outbox, not curl, is what to wait on */
-    if (s->inflight) {
-        curl_multi_poll(s->multi, NULL, 0, s->nready ? 1 : 20, NULL);
-        curl_multi_perform(s->multi, &still);
-
-        return wa_job_collect(s);
+    if (s->http.inflight) {
+        /* the last transfer done: the outbox, not curl, is what to wait on */
+        return wa_http_run(&s->http, s->nready ? 1 : 20);
     }
 
     if (s->paused) {
@@ -344,51 +346,57 @@ wa_sender_transfers(wa_sender_t *s)
     return 0;
 }
 
-static void *
-sender_main(void *arg)
+static int
+sender_connected(void *data)
 {
-    wa_sender_t  *s = arg;
+    wa_sender_t  *s = data;
 
-    while (!atomic_load(&wa_sender_stopping) || s->inflight) {
+    s->next_claim = 0;
 
-        if (s->link.c == NULL) {
-            if (wa_link_connect(&s->link, &wa_sender_stopping) != 0) {
-                if (atomic_load(&wa_sender_stopping)) {
-                    /* what is in flight cannot be recorded: it is retried */
-                    break;
-                }
+    return wa_reader_groups(&s->reader);
+}
 
-                continue;
-            }
+/* stopping: requests in flight are finished, nothing new is taken */
+static int
+sender_busy(void *data)
+{
+    wa_sender_t  *s = data;
 
-            if (wa_reader_groups(&s->reader) != 0) {
-                wa_link_lost(&s->link);
-                continue;
-            }
+    return s->http.inflight > 0;
+}
 
-            s->next_claim = 0;
-        }
+static void
+sender_free(void *data)
+{
+    wa_sender_t  *s = data;
 
-        if (wa_sender_turn(s, wa_clock_ms()) != 0
-            || wa_sender_transfers(s) != 0)
-        {
-            drop_ready(s);
-            wa_link_lost(&s->link);
-        }
-    }
+    wa_http_free(&s->http);
+    wa_pace_free(&s->numbers);
+    free(s);
+}
 
-    drop_ready(s);
-    sender_stats(s);
-    wa_link_close(&s->link);
+static const wa_service_hooks_t  wa_sender_hooks = {
+    sender_connected, sender_turn, drop_ready, sender_busy, drop_ready,
+    sender_stats, sender_free
+};
 
-    wa_log(WA_LOG_INFO, "sender: stopped, sent %lld, refused %lld, failed "
-           "%lld", s->n.sent, s->n.refused, s->n.failed);
-
-    return NULL;
+/* the keys of its partition */
+static void
+sender_keys(wa_sender_t *s, const char *prefix)
+{
+    snprintf(s->outbox, sizeof(s->outbox), "%s:%s", prefix,
+             WA_STREAM_OUTBOX);
+    snprintf(s->deferred, sizeof(s->deferred), "%s:deferred", prefix);
+    snprintf(s->entries, sizeof(s->entries), "%s:deferred:entries", prefix);
+    snprintf(s->sent, sizeof(s->sent), "%s:sent", prefix);
+    snprintf(s->dead, sizeof(s->dead), "%s:%s", prefix, WA_STREAM_DEAD);
+    snprintf(s->alerts, sizeof(s->alerts), "%s:alerts", prefix);
+    snprintf(s->paused_key, sizeof(s->paused_key), "%s:sender:paused",
+             prefix);
 }
 
 int
-wa_sender_start(const wa_options_t *o)
+wa_sender_start(const wa_options_t *o, const wa_part_t *part)
 {
     wa_sender_t  *s;
 
@@ -402,24 +410,13 @@ wa_sender_start(const wa_options_t *o)
     }
 
     s->o = o;
-    s->stop = &wa_sender_stopping;
+    s->part = part;
     s->ready_tail = &s->ready;
-    snprintf(s->outbox, sizeof(s->outbox), "%s:%s", o->prefix,
-             WA_STREAM_OUTBOX);
-    snprintf(s->deferred, sizeof(s->deferred), "%s:deferred", o->prefix);
-    snprintf(s->entries, sizeof(s->entries), "%s:deferred:entries",
-             o->prefix);
-    snprintf(s->sent, sizeof(s->sent), "%s:sent", o->prefix);
-    snprintf(s->dead, sizeof(s->dead), "%s:%s", o->prefix, WA_STREAM_DEAD);
-    snprintf(s->alerts, sizeof(s->alerts), "%s:alerts", o->prefix);
-    snprintf(s->paused_key, sizeof(s->paused_key), "%s:sender:paused",
-             o->prefix);
+    sender_keys(s, part->prefix);
 
-    wa_link_init(&s->link, o, "sender: ");
-    wa_reader_init(&s->reader, &s->link, s->dead);
+    wa_link_init(&s->link, o, part->slot, "sender: ");
+    wa_reader_init(&s->reader, &s->link, part->prefix, s->dead);
     wa_reader_add(&s->reader, s->outbox);
-    s->next_stats = wa_clock_ms() + o->stats_interval_ms;
-    snprintf(s->auth, sizeof(s->auth), "Authorization: Bearer %s", o->token);
 
     /*
      * A loop that comes late (a Redis round trip, a poll) may catch up:
@@ -431,36 +428,27 @@ wa_sender_start(const wa_options_t *o)
         s->tolerance = 5.0;
     }
 
-    s->multi = curl_multi_init();
-    if (s->multi == NULL || wa_pace_init(&s->numbers, 64) != 0) {
-        return -1;
-    }
-
-    curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-
-    if (wa_senders == WA_PARTITIONS_MAX
-        || pthread_create(&wa_sender_threads[wa_senders], NULL, sender_main,
-                          s) != 0)
+    if (wa_http_init(&s->http, o, wa_job_ended, s) != 0
+        || wa_pace_init(&s->numbers, 64) != 0)
     {
+        sender_free(s);
         return -1;
     }
 
-    wa_senders++;
-    wa_log(WA_LOG_INFO, "sender: on%s%s, %s/%s, %ld messages/s per number",
-           o->partitions > 1 ? " for " : "",
-           o->partitions > 1 ? o->prefix : "", o->graph_url,
-           o->graph_version, o->rate);
+    wa_service_init(&s->service, "sender",
+                    part->count > 1 ? part->prefix : NULL, &wa_sender_hooks,
+                    s, &s->link, o->stats_interval_ms);
+
+    /* what the sender's parts read to know it stops */
+    s->stop = &s->service.stopping;
+
+    if (wa_service_start(&s->service) != 0) {
+        sender_free(s);
+        return -1;
+    }
+
+    wa_log(WA_LOG_INFO, "%s: on, %s/%s, %ld messages/s per number",
+           s->service.name, o->graph_url, o->graph_version, o->rate);
 
     return 0;
-}
-
-void
-wa_sender_stop(void)
-{
-    /* requests in flight are finished, nothing new is taken */
-    atomic_store(&wa_sender_stopping, 1);
-
-    while (wa_senders > 0) {
-        pthread_join(wa_sender_threads[--wa_senders], NULL);
-    }
 }

@@ -1,7 +1,12 @@
 /*
- * wa-relayd: the sender's parts (sender.c: the thread, the outbox read;
- * sender_job.c: a job's request and what is recorded of it;
- * sender_govern.c: what may go now, and when deferred entries come due).
+ * wa-relayd: the sender's parts, each calling only those below it:
+ *
+ *   sender.c           the service: the outbox read, the ready queue
+ *   sender_govern.c    what may go now (the governor, the pace)
+ *   sender_job.c       a job's request, and the verdict on its answer
+ *   sender_reach.c     the portfolio's messaging limit, held and let go
+ *   sender_deferred.c  the deferred set: in, due, out
+ *   sender_record.c    what is recorded: one MULTI, the counters
  */
 
 #ifndef WA_SENDER_H
@@ -13,10 +18,13 @@
 #include <jansson.h>
 
 #include "answer.h"
+#include "http.h"
 #include "link.h"
 #include "pace.h"
+#include "part.h"
 #include "portfolio.h"
 #include "reader.h"
+#include "service.h"
 #include "wa_graph.h"
 #include "wa_outbox.h"
 #include "wa_streams.h"
@@ -61,15 +69,15 @@ typedef struct {
 
 typedef struct {
     const wa_options_t  *o;
+    const wa_part_t     *part;
+    wa_service_t         service;
     wa_link_t            link;
     wa_reader_t          reader;        /* the outbox, in the group */
     wa_sender_counters_t n;
-    long long            next_stats;
-    CURLM               *multi;
+    wa_http_t            http;          /* the requests in flight */
     wa_job_t            *ready;         /* in arrival order */
     wa_job_t           **ready_tail;
     long                 nready;
-    long                 inflight;
     int                  paused;        /* a token error: nothing goes */
     long long            next_pause_check;
     long long            next_claim;
@@ -81,8 +89,7 @@ typedef struct {
     char                 dead[256];
     char                 alerts[256];
     char                 paused_key[256];
-    char                 auth[1024];
-    atomic_int          *stop;          /* set: the senders stop */
+    atomic_int          *stop;          /* set: the sender stops */
     wa_pace_t            numbers;       /* this sender's copy of the pace */
     double               tolerance;     /* the pace's, ms */
 } wa_sender_t;
@@ -93,24 +100,39 @@ typedef struct {
 /* sender_job.c: a job into the ready queue (an invalid one is dead) */
 int wa_job_add(wa_sender_t *s, const char *id, json_t *fields, int pending);
 
-/* sender_job.c: the Redis side of a job, queued in a MULTI ... EXEC */
+/*
+ * sender_record.c: what is recorded of an entry: its commands queued in a
+ * MULTI ... EXEC, and its outcome counted
+ */
 void wa_sender_multi(wa_sender_t *s);
 void wa_sender_queue(wa_sender_t *s, wa_args_t *a);
 int wa_sender_exec(wa_sender_t *s, int n);
 void wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf,
     size_t size);
+void wa_sender_count(const char *outcome, const char *why);
+
+/* sender_deferred.c: the deferred set */
+typedef struct {
+    char                 id[64];
+    json_t              *fields;
+} wa_due_t;
+
+long wa_deferred_take(wa_sender_t *s, wa_due_t *due, long max);
+int wa_job_defer(wa_sender_t *s, wa_job_t *j, long long due_ms,
+    const char *why);
+/* the entry leaves the group or the deferred set: commands queued */
+int wa_deferred_leave(wa_sender_t *s, wa_job_t *j);
+void wa_deferred_give_back(wa_sender_t *s, wa_job_t *j);
 
 void wa_job_free(wa_job_t *j);
 int wa_job_parse(wa_job_t *j, const char **err);
 int wa_job_start(wa_sender_t *s, wa_job_t *j);
-int wa_job_defer(wa_sender_t *s, wa_job_t *j, long long due_ms,
-    const char *why);
 int wa_job_dead(wa_sender_t *s, wa_job_t *j, const char *outcome,
     const char *why, long code);
-int wa_job_collect(wa_sender_t *s);
+/* a request that ended (a wa_http_done_pt): what it means, recorded */
+int wa_job_ended(void *data, void *req, long status, CURLcode cc, int ok);
 
-/* sender_govern.c */
-int wa_sender_take_due(wa_sender_t *s);
+/* sender_govern.c: what may go now */
 int wa_sender_dispatch(wa_sender_t *s);
 
 /*

@@ -1,8 +1,7 @@
 /*
- * wa-relayd: what may go now.  Deferred entries that have come due are
- * taken back with a lease; each ready job asks the governor (wa_govern_1
- * in redis/wa_state.lua), which also paces its number and its recipient
- * in Redis, for every worker that sends for them.  The sender keeps its
+ * wa-relayd: what may go now.  Each ready job asks the governor
+ * (wa_govern_1 in redis/wa_state.lua), which also paces its number and its
+ * recipient in Redis, for every worker that sends for them.  The sender keeps its
  * own copy of each number's pace, so that a number told to wait is not
  * asked about again before its time.
  */
@@ -18,79 +17,6 @@
 #include "sender.h"
 #include "wa_partition.h"
 
-
-/* deferred entries now due: claimed with a lease, then into the queue */
-int
-wa_sender_take_due(wa_sender_t *s)
-{
-    size_t        i;
-    long          room;
-    json_t       *f;
-    wa_args_t     a;
-    redisReply   *r, *e;
-    json_error_t  jerr;
-
-    room = 2 * s->o->max_inflight - s->nready;
-    if (room <= 0) {
-        return 0;
-    }
-
-    wa_args(&a, "ZRANGEBYSCORE", s->deferred, "-inf", NULL);
-    wa_args_ll(&a, wa_clock_wall_ms());
-    wa_args_add(&a, "LIMIT");
-    wa_args_add(&a, "0");
-    wa_args_ll(&a, room);
-
-    r = wa_link_call(&s->link, &a);
-    if (r == NULL) {
-        return -1;
-    }
-
-    for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        wa_args(&a, "HGET", s->entries, r->element[i]->str, NULL);
-        e = wa_link_call(&s->link, &a);
-        if (e == NULL) {
-            freeReplyObject(r);
-            return -1;
-        }
-
-        if (e->type != REDIS_REPLY_STRING) {
-            /* its fields are gone: nothing to send */
-            freeReplyObject(e);
-            wa_args(&a, "ZREM", s->deferred, r->element[i]->str, NULL);
-            e = wa_link_call(&s->link, &a);
-            if (e) {
-                freeReplyObject(e);
-            }
-            continue;
-        }
-
-        f = json_loadb(e->str, e->len, 0, &jerr);
-        freeReplyObject(e);
-
-        /* a lease: if this sender dies, the entry comes due again */
-        wa_args(&a, "ZADD", s->deferred, "XX", NULL);
-        wa_args_ll(&a, wa_clock_wall_ms() + WA_LEASE_MS);
-        wa_args_add(&a, r->element[i]->str);
-        e = wa_link_call(&s->link, &a);
-        if (e == NULL) {
-            json_decref(f);
-            freeReplyObject(r);
-            return -1;
-        }
-
-        freeReplyObject(e);
-
-        if (f == NULL || wa_job_add(s, r->element[i]->str, f, 0) != 0) {
-            freeReplyObject(r);
-            return -1;
-        }
-    }
-
-    freeReplyObject(r);
-
-    return 0;
-}
 
 /* a string reply's value as an argument, "" for nil */
 static void
@@ -125,7 +51,7 @@ wa_sender_waba(wa_sender_t *s, wa_job_t *j, wa_args_t *a, redisReply **keep)
     redisReply   *phone, *waba, *r[3];
     const char   *prefix;
 
-    snprintf(key[0], sizeof(key[0]), "%s:phone:%s", s->o->prefix,
+    snprintf(key[0], sizeof(key[0]), "%s:phone:%s", s->part->prefix,
              j->out.phone_number_id);
     wa_args(&q[0], "HMGET", key[0], "waba_id", "display_phone_number",
             NULL);
@@ -218,7 +144,7 @@ wa_sender_govern(wa_sender_t *s, wa_job_t *j)
     type = j->out.type == WA_OUT_READ ? "read"
            : j->out.type == WA_OUT_TEMPLATE ? "template" : "message";
 
-    wa_args(&a, "FCALL", "wa_govern_1", "0", s->o->prefix, NULL);
+    wa_args(&a, "FCALL", "wa_govern_1", "0", s->part->prefix, NULL);
     wa_args_ll(&a, (long long) time(NULL));
     wa_args_add(&a, j->out.phone_number_id);
     wa_args_add(&a, wa_opt(wa_outbox_user(&j->out)));
@@ -339,7 +265,7 @@ wa_sender_dispatch(wa_sender_t *s)
 
     for (pj = &s->ready; (j = *pj) != NULL; ) {
 
-        if (s->inflight >= s->o->max_inflight || s->paused) {
+        if (s->http.inflight >= s->o->max_inflight || s->paused) {
             break;
         }
 

@@ -1,8 +1,8 @@
 /*
- * wa-relayd: a sender's job: the Graph API request that libcurl runs, the
- * verdict on Meta's answer, and what is recorded of it in Redis (wa:sent,
- * wa:deferred, wa:dead), each in one MULTI with the entry leaving its
- * place.
+ * wa-relayd: a sender's job: the Graph API request that libcurl runs
+ * (http.c), the verdict on Meta's answer, and what is recorded of it in
+ * Redis (wa:sent, wa:dead; wa:deferred through sender_deferred.c), each
+ * in one MULTI with the entry leaving its place.
  */
 
 #include <stdio.h>
@@ -14,17 +14,6 @@
 #include "counters.h"
 #include "log.h"
 #include "sender.h"
-
-
-/* what became of an entry, in the metrics: outcome and the reason's word */
-static void
-job_count(const char *outcome, const char *why)
-{
-    char  reason[64];
-
-    wa_counters_reason(why, reason, sizeof(reason));
-    wa_counters_add(WA_FAM_SENDER, outcome, reason, 1);
-}
 
 
 void
@@ -71,138 +60,6 @@ wa_job_parse(wa_job_t *j, const char **err)
     return wa_outbox_parse(&j->out, names, values, lens, n, err);
 }
 
-/* the fields plus what the sender keeps: attempts */
-static char *
-job_dump(wa_job_t *j, const char *why)
-{
-    char  attempts[32];
-
-    snprintf(attempts, sizeof(attempts), "%ld", j->attempts);
-    json_object_set_new(j->fields, "_attempts", json_string(attempts));
-    json_object_set_new(j->fields, "_reason", json_string(why));
-
-    return json_dumps(j->fields, JSON_COMPACT);
-}
-
-/* run the queued commands of a MULTI ... EXEC; -1 if the link is gone */
-static int
-exec_replies(wa_sender_t *s, int n)
-{
-    int          i;
-    redisReply  *r;
-
-    for (i = 0; i < n; i++) {
-        r = wa_link_reply(&s->link);
-        if (r == NULL) {
-            return -1;
-        }
-
-        if (r->type == REDIS_REPLY_ERROR) {
-            /* a runtime error inside the MULTI: Redis ran the others */
-            wa_log(WA_LOG_ERROR, "sender: Redis: %s", r->str);
-        }
-
-        freeReplyObject(r);
-    }
-
-    return 0;
-}
-
-/* a command queued in a MULTI: an error shows in exec_replies */
-void
-wa_sender_queue(wa_sender_t *s, wa_args_t *a)
-{
-    (void) wa_link_append(&s->link, a);
-}
-
-/* the entry leaves its current place: the group, or the deferred set */
-static int
-job_release(wa_sender_t *s, wa_job_t *j)
-{
-    wa_args_t  a;
-
-    if (j->pending) {
-        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
-
-    } else {
-        wa_args(&a, "ZREM", s->deferred, j->id, NULL);
-    }
-
-    wa_sender_queue(s, &a);
-
-    wa_args(&a, "HDEL", s->entries, j->id, NULL);
-    wa_sender_queue(s, &a);
-
-    return 2;
-}
-
-void
-wa_sender_multi(wa_sender_t *s)
-{
-    wa_args_t  a;
-
-    wa_args(&a, "MULTI", NULL);
-    wa_sender_queue(s, &a);
-}
-
-/* EXEC, and the replies of the n commands queued before it */
-int
-wa_sender_exec(wa_sender_t *s, int n)
-{
-    wa_args_t  a;
-
-    wa_args(&a, "EXEC", NULL);
-    wa_sender_queue(s, &a);
-
-    return exec_replies(s, n + 1);
-}
-
-int
-wa_job_defer(wa_sender_t *s, wa_job_t *j, long long due_ms, const char *why)
-{
-    int        n;
-    char      *dump;
-    wa_args_t  a;
-
-    wa_reach_end(s, j, 0);
-
-    dump = job_dump(j, why);
-    if (dump == NULL) {
-        return -1;
-    }
-
-    wa_sender_multi(s);
-    wa_args(&a, "HSET", s->entries, j->id, dump, NULL);
-    wa_sender_queue(s, &a);
-    wa_args(&a, "ZADD", s->deferred, NULL);
-    wa_args_ll(&a, due_ms);
-    wa_args_add(&a, j->id);
-    wa_sender_queue(s, &a);
-    n = 3;
-
-    if (j->pending) {
-        wa_args(&a, "XACK", s->outbox, s->o->group, j->id, NULL);
-        wa_sender_queue(s, &a);
-        n++;
-    }
-
-    free(dump);
-
-    wa_log(WA_LOG_DEBUG, "sender: %s deferred %lld ms: %s", j->id,
-            due_ms - wa_clock_wall_ms(), why);
-    s->n.deferred++;
-    job_count("deferred", why);
-
-    return wa_sender_exec(s, n);
-}
-
-/* <prefix>:idem:<key> */
-void
-wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s:idem:%s", s->o->prefix, key);
-}
-
 int
 wa_job_dead(wa_sender_t *s, wa_job_t *j, const char *outcome, const char *why,
     long code)
@@ -226,7 +83,7 @@ wa_job_dead(wa_sender_t *s, wa_job_t *j, const char *outcome, const char *why,
     wa_args_add(&a, "entry");
     wa_args_add(&a, dump);
     wa_sender_queue(s, &a);
-    n = 2 + job_release(s, j);     /* MULTI, XADD */
+    n = 2 + wa_deferred_leave(s, j);     /* MULTI, XADD */
 
     if (j->out.idempotency_key) {
         /* not sent: the caller may try again with the same key */
@@ -242,7 +99,7 @@ wa_job_dead(wa_sender_t *s, wa_job_t *j, const char *outcome, const char *why,
     wa_log(refused ? WA_LOG_INFO : WA_LOG_ERROR, "sender: %s %s: %s", j->id,
            outcome, why);
 
-    job_count(outcome, why);
+    wa_sender_count(outcome, why);
 
     if (refused) {
         s->n.refused++;
@@ -278,10 +135,10 @@ job_sent(wa_sender_t *s, wa_job_t *j, const wa_graph_result_t *res)
     wa_args_add(&a, "auto_reply");
     wa_args_add(&a, wa_opt(j->out.auto_reply));
     wa_sender_queue(s, &a);
-    n = 2 + job_release(s, j);     /* MULTI, XADD */
+    n = 2 + wa_deferred_leave(s, j);     /* MULTI, XADD */
 
     if (res->wamid[0] && j->out.type != WA_OUT_READ) {
-        wa_args(&a, "FCALL", "wa_sent_1", "0", s->o->prefix, res->wamid,
+        wa_args(&a, "FCALL", "wa_sent_1", "0", s->part->prefix, res->wamid,
                 j->out.phone_number_id, wa_opt(user), NULL);
         wa_args_ll(&a, (long long) time(NULL));
         wa_args_add(&a, wa_opt(j->out.template_name));
@@ -300,7 +157,7 @@ job_sent(wa_sender_t *s, wa_job_t *j, const wa_graph_result_t *res)
     }
 
     s->n.sent++;
-    job_count("sent", "");
+    wa_sender_count("sent", "");
 
     return wa_sender_exec(s, n);
 }
@@ -309,70 +166,49 @@ job_sent(wa_sender_t *s, wa_job_t *j, const wa_graph_result_t *res)
 int
 wa_job_start(wa_sender_t *s, wa_job_t *j)
 {
-    int   still;
     char  url[1024], callback[128];
 
     snprintf(callback, sizeof(callback), "wa:%s", j->id);
     j->request = wa_outbox_request(&j->out, callback);
 
-    j->easy = curl_easy_init();
+    snprintf(url, sizeof(url), "%s/%s/%s/messages", s->o->graph_url,
+             s->o->graph_version, j->out.phone_number_id);
+
+    j->easy = wa_http_request(&s->http, url, "Content-Type: application/json",
+                              &j->headers, j);
+
     if (j->request == NULL || j->easy == NULL) {
         wa_log(WA_LOG_ERROR, "sender: out of memory");
         return -1;
     }
 
-    snprintf(url, sizeof(url), "%s/%s/%s/messages", s->o->graph_url,
-             s->o->graph_version, j->out.phone_number_id);
-
-    j->headers = curl_slist_append(NULL, s->auth);
-    j->headers = curl_slist_append(j->headers,
-                                   "Content-Type: application/json");
-
-    curl_easy_setopt(j->easy, CURLOPT_URL, url);
-    curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
     curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->request);
     j->response.max = 1024 * 1024;
     curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, wa_answer_write);
     curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, &j->response);
-    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
     curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, s->o->request_timeout_ms);
-    curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     s->o->request_timeout_ms);
-    curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(j->easy, CURLOPT_HTTP_VERSION,
-                     (long) CURL_HTTP_VERSION_2TLS);
 
-    if (curl_multi_add_handle(s->multi, j->easy) != CURLM_OK) {
+    /* on its way now, at the moment its pace gave it */
+    if (wa_http_add(&s->http, j->easy) != 0) {
         return -1;
     }
 
-    /*
-     * on its way now, at the moment its pace gave it: the loop may spend
-     * a few Redis round trips on other jobs before it drives curl again
-     */
-    curl_multi_perform(s->multi, &still);
-
     j->started_ms = wa_clock_ms();
-    s->inflight++;
     wa_counters_observe(WA_HIST_PACING, (j->started_ms - j->ready_ms) * 1000);
 
     return 0;
 }
 
 static int
-job_done(wa_sender_t *s, wa_job_t *j, CURLcode cc)
+job_done(wa_sender_t *s, wa_job_t *j, long status, CURLcode cc)
 {
-    long               status;
     char               code[32];
     long long          wait;
     wa_args_t          a;
     wa_graph_result_t  res;
 
-    status = 0;
-
-    if (cc == CURLE_OK) {
-        curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (cc != CURLE_OK) {
+        status = 0;
     }
 
     wa_graph_result(&res, status, j->response.data, j->response.len,
@@ -449,29 +285,13 @@ job_done(wa_sender_t *s, wa_job_t *j, CURLcode cc)
 }
 
 int
-wa_job_collect(wa_sender_t *s)
+wa_job_ended(void *data, void *req, long status, CURLcode cc, int ok)
 {
-    int        left, rc;
-    CURLMsg   *m;
-    wa_job_t  *j;
+    int        rc;
+    wa_job_t  *j = req;
 
-    rc = 0;
-
-    while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE) {
-            continue;
-        }
-
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &j);
-        curl_multi_remove_handle(s->multi, m->easy_handle);
-        s->inflight--;
-
-        if (rc == 0 && job_done(s, j, m->data.result) != 0) {
-            rc = -1;
-        }
-
-        wa_job_free(j);
-    }
+    rc = ok ? job_done(data, j, status, cc) : 0;
+    wa_job_free(j);
 
     return rc;
 }

@@ -25,7 +25,7 @@
 static wa_link_t *
 reach_link(wa_sender_t *s, const char *id, const char **prefix)
 {
-    return wa_peer_of(id, &s->link, s->o->prefix, prefix,
+    return wa_peer_of(id, &s->link, s->part->prefix, prefix,
                       s->stop);
 }
 
@@ -124,7 +124,7 @@ reach_limit(wa_sender_t *s, wa_job_t *j, reach_limit_t *lim)
 
     memset(lim, 0, sizeof(*lim));
 
-    snprintf(key, sizeof(key), "%s:phone:%s", s->o->prefix,
+    snprintf(key, sizeof(key), "%s:phone:%s", s->part->prefix,
              j->out.phone_number_id);
     wa_args(&a, "HGET", key, "waba_id", NULL);
     r = wa_link_call(&s->link, &a);

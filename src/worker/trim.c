@@ -177,7 +177,7 @@ wa_trim_cap(wa_reader_t *rd, int s, const char *label)
     rd->n.capped += capped;
     wa_counters_add(WA_FAM_ENTRIES, rd->stream[s], "capped", capped);
 
-    snprintf(key, sizeof(key), "%s:worker:capped", rd->o->prefix);
+    snprintf(key, sizeof(key), "%s:worker:capped", rd->prefix);
     wa_args(&a, "HINCRBY", key, label, NULL);
     wa_args_ll(&a, capped);
 

@@ -12,7 +12,9 @@
 #include "clock.h"
 #include "link.h"
 #include "options.h"
+#include "part.h"
 #include "reader.h"
+#include "service.h"
 #include "wa_streams.h"
 
 /* what the state function said of the entries it was given */
@@ -51,18 +53,27 @@ typedef struct {
 
 typedef struct {
     const wa_options_t  *o;
+    const wa_part_t     *part;
+    wa_service_t         service;
     wa_link_t            link;
     wa_reader_t          reader;
     char                 stream[WA_STREAM_COUNT][256];
     char                 dead[256];
     char                 guard[256];        /* never written: see consume.c */
-    char                *apply_options;     /* JSON: the automatic replies */
+    const char          *apply_options;     /* JSON: the automatic replies */
     wa_counters_t        n;
     wa_apply_batch_t     held;              /* read, not yet applied */
+
+    /* when the periodic parts run next, and the counters last logged */
+    long long            next_claim;
+    long long            next_trim;
+    long long            since;
+    wa_counters_t        last;
 } wa_worker_t;
 
 /* consume.c: 0, or -1 when the connection is gone */
-void wa_consume_init(wa_worker_t *w, const wa_options_t *o);
+void wa_consume_init(wa_worker_t *w, const wa_options_t *o,
+    const wa_part_t *part);
 int wa_consume_start(wa_worker_t *w);
 int wa_consume_read(wa_worker_t *w);
 int wa_consume_drain(wa_worker_t *w);
@@ -73,12 +84,17 @@ int wa_consume_trim(wa_worker_t *w);
 /* replies.c: the automatic replies as wa_apply_1's options */
 char *wa_replies_options(const wa_options_t *o);
 
-/* sender.c: the outbox sender, a thread of its own */
-int wa_sender_start(const wa_options_t *o);
-void wa_sender_stop(void);
-
-/* media.c: the media fetcher, a thread of its own */
-int wa_media_start(const wa_options_t *o);
-void wa_media_stop(void);
+/*
+ * The services of a partition (service.h), started: 0 or -1.  What they
+ * are given is read until wa_services_stop() returns.
+ *
+ * consumer.c: the event streams, applied by wa_apply_1 (apply_options:
+ * the automatic replies, wa_replies_options); sender.c: the outbox
+ * (--token-file); media.c: the media fetcher (--media-dir).
+ */
+int wa_consumer_start(const wa_options_t *o, const wa_part_t *part,
+    const char *apply_options);
+int wa_sender_start(const wa_options_t *o, const wa_part_t *part);
+int wa_media_start(const wa_options_t *o, const wa_part_t *part);
 
 #endif /* WA_WORKER_H */

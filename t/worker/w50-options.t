@@ -31,6 +31,10 @@ like $out, qr/--redis-db: "70000" is not a number from 0 to 65535/,
     'a number out of range names the range';
 $out = `timeout 10 $bin --business-hours 9-25 2>&1`;
 is $? >> 8, 2, 'bad business hours: exit 2';
+my $long = 'p' x 161;
+$out = `timeout 10 $bin --prefix $long 2>&1`;
+is $? >> 8, 2, 'a prefix over 160 bytes: exit 2';
+like $out, qr/--prefix is longer than 160 bytes/, '... saying so';
 
 # docs/worker.md's table is the one the binary prints
 my $md = `timeout 10 $bin --help-markdown`;
