@@ -27,89 +27,25 @@
  * down instead, its requests are answered 503.  Each request's own timer
  * bounds the wait.
  *
- * With whatsapp_redis_wait, a WAIT follows each call on the link: what the
- * call's reply says is kept, and told to the requests once WAIT counts the
- * replicas that have the writes; too few turn "appended" into 503, so that
- * Meta redelivers what a failover could lose (the dedupe keys went to the
- * replicas with the entries: a redelivery appends nothing twice).
+ * There is a call per partition (ngx_http_whatsapp_fanout.c says which
+ * events go to which), its arguments are formatted by src/core/wa_ingest.c,
+ * and with whatsapp_redis_wait a WAIT follows it (ngx_http_whatsapp_wait.c).
  */
 
-#include "ngx_http_whatsapp_module.h"
+#include "ngx_http_whatsapp_call.h"
 
 
-#define NGX_HTTP_WHATSAPP_FUNCTION   "wa_ingest_3"
 #define NGX_HTTP_WHATSAPP_CALL_FULL  32768
 #define NGX_HTTP_WHATSAPP_CALL_POOL  32768
-
 
 #define NGX_HTTP_WHATSAPP_REDIRECTS  5
 
 
-struct ngx_http_whatsapp_call_s {
-    ngx_queue_t                    held;      /* waiting for the link */
-    ngx_pool_t                    *pool;
-    ngx_http_whatsapp_loc_conf_t  *wlcf;
-    ngx_uint_t                     part;      /* its partition */
-    ngx_http_whatsapp_link_t      *link;      /* where it was sent */
-    ngx_http_whatsapp_link_t      *ask;       /* ASK: sent there, once */
-    ngx_uint_t                     redirects;
-    ngx_uint_t                     round;     /* sends, for WAIT's replies */
-    ngx_uint_t                     stale;     /* WAITs owed by links left */
-    ngx_uint_t                     answered;
-    ngx_http_whatsapp_pending_t   *first;
-    ngx_http_whatsapp_pending_t  **last;
-    ngx_uint_t                     requests;
-    ngx_uint_t                     events;
-    ngx_uint_t                     fields;
-    size_t                         size;
-    u_char                         used[WA_STREAM_COUNT];
-    ngx_uint_t                     generation;   /* of its link */
-    ngx_int_t                      wait;      /* replicas WAIT wants, or 0 */
-    ngx_msec_int_t                 sent_us;   /* for the round trip */
-    /*
-     * NGX_OK: sent, on the connection of that generation; NGX_AGAIN: it
-     * waits for the end of the turn or for the link to come up;
-     * NGX_DECLINED: not sent, Redis not being connected; NGX_ERROR: not
-     * sent for lack of memory
-     */
-    ngx_int_t                      state;
-};
-
-
-/* a WAIT's reply is for the call's round it was sent in */
-typedef struct {
-    ngx_http_whatsapp_call_t     *call;
-    ngx_uint_t                    round;
-} ngx_http_whatsapp_wait_t;
-
-
-/* a request whose events go to several partitions, and its parts */
-typedef struct {
-    void                         *data;      /* the caller's; NULL: gone */
-    ngx_http_whatsapp_done_pt     done;
-    ngx_uint_t                    left;      /* parts not answered yet */
-    ngx_uint_t                    nparts;
-    ngx_http_whatsapp_result_t    res;       /* theirs, summed */
-    u_char                        error[256];
-    ngx_http_whatsapp_pending_t   head;      /* what the caller holds */
-    ngx_http_whatsapp_pending_t  *part[1];   /* nparts; NULL: answered */
-} ngx_http_whatsapp_group_t;
-
-
-static ngx_int_t ngx_http_whatsapp_call_part(
-    ngx_http_whatsapp_loc_conf_t *wlcf, ngx_uint_t part, wa_batch_t *batch,
-    ngx_http_whatsapp_done_pt done, void *data,
-    ngx_http_whatsapp_pending_t **pending);
-static ngx_int_t ngx_http_whatsapp_call_group(
-    ngx_http_whatsapp_loc_conf_t *wlcf, wa_batch_t *batch,
-    ngx_http_whatsapp_done_pt done, void *data,
-    ngx_http_whatsapp_pending_t **pending);
-static void ngx_http_whatsapp_group_done(void *data,
-    ngx_http_whatsapp_result_t *res);
 static ngx_http_whatsapp_call_t *ngx_http_whatsapp_call_open(
     ngx_http_whatsapp_loc_conf_t *wlcf, ngx_uint_t part);
 static ngx_int_t ngx_http_whatsapp_call_copy(ngx_http_whatsapp_call_t *call,
-    ngx_http_whatsapp_pending_t *p, wa_batch_t *batch);
+    ngx_http_whatsapp_pending_t *p, wa_batch_t *batch,
+    const uint16_t *part_of);
 static void ngx_http_whatsapp_call_flush(ngx_event_t *ev);
 static void ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call);
 static ngx_int_t ngx_http_whatsapp_call_format(ngx_http_whatsapp_call_t *call,
@@ -117,8 +53,8 @@ static ngx_int_t ngx_http_whatsapp_call_format(ngx_http_whatsapp_call_t *call,
 static void ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply,
     void *data);
 static void ngx_http_whatsapp_call_wait(ngx_http_whatsapp_call_t *call);
-static void ngx_http_whatsapp_call_wait_reply(redisAsyncContext *ac,
-    void *reply, void *data);
+static void ngx_http_whatsapp_call_waited(void *data, ngx_uint_t round,
+    redisReply *rr);
 static void ngx_http_whatsapp_call_results(ngx_http_whatsapp_call_t *call,
     redisReply *rr);
 static void ngx_http_whatsapp_call_answer(ngx_http_whatsapp_call_t *call);
@@ -133,15 +69,6 @@ static ngx_uint_t                 ngx_http_whatsapp_nopen;
 static ngx_http_whatsapp_loc_conf_t  *ngx_http_whatsapp_open_wlcf;
 
 static u_char                     ngx_http_whatsapp_listed[WA_PARTITIONS_MAX];
-
-/*
- * The partition of each event of a body, how many it has room for, and
- * the one whose events call_copy takes (NGX_CONF_UNSET_UINT: all)
- */
-static uint16_t                  *ngx_http_whatsapp_part_of;
-static size_t                     ngx_http_whatsapp_part_n;
-static ngx_uint_t                 ngx_http_whatsapp_filter =
-                                                      NGX_CONF_UNSET_UINT;
 
 static ngx_event_t                ngx_http_whatsapp_call_event;
 static ngx_queue_t                ngx_http_whatsapp_call_held = {
@@ -172,90 +99,22 @@ ngx_http_whatsapp_call_send_open(void)
 }
 
 
-/* the partition of an event: its business number's, or its WABA's */
-static ngx_uint_t
-ngx_http_whatsapp_event_part(ngx_http_whatsapp_loc_conf_t *wlcf,
-    wa_event_t *ev)
-{
-    const wa_field_t  *f;
-
-    f = wa_event_field(ev, WA_FIELD_PHONE_NUMBER_ID);
-
-    if (f == NULL || f->len == 0) {
-        f = wa_event_field(ev, WA_FIELD_WABA_ID);
-    }
-
-    if (f == NULL) {
-        return 0;
-    }
-
-    return wa_partition_of(f->data, f->len, wlcf->partitions);
-}
-
-
 ngx_int_t
-ngx_http_whatsapp_call_add(ngx_http_whatsapp_loc_conf_t *wlcf,
-    wa_batch_t *batch, ngx_http_whatsapp_done_pt done, void *data,
-    ngx_http_whatsapp_pending_t **pending)
-{
-    uint16_t    *part_of;
-    ngx_uint_t   i, first;
-
-    if (ngx_http_whatsapp_open_wlcf != wlcf) {
-        ngx_http_whatsapp_call_send_open();
-    }
-
-    if (wlcf->partitions == 1 || batch->nevents == 0) {
-        return ngx_http_whatsapp_call_part(wlcf, 0, batch, done, data,
-                                           pending);
-    }
-
-    if (ngx_http_whatsapp_part_n < batch->nevents) {
-        part_of = ngx_alloc(batch->nevents * 2 * sizeof(uint16_t),
-                            ngx_cycle->log);
-        if (part_of == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_free(ngx_http_whatsapp_part_of);
-        ngx_http_whatsapp_part_of = part_of;
-        ngx_http_whatsapp_part_n = batch->nevents * 2;
-    }
-
-    part_of = ngx_http_whatsapp_part_of;
-    first = ngx_http_whatsapp_event_part(wlcf, &batch->events[0]);
-    part_of[0] = (uint16_t) first;
-
-    for (i = 1; i < batch->nevents; i++) {
-        part_of[i] = (uint16_t) ngx_http_whatsapp_event_part(wlcf,
-                                                         &batch->events[i]);
-        if (part_of[i] != first) {
-            first = NGX_CONF_UNSET_UINT;
-        }
-    }
-
-    if (first != NGX_CONF_UNSET_UINT) {
-        return ngx_http_whatsapp_call_part(wlcf, first, batch, done, data,
-                                           pending);
-    }
-
-    /* the ngx_http_whatsapp_part_of of each event is read by call_copy */
-
-    return ngx_http_whatsapp_call_group(wlcf, batch, done, data, pending);
-}
-
-
-/* the events of batch that belong to partition part join its call */
-static ngx_int_t
 ngx_http_whatsapp_call_part(ngx_http_whatsapp_loc_conf_t *wlcf,
-    ngx_uint_t part, wa_batch_t *batch, ngx_http_whatsapp_done_pt done,
-    void *data, ngx_http_whatsapp_pending_t **pending)
+    ngx_uint_t part, wa_batch_t *batch, const uint16_t *part_of,
+    ngx_http_whatsapp_done_pt done, void *data,
+    ngx_http_whatsapp_pending_t **pending)
 {
     size_t                        size;
     ngx_uint_t                    full;
     ngx_http_whatsapp_link_t     *link;
     ngx_http_whatsapp_call_t     *call;
     ngx_http_whatsapp_pending_t  *p;
+
+    /* requests of different locations never share a call */
+    if (ngx_http_whatsapp_open_wlcf != wlcf) {
+        ngx_http_whatsapp_call_send_open();
+    }
 
     call = ngx_http_whatsapp_calls[part];
 
@@ -300,7 +159,7 @@ ngx_http_whatsapp_call_part(ngx_http_whatsapp_loc_conf_t *wlcf,
         return NGX_ERROR;
     }
 
-    if (ngx_http_whatsapp_call_copy(call, p, batch) != NGX_OK) {
+    if (ngx_http_whatsapp_call_copy(call, p, batch, part_of) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -308,146 +167,17 @@ ngx_http_whatsapp_call_part(ngx_http_whatsapp_loc_conf_t *wlcf,
     p->done = done;
     p->call = call;
 
-    *call->last = p;
-    call->last = &p->next;
-    call->requests++;
+    if (call->first == NULL) {
+        call->first = p;
+    }
+
+    *call->last = &p->req;
+    call->last = &p->req.next;
+    call->ingest.requests++;
 
     *pending = p;
 
     return NGX_OK;
-}
-
-
-/*
- * A request in several partitions: a part in the call of each.  Nothing
- * is added unless every partition can take its part.
- */
-static ngx_int_t
-ngx_http_whatsapp_call_group(ngx_http_whatsapp_loc_conf_t *wlcf,
-    wa_batch_t *batch, ngx_http_whatsapp_done_pt done, void *data,
-    ngx_http_whatsapp_pending_t **pending)
-{
-    u_char                      used[WA_PARTITIONS_MAX];
-    ngx_int_t                   rc;
-    ngx_uint_t                  i, n, part;
-    ngx_http_whatsapp_group_t  *g;
-
-    n = 0;
-
-    ngx_memzero(used, wlcf->partitions);
-
-    for (i = 0; i < batch->nevents; i++) {
-        part = ngx_http_whatsapp_part_of[i];
-
-        if (!used[part]) {
-            used[part] = 1;
-            n++;
-
-            if (ngx_http_whatsapp_redis_state(wlcf->parts[part].slot)
-                == NGX_DECLINED)
-            {
-                return NGX_DECLINED;
-            }
-        }
-    }
-
-    g = ngx_calloc(sizeof(ngx_http_whatsapp_group_t)
-                   + n * sizeof(ngx_http_whatsapp_pending_t *),
-                   ngx_cycle->log);
-    if (g == NULL) {
-        return NGX_ERROR;
-    }
-
-    g->data = data;
-    g->done = done;
-    g->res.outcome = NGX_HTTP_WHATSAPP_APPENDED;
-    g->head.group = g;
-
-    rc = NGX_OK;
-
-    for (part = 0; part < wlcf->partitions && rc == NGX_OK; part++) {
-        if (!used[part]) {
-            continue;
-        }
-
-        /* the batch's events of this partition only (call_copy) */
-        ngx_http_whatsapp_filter = part;
-
-        rc = ngx_http_whatsapp_call_part(wlcf, part, batch,
-                                         ngx_http_whatsapp_group_done, g,
-                                         &g->part[g->nparts]);
-        if (rc == NGX_OK) {
-            g->nparts++;
-        }
-    }
-
-    ngx_http_whatsapp_filter = NGX_CONF_UNSET_UINT;
-
-    g->left = g->nparts;
-
-    if (rc != NGX_OK) {
-        /* the parts added are answered to the group, which tells nobody */
-        g->data = NULL;
-
-        if (g->nparts == 0) {
-            ngx_free(g);
-        }
-
-        return rc;
-    }
-
-    *pending = &g->head;
-
-    return NGX_OK;
-}
-
-
-/* a part answered: the request is, once all are */
-static void
-ngx_http_whatsapp_group_done(void *data, ngx_http_whatsapp_result_t *res)
-{
-    ngx_http_whatsapp_group_t *g = data;
-
-    void                         *caller;
-    ngx_uint_t                    i;
-    ngx_http_whatsapp_pending_t  *p;
-
-    p = (ngx_http_whatsapp_pending_t *)
-            ((u_char *) res - offsetof(ngx_http_whatsapp_pending_t, res));
-
-    for (i = 0; i < g->nparts; i++) {
-        if (g->part[i] == p) {
-            g->part[i] = NULL;
-        }
-    }
-
-    g->res.events += res->events;
-
-    if (res->outcome == NGX_HTTP_WHATSAPP_APPENDED) {
-        g->res.appended += res->appended;
-
-    } else if (g->res.outcome == NGX_HTTP_WHATSAPP_APPENDED) {
-        /* the first failure says why; its text outlives the reply */
-        g->res.outcome = res->outcome;
-        g->res.type = res->type;
-        g->res.replicas = res->replicas;
-        g->res.error.len = ngx_min(res->error.len, sizeof(g->error));
-        g->res.error.data = g->error;
-        ngx_memcpy(g->error, res->error.data, g->res.error.len);
-    }
-
-    if (--g->left) {
-        return;
-    }
-
-    caller = g->data;
-
-    if (caller) {
-        g->data = NULL;
-        g->done(caller, &g->res);
-    }
-
-    ngx_free(g);
 }
 
 
@@ -474,7 +204,7 @@ ngx_http_whatsapp_call_open(ngx_http_whatsapp_loc_conf_t *wlcf,
     call->pool = pool;
     call->wlcf = wlcf;
     call->part = part;
-    call->last = &call->first;
+    call->last = &call->ingest.first;
     call->state = NGX_AGAIN;
 
     ngx_http_whatsapp_calls[part] = call;
@@ -499,39 +229,82 @@ ngx_http_whatsapp_call_open(ngx_http_whatsapp_loc_conf_t *wlcf,
 }
 
 
-/* the events, their fields and dedupe keys, into the call's pool */
+/* an event of another partition than the call's */
+#define ngx_http_whatsapp_skip(part_of, i, part)                              \
+    ((part_of) != NULL && (part_of)[i] != (part))
+
+
+/* one event, its fields and its dedupe key, copied at s: where it ends */
+static u_char *
+ngx_http_whatsapp_event_copy(ngx_http_whatsapp_call_t *call,
+    const wa_event_t *src, wa_event_t *ev, wa_bytes_t *key, wa_field_t *f,
+    u_char *s)
+{
+    ngx_uint_t                 j;
+    ngx_http_whatsapp_part_t  *part;
+
+    part = &call->wlcf->parts[call->part];
+
+    /* kind and event_id are needed only in the dedupe key */
+    ngx_memzero(ev, sizeof(wa_event_t));
+    ev->stream = src->stream;
+    ev->fields = f;
+    ev->nfields = src->nfields;
+
+    key->data = (char *) s;
+
+    if (call->wlcf->dedupe) {
+        s = ngx_cpymem(s, part->dedupe_prefix.data, part->dedupe_prefix.len);
+        s = ngx_cpymem(s, src->kind, src->kind_len);
+        *s++ = ':';
+        s = ngx_cpymem(s, src->event_id, src->event_id_len);
+    }
+
+    key->len = (char *) s - key->data;
+
+    for (j = 0; j < src->nfields; j++, f++) {
+        f->name = (char *) s;
+        f->name_len = src->fields[j].name_len;
+        s = ngx_cpymem(s, src->fields[j].name, f->name_len);
+
+        f->data = (char *) s;
+        f->len = src->fields[j].len;
+        s = ngx_cpymem(s, src->fields[j].data, f->len);
+    }
+
+    call->ingest.used[ev->stream] = 1;
+
+    return s;
+}
+
+
+/* the events of the call's partition, and their dedupe keys, into its pool */
 static ngx_int_t
 ngx_http_whatsapp_call_copy(ngx_http_whatsapp_call_t *call,
-    ngx_http_whatsapp_pending_t *p, wa_batch_t *batch)
+    ngx_http_whatsapp_pending_t *p, wa_batch_t *batch,
+    const uint16_t *part_of)
 {
-    u_char                        *s;
-    size_t                         size;
-    ngx_str_t                     *key;
-    ngx_uint_t                     i, j, n, nfields, filter;
-    wa_field_t                    *f;
-    wa_event_t                    *ev, *src;
-    ngx_http_whatsapp_loc_conf_t  *wlcf;
-
-    wlcf = call->wlcf;
-    filter = ngx_http_whatsapp_filter;
+    u_char       *s;
+    size_t        size;
+    ngx_uint_t    i, j, n, nfields;
+    wa_bytes_t   *key;
+    wa_field_t   *f;
+    wa_event_t   *ev, *src;
 
     size = 0;
     nfields = 0;
     n = 0;
 
-#define ngx_http_whatsapp_skip(i)                                             \
-    (filter != NGX_CONF_UNSET_UINT && ngx_http_whatsapp_part_of[i] != filter)
-
     for (i = 0; i < batch->nevents; i++) {
-        if (ngx_http_whatsapp_skip(i)) {
+        if (ngx_http_whatsapp_skip(part_of, i, call->part)) {
             continue;
         }
 
         src = &batch->events[i];
         n++;
 
-        if (wlcf->dedupe) {
-            size += wlcf->parts[call->part].dedupe_prefix.len
+        if (call->wlcf->dedupe) {
+            size += call->wlcf->parts[call->part].dedupe_prefix.len
                     + src->kind_len + 1 + src->event_id_len;
         }
 
@@ -543,7 +316,7 @@ ngx_http_whatsapp_call_copy(ngx_http_whatsapp_call_t *call,
     }
 
     ev = ngx_palloc(call->pool, n * sizeof(wa_event_t));
-    key = ngx_palloc(call->pool, n * sizeof(ngx_str_t));
+    key = ngx_palloc(call->pool, n * sizeof(wa_bytes_t));
     f = ngx_palloc(call->pool, nfields * sizeof(wa_field_t));
     s = ngx_pnalloc(call->pool, size);
 
@@ -551,55 +324,20 @@ ngx_http_whatsapp_call_copy(ngx_http_whatsapp_call_t *call,
         return NGX_ERROR;
     }
 
-    p->events = ev;
-    p->keys = key;
-    p->nevents = n;
+    p->req.events = ev;
+    p->req.keys = key;
+    p->req.nevents = n;
 
     for (i = 0; i < batch->nevents; i++) {
-        if (ngx_http_whatsapp_skip(i)) {
-            continue;
+        if (!ngx_http_whatsapp_skip(part_of, i, call->part)) {
+            s = ngx_http_whatsapp_event_copy(call, &batch->events[i], ev++,
+                                             key++, f, s);
+            f += batch->events[i].nfields;
         }
-
-        src = &batch->events[i];
-
-        /* kind and event_id are needed only in the dedupe key */
-
-        ngx_memzero(ev, sizeof(wa_event_t));
-        ev->stream = src->stream;
-        ev->fields = f;
-        ev->nfields = src->nfields;
-
-        key->data = s;
-
-        if (wlcf->dedupe) {
-            s = ngx_cpymem(s, wlcf->parts[call->part].dedupe_prefix.data,
-                           wlcf->parts[call->part].dedupe_prefix.len);
-            s = ngx_cpymem(s, src->kind, src->kind_len);
-            *s++ = ':';
-            s = ngx_cpymem(s, src->event_id, src->event_id_len);
-        }
-
-        key->len = s - key->data;
-
-        for (j = 0; j < src->nfields; j++, f++) {
-            f->name = (char *) s;
-            f->name_len = src->fields[j].name_len;
-            s = ngx_cpymem(s, src->fields[j].name, f->name_len);
-
-            f->data = (char *) s;
-            f->len = src->fields[j].len;
-            s = ngx_cpymem(s, src->fields[j].data, f->len);
-        }
-
-        call->used[ev->stream] = 1;
-        ev++;
-        key++;
     }
 
-#undef ngx_http_whatsapp_skip
-
-    call->events += n;
-    call->fields += nfields;
+    call->ingest.events += n;
+    call->ingest.fields += nfields;
 
     /* about what the call will take in the protocol */
     call->size += size + (2 * nfields + 2 * n) * 8;
@@ -628,7 +366,7 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
     asking = "ASKING";
     asking_len = 6;
 
-    if (call->requests == 0) {
+    if (call->ingest.requests == 0) {
         /* opened by a request that then found no memory for its events */
         ngx_destroy_pool(call->pool);
         return;
@@ -674,7 +412,7 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
         if (rc == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                           "whatsapp webhook: no memory for a call of %ui "
-                          "requests", call->requests);
+                          "requests", call->ingest.requests);
         }
 
         ngx_http_whatsapp_call_done(call, NULL);
@@ -683,131 +421,54 @@ ngx_http_whatsapp_call_send(ngx_http_whatsapp_call_t *call)
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "whatsapp webhook: %ui events of %ui requests sent to "
-                   "redis in %d arguments", call->events, call->requests,
+                   "redis in %d arguments", call->ingest.events,
+                   call->ingest.requests,
                    argc);
 }
 
 
-/*
- * FCALL wa_ingest_3 (redis/wa_ingest.lua):
- *
- *   FCALL wa_ingest_3 <dedupe keys + streams used> [<dedupe keys...>]
- *         <streams used...> <dedupe seconds> <cap> <requests>
- *         { <events> { <stream's index in KEYS> <n> <fields...> }... }...
- */
+/* FCALL wa_ingest_3 of the call's requests (src/core/wa_ingest.h) */
 static ngx_int_t
 ngx_http_whatsapp_call_format(ngx_http_whatsapp_call_t *call, int *argcp,
     const char ***argvp, size_t **lensp)
 {
-    u_char                        *num, *p;
-    size_t                        *lens;
-    ngx_uint_t                     i, j, k, argc, nkeys, nstreams;
-    ngx_str_t                      index[WA_STREAM_COUNT];
-    wa_event_t                    *ev;
+    char                          *digits;
+    size_t                        *lens, argc;
+    ngx_uint_t                     i;
     const char                   **argv;
+    wa_ingest_call_t              *c;
     ngx_http_whatsapp_part_t      *part;
-    ngx_http_whatsapp_pending_t   *pending;
     ngx_http_whatsapp_loc_conf_t  *wlcf;
 
     wlcf = call->wlcf;
     part = &wlcf->parts[call->part];
+    c = &call->ingest;
 
-    nstreams = 0;
     for (i = 0; i < WA_STREAM_COUNT; i++) {
-        nstreams += call->used[i];
+        c->streams[i].data = (char *) part->streams[i].data;
+        c->streams[i].len = part->streams[i].len;
     }
 
-    /* with partitions, a key never written goes last: see below */
-    nkeys = (wlcf->dedupe ? call->events : 0) + nstreams
-            + (wlcf->partitions > 1);
+    /* with partitions, a key never written: see wa_ingest.h */
+    c->guard.data = (char *) part->guard.data;
+    c->guard.len = wlcf->partitions > 1 ? part->guard.len : 0;
+    c->dedupe = wlcf->dedupe != 0;
+    c->dedupe_seconds.data = (char *) wlcf->dedupe_text.data;
+    c->dedupe_seconds.len = wlcf->dedupe_text.len;
+    c->cap.data = (char *) wlcf->maxlen_text.data;
+    c->cap.len = wlcf->maxlen_text.len;
 
-    argc = 3 + nkeys + 3 + call->requests + 2 * call->events
-           + 2 * call->fields;
+    argc = wa_ingest_argc(c);
 
     argv = ngx_palloc(call->pool, argc * sizeof(char *));
     lens = ngx_palloc(call->pool, argc * sizeof(size_t));
-    num = ngx_pnalloc(call->pool, (call->requests + 2 * call->events
-                                   + WA_STREAM_COUNT + 2)
-                                  * NGX_INT_T_LEN);
+    digits = ngx_pnalloc(call->pool, wa_ingest_digits(c));
 
-    if (argv == NULL || lens == NULL || num == NULL) {
+    if (argv == NULL || lens == NULL || digits == NULL) {
         return NGX_ERROR;
     }
 
-#define ngx_http_whatsapp_arg(s, l)                                           \
-    argv[k] = (const char *) (s); lens[k] = (l); k++
-
-#define ngx_http_whatsapp_num(v)                                              \
-    p = ngx_sprintf(num, "%ui", (ngx_uint_t) (v));                            \
-    ngx_http_whatsapp_arg(num, p - num);                                      \
-    num = p
-
-    k = 0;
-
-    ngx_http_whatsapp_arg("FCALL", 5);
-    ngx_http_whatsapp_arg(NGX_HTTP_WHATSAPP_FUNCTION,
-                          sizeof(NGX_HTTP_WHATSAPP_FUNCTION) - 1);
-    ngx_http_whatsapp_num(nkeys);
-
-    if (wlcf->dedupe) {
-        for (pending = call->first; pending; pending = pending->next) {
-            for (i = 0; i < pending->nevents; i++) {
-                ngx_http_whatsapp_arg(pending->keys[i].data,
-                                      pending->keys[i].len);
-            }
-        }
-    }
-
-    /* each stream used, with its index in KEYS for the events to name */
-
-    for (i = 0; i < WA_STREAM_COUNT; i++) {
-        if (!call->used[i]) {
-            continue;
-        }
-
-        index[i].data = num;
-        index[i].len = ngx_sprintf(num, "%ui", k - 2) - num;
-        num += index[i].len;
-
-        ngx_http_whatsapp_arg(part->streams[i].data, part->streams[i].len);
-    }
-
-    /*
-     * While a Cluster moves the partition's slot to another node, a call
-     * naming a key that does not exist is refused (TRYAGAIN, or ASK), never
-     * run on the half of the keys one node has: the key named is never
-     * written, so the call is refused until the slot has moved.
-     */
-    if (wlcf->partitions > 1) {
-        ngx_http_whatsapp_arg(part->guard.data, part->guard.len);
-    }
-
-    ngx_http_whatsapp_arg(wlcf->dedupe_text.data, wlcf->dedupe_text.len);
-    ngx_http_whatsapp_arg(wlcf->maxlen_text.data, wlcf->maxlen_text.len);
-    ngx_http_whatsapp_num(call->requests);
-
-    for (pending = call->first; pending; pending = pending->next) {
-        ngx_http_whatsapp_num(pending->nevents);
-
-        for (i = 0; i < pending->nevents; i++) {
-            ev = &pending->events[i];
-
-            ngx_http_whatsapp_arg(index[ev->stream].data,
-                                  index[ev->stream].len);
-            ngx_http_whatsapp_num(ev->nfields);
-
-            for (j = 0; j < ev->nfields; j++) {
-                ngx_http_whatsapp_arg(ev->fields[j].name,
-                                      ev->fields[j].name_len);
-                ngx_http_whatsapp_arg(ev->fields[j].data, ev->fields[j].len);
-            }
-        }
-    }
-
-#undef ngx_http_whatsapp_num
-#undef ngx_http_whatsapp_arg
-
-    *argcp = (int) argc;
+    *argcp = (int) wa_ingest_format(c, argv, lens, digits);
     *argvp = argv;
     *lensp = lens;
 
@@ -816,50 +477,25 @@ ngx_http_whatsapp_call_format(ngx_http_whatsapp_call_t *call, int *argcp,
 
 
 /*
- * An error reply that the link or the Cluster's map answers to.  MOVED and
- * ASK, from a Cluster, refused the call before it ran: it is sent again
- * where they say (NGX_AGAIN), a few times at most.  With WAIT, the WAIT
- * that followed the refused call still answers on the first link: the
- * call's pool stays until it has.
+ * An error reply: what it asks of the links is the cluster layer's
+ * (ngx_http_whatsapp_redis_answer).  A call MOVED or ASKed elsewhere was
+ * refused before it ran: it is sent again there (NGX_AGAIN), a few times
+ * at most.  With WAIT, the WAIT that followed the refused call still
+ * answers on the first link: the call's pool stays until it has.
  */
 static ngx_int_t
 ngx_http_whatsapp_call_error(ngx_http_whatsapp_call_t *call, redisReply *rr)
 {
-    ngx_uint_t                 moved;
-    wa_reply_kind_t            kind;
+    ngx_uint_t                 ask;
     ngx_http_whatsapp_link_t  *link;
 
-    kind = wa_reply_kind(rr->str, rr->len);
-
-    if (kind == WA_REPLY_NO_FUNCTION) {
-        ngx_http_whatsapp_link_load_functions(call->link);
+    link = ngx_http_whatsapp_redis_answer(call->link, call->generation, rr,
+                                          &ask);
+    if (link == NULL) {
         return NGX_OK;
     }
 
-    if (kind == WA_REPLY_READONLY) {
-        /* a failover made the primary a replica: the link finds the new */
-        ngx_http_whatsapp_redis_error(NGX_HTTP_WHATSAPP_ERR_REPLICA);
-        ngx_http_whatsapp_link_reset(call->link, call->generation,
-                                     "Redis became a replica (READONLY)");
-        ngx_http_whatsapp_redis_refresh();
-        return NGX_OK;
-    }
-
-    if (kind == WA_REPLY_CLUSTERDOWN) {
-        ngx_http_whatsapp_redis_refresh();
-        return NGX_OK;
-    }
-
-    moved = (kind == WA_REPLY_MOVED);
-
-    if (!moved && kind != WA_REPLY_ASK) {
-        return NGX_OK;
-    }
-
-    link = ngx_http_whatsapp_redis_redirect(moved, (u_char *) rr->str,
-                                            rr->len);
-
-    if (link == NULL || call->redirects++ == NGX_HTTP_WHATSAPP_REDIRECTS) {
+    if (call->redirects++ == NGX_HTTP_WHATSAPP_REDIRECTS) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "whatsapp redis: \"%s\" not followed", rr->str);
         return NGX_OK;
@@ -867,7 +503,7 @@ ngx_http_whatsapp_call_error(ngx_http_whatsapp_call_t *call, redisReply *rr)
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "whatsapp redis: a call of %ui requests sent again: %s",
-                  call->requests, rr->str);
+                  call->ingest.requests, rr->str);
 
     /* the WAIT sent after the refused call still answers, on the old link */
     if (call->wait > 0) {
@@ -876,7 +512,7 @@ ngx_http_whatsapp_call_error(ngx_http_whatsapp_call_t *call, redisReply *rr)
 
     call->wait = 0;
     call->round++;
-    call->ask = moved ? NULL : link;
+    call->ask = ask ? link : NULL;
     call->state = NGX_AGAIN;
 
     ngx_http_whatsapp_call_send(call);
@@ -925,10 +561,6 @@ ngx_http_whatsapp_call_reply(redisAsyncContext *ac, void *reply, void *data)
 static void
 ngx_http_whatsapp_call_wait(ngx_http_whatsapp_call_t *call)
 {
-    u_char                         *p, num[2][NGX_INT_T_LEN];
-    size_t                          lens[3];
-    const char                     *argv[3];
-    ngx_http_whatsapp_wait_t       *w;
     ngx_http_whatsapp_main_conf_t  *wmcf;
 
     wmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
@@ -938,32 +570,12 @@ ngx_http_whatsapp_call_wait(ngx_http_whatsapp_call_t *call)
         return;
     }
 
-    w = ngx_palloc(call->pool, sizeof(ngx_http_whatsapp_wait_t));
-
-    argv[0] = "WAIT";
-    lens[0] = 4;
-
-    p = ngx_sprintf(num[0], "%i", wmcf->wait_replicas);
-    argv[1] = (const char *) num[0];
-    lens[1] = p - num[0];
-
-    p = ngx_sprintf(num[1], "%M", wmcf->wait_timeout);
-    argv[2] = (const char *) num[1];
-    lens[2] = p - num[1];
-
     call->wait = wmcf->wait_replicas;
 
-    if (w == NULL) {
-        call->wait = -1;
-        return;
-    }
-
-    w->call = call;
-    w->round = call->round;
-
-    if (ngx_http_whatsapp_link_command(call->link, 3, argv, lens,
-                                       ngx_http_whatsapp_call_wait_reply,
-                                       w, &call->generation)
+    if (ngx_http_whatsapp_wait_send(call->link, &call->generation,
+                                    call->pool, wmcf->wait_replicas,
+                                    wmcf->wait_timeout, call->round,
+                                    ngx_http_whatsapp_call_waited, call)
         != NGX_OK)
     {
         call->wait = -1;
@@ -971,20 +583,13 @@ ngx_http_whatsapp_call_wait(ngx_http_whatsapp_call_t *call)
 }
 
 
+/* WAIT answered: the requests are told, with what it says */
 static void
-ngx_http_whatsapp_call_wait_reply(redisAsyncContext *ac, void *reply,
-    void *data)
+ngx_http_whatsapp_call_waited(void *data, ngx_uint_t round, redisReply *rr)
 {
-    ngx_http_whatsapp_wait_t  *w = data;
+    ngx_http_whatsapp_call_t  *call = data;
 
-    redisReply                   *rr = reply;
-    ngx_int_t                     replicas;
-    ngx_http_whatsapp_call_t     *call;
-    ngx_http_whatsapp_pending_t  *p;
-
-    call = w->call;
-
-    if (w->round != call->round) {
+    if (round != call->round) {
         /* the WAIT after a call a Cluster refused: the call went on */
         if (--call->stale == 0 && call->answered) {
             ngx_destroy_pool(call->pool);
@@ -993,22 +598,7 @@ ngx_http_whatsapp_call_wait_reply(redisAsyncContext *ac, void *reply,
         return;
     }
 
-    replicas = (rr && rr->type == REDIS_REPLY_INTEGER) ? rr->integer : -1;
-
-    for (p = call->first; p; p = p->next) {
-        if (p->res.outcome != NGX_HTTP_WHATSAPP_APPENDED) {
-            continue;
-        }
-
-        if (rr == NULL) {
-            p->res.outcome = NGX_HTTP_WHATSAPP_LOST;
-
-        } else if (replicas < call->wait) {
-            p->res.outcome = NGX_HTTP_WHATSAPP_NOT_REPLICATED;
-            p->res.replicas = replicas;
-        }
-    }
-
+    ngx_http_whatsapp_wait_outcomes(call->first, rr, call->wait);
     ngx_http_whatsapp_call_answer(call);
 }
 
@@ -1066,7 +656,7 @@ ngx_http_whatsapp_call_results(ngx_http_whatsapp_call_t *call,
     ngx_http_whatsapp_pending_t  *p;
 
     each = (rr && rr->type == REDIS_REPLY_ARRAY
-            && rr->elements == call->requests);
+            && rr->elements == call->ingest.requests);
 
     copy = NULL;
 
@@ -1077,10 +667,11 @@ ngx_http_whatsapp_call_results(ngx_http_whatsapp_call_t *call,
         }
     }
 
-    for (p = call->first, i = 0; p; p = p->next, i++) {
+    for (p = call->first, i = 0; p; p = ngx_http_whatsapp_pending_next(p), i++)
+    {
         ngx_http_whatsapp_call_result(call, rr,
                                       each ? rr->element[i] : NULL,
-                                      p->nevents, &p->res);
+                                      p->req.nevents, &p->res);
 
         if (call->wait > 0 && p->res.outcome == NGX_HTTP_WHATSAPP_REDIS_ERROR)
         {
@@ -1104,7 +695,7 @@ ngx_http_whatsapp_call_answer(ngx_http_whatsapp_call_t *call)
     void                         *data;
     ngx_http_whatsapp_pending_t  *p;
 
-    for (p = call->first; p; p = p->next) {
+    for (p = call->first; p; p = ngx_http_whatsapp_pending_next(p)) {
         if (p->data == NULL) {
             /* answered already (timeout) or gone: nothing left to tell */
             continue;
@@ -1176,63 +767,13 @@ ngx_http_whatsapp_call_links(void)
 }
 
 
-/* the request is gone (finalized): its part of the reply is dropped */
 void
-ngx_http_whatsapp_call_forget(ngx_http_whatsapp_pending_t *p)
-{
-    ngx_http_whatsapp_group_t  *g;
-
-    g = p->group;
-
-    if (g) {
-        /* its parts go on; the last one frees the group */
-        g->data = NULL;
-        return;
-    }
-
-    p->data = NULL;
-}
-
-
-static void
 ngx_http_whatsapp_call_late(ngx_http_whatsapp_call_t *call)
 {
     if (call->state == NGX_OK) {
         ngx_http_whatsapp_link_reset(call->link, call->generation,
                                      "a reply took longer than "
                                      "whatsapp_redis_timeout");
-    }
-}
-
-
-/*
- * The request gave up waiting.  A call sent and not answered in time means
- * a connection that cannot be trusted to answer in order any more: it is
- * reset, and every request still in it is answered 503.  A call that waits
- * for the end of the turn or for the link is left to go.
- */
-void
-ngx_http_whatsapp_call_timeout(ngx_http_whatsapp_pending_t *p)
-{
-    ngx_uint_t                  i;
-    ngx_http_whatsapp_group_t  *g;
-
-    g = p->group;
-
-    if (g == NULL) {
-        p->data = NULL;
-        ngx_http_whatsapp_call_late(p->call);
-        return;
-    }
-
-    g->data = NULL;
-
-    /* a part answered is NULL; a reset answers the others, and frees g */
-    for (i = 0; i < g->nparts; i++) {
-        if (g->part[i]) {
-            ngx_http_whatsapp_call_late(g->part[i]->call);
-            return;
-        }
     }
 }
 
@@ -1250,8 +791,4 @@ ngx_http_whatsapp_call_exit(void)
     ngx_http_whatsapp_nopen = 0;
     ngx_http_whatsapp_open_wlcf = NULL;
     ngx_queue_init(&ngx_http_whatsapp_call_held);
-
-    ngx_free(ngx_http_whatsapp_part_of);
-    ngx_http_whatsapp_part_of = NULL;
-    ngx_http_whatsapp_part_n = 0;
 }

@@ -75,7 +75,8 @@ ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
     cl->refresh.log = cycle->log;
     cl->refresh.cancelable = 1;
 
-    link = ngx_http_whatsapp_link_open(cycle, wmcf, &wmcf->addr, wmcf->port,
+    link = ngx_http_whatsapp_link_open(cycle, &wmcf->redis, &wmcf->addr,
+                                       wmcf->port,
                                        ngx_http_whatsapp_cluster_changed);
     if (link == NULL) {
         return NGX_ERROR;
@@ -118,7 +119,7 @@ ngx_http_whatsapp_redis_route(ngx_uint_t slot)
 
     cl = &ngx_http_whatsapp_cluster;
 
-    if (!cl->wmcf->cluster) {
+    if (!cl->wmcf->redis.cluster) {
         return cl->nlinks ? cl->link[0] : NULL;
     }
 
@@ -145,7 +146,7 @@ ngx_http_whatsapp_redis_state(ngx_uint_t slot)
     }
 
     /* no map yet: the seed link comes up, then the map is read */
-    if (cl->wmcf->cluster && cl->maps == 0 && cl->nlinks
+    if (cl->wmcf->redis.cluster && cl->maps == 0 && cl->nlinks
         && ngx_http_whatsapp_link_state(cl->link[0]) != NGX_DECLINED)
     {
         return NGX_AGAIN;
@@ -164,7 +165,7 @@ ngx_http_whatsapp_cluster_up(void)
 
     cl = &ngx_http_whatsapp_cluster;
 
-    if (!cl->wmcf->cluster) {
+    if (!cl->wmcf->redis.cluster) {
         return cl->nlinks
                && ngx_http_whatsapp_link_state(cl->link[0]) == NGX_OK;
     }
@@ -193,7 +194,7 @@ ngx_http_whatsapp_cluster_changed(ngx_http_whatsapp_link_t *link,
 
     cl = &ngx_http_whatsapp_cluster;
 
-    if (cl->wmcf->cluster && (!up || cl->maps == 0 || cl->stale)) {
+    if (cl->wmcf->redis.cluster && (!up || cl->maps == 0 || cl->stale)) {
         /* down: its primary may have failed over; up: a map to read */
         ngx_http_whatsapp_redis_refresh();
     }
@@ -210,7 +211,7 @@ ngx_http_whatsapp_redis_refresh(void)
 
     cl = &ngx_http_whatsapp_cluster;
 
-    if (!cl->wmcf->cluster || cl->exiting) {
+    if (!cl->wmcf->redis.cluster || cl->exiting) {
         return;
     }
 
@@ -266,7 +267,7 @@ ngx_http_whatsapp_cluster_ask(ngx_event_t *ev)
 
     /* none is up: they reconnect, and the first up asks; or try again */
     ngx_add_timer(&cl->refresh, cl->backoff);
-    cl->backoff = ngx_min(cl->backoff * 2, cl->wmcf->backoff_max);
+    cl->backoff = ngx_min(cl->backoff * 2, cl->wmcf->redis.backoff_max);
 }
 
 
@@ -298,7 +299,7 @@ ngx_http_whatsapp_cluster_link(ngx_str_t *addr, ngx_int_t port)
         return NGX_ERROR;
     }
 
-    link = ngx_http_whatsapp_link_open(cl->cycle, cl->wmcf, addr, port,
+    link = ngx_http_whatsapp_link_open(cl->cycle, &cl->wmcf->redis, addr, port,
                                        ngx_http_whatsapp_cluster_changed);
     if (link == NULL) {
         return NGX_ERROR;
@@ -371,7 +372,7 @@ ngx_http_whatsapp_cluster_slots(redisAsyncContext *ac, void *reply,
                       rr && rr->type == REDIS_REPLY_ERROR
                       ? rr->str : "no reply");
         ngx_add_timer(&cl->refresh, cl->backoff);
-        cl->backoff = ngx_min(cl->backoff * 2, cl->wmcf->backoff_max);
+        cl->backoff = ngx_min(cl->backoff * 2, cl->wmcf->redis.backoff_max);
         return;
     }
 
@@ -438,8 +439,8 @@ ngx_http_whatsapp_cluster_slots(redisAsyncContext *ac, void *reply,
  * that node (NULL if there is none to make).  MOVED puts it in the map at
  * once and has the whole map read again.
  */
-ngx_http_whatsapp_link_t *
-ngx_http_whatsapp_redis_redirect(ngx_uint_t moved, u_char *error,
+static ngx_http_whatsapp_link_t *
+ngx_http_whatsapp_cluster_redirect(ngx_uint_t moved, const char *error,
     size_t len)
 {
     ngx_int_t                     l;
@@ -450,8 +451,8 @@ ngx_http_whatsapp_redis_redirect(ngx_uint_t moved, u_char *error,
 
     cl = &ngx_http_whatsapp_cluster;
 
-    if (!cl->wmcf->cluster || cl->exiting
-        || wa_reply_redirect((char *) error, len, &to) != 0)
+    if (!cl->wmcf->redis.cluster || cl->exiting
+        || wa_reply_redirect(error, len, &to) != 0)
     {
         return NULL;
     }
@@ -485,6 +486,51 @@ ngx_http_whatsapp_redis_redirect(ngx_uint_t moved, u_char *error,
 
 
 /*
+ * What an error reply to a command sent on a link (of that generation)
+ * asks of the links, in one place: the functions loaded again (they are
+ * gone), the link reset (a failover made its node a replica), the map
+ * read again (the cluster is down, or a slot moved).  MOVED and ASK
+ * refused the command before it ran: where to send it again is returned,
+ * *ask set for ASK (that node, once, after ASKING); NULL otherwise.
+ */
+ngx_http_whatsapp_link_t *
+ngx_http_whatsapp_redis_answer(ngx_http_whatsapp_link_t *link,
+    ngx_uint_t generation, const redisReply *rr, ngx_uint_t *ask)
+{
+    wa_reply_kind_t  kind;
+
+    kind = wa_reply_kind(rr->str, rr->len);
+    *ask = (kind == WA_REPLY_ASK);
+
+    switch (kind) {
+
+    case WA_REPLY_NO_FUNCTION:
+        ngx_http_whatsapp_link_load_functions(link);
+        return NULL;
+
+    case WA_REPLY_READONLY:
+        ngx_http_whatsapp_redis_error(NGX_HTTP_WHATSAPP_ERR_REPLICA);
+        ngx_http_whatsapp_link_reset(link, generation,
+                                     "Redis became a replica (READONLY)");
+        ngx_http_whatsapp_redis_refresh();
+        return NULL;
+
+    case WA_REPLY_CLUSTERDOWN:
+        ngx_http_whatsapp_redis_refresh();
+        return NULL;
+
+    case WA_REPLY_MOVED:
+    case WA_REPLY_ASK:
+        return ngx_http_whatsapp_cluster_redirect(kind == WA_REPLY_MOVED,
+                                                  rr->str, rr->len);
+
+    default:
+        return NULL;
+    }
+}
+
+
+/*
  * whatsapp_health: NGX_OK when requests can be appended, the links' state
  * in words either way
  */
@@ -505,7 +551,7 @@ ngx_http_whatsapp_redis_health(ngx_str_t *why, u_char *buf, size_t size)
 
     last = buf + size;
 
-    if (!cl->wmcf->cluster) {
+    if (!cl->wmcf->redis.cluster) {
         p = ngx_slprintf(buf, last, "redis: ");
         p = ngx_http_whatsapp_link_why(cl->link[0], p, last);
 

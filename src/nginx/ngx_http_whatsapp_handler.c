@@ -276,28 +276,19 @@ ngx_http_whatsapp_post(ngx_http_request_t *r,
 }
 
 
-static void
-ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
+/*
+ * X-Hub-Signature-256 (or -1) against each app secret, in constant time:
+ * NGX_OK and the secret counted, or NGX_DECLINED counted and logged
+ */
+static ngx_int_t
+ngx_http_whatsapp_verify(ngx_http_request_t *r,
+    ngx_http_whatsapp_loc_conf_t *wlcf, ngx_http_whatsapp_ctx_t *ctx,
+    ngx_str_t *body)
 {
-    ngx_int_t                      rc;
-    int64_t                        now;
-    ngx_str_t                      body;
-    ngx_uint_t                     i;
-    ngx_time_t                    *tp;
-    wa_batch_t                     batch;
-    wa_hmac_key_t                 *key;
-    ngx_http_whatsapp_ctx_t       *ctx;
-    ngx_http_whatsapp_secret_t    *secrets;
-    ngx_http_whatsapp_loc_conf_t  *wlcf;
-
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
-    ctx->start_us = ngx_http_whatsapp_now_us();
-
-    if (ngx_http_whatsapp_read_body(r, &body) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
+    ngx_int_t                    rc;
+    ngx_uint_t                   i;
+    wa_hmac_key_t               *key;
+    ngx_http_whatsapp_secret_t  *secrets;
 
     secrets = wlcf->secrets->elts;
 
@@ -305,7 +296,7 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
         key = (ctx->alg == WA_SIG_SHA256) ? secrets[i].sha256
                                           : secrets[i].sha1;
 
-        rc = wa_hmac_verify(key, ctx->sig, body.data, body.len);
+        rc = wa_hmac_verify(key, ctx->sig, body->data, body->len);
 
         if (rc == 1) {
             break;
@@ -324,12 +315,9 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "whatsapp webhook: rejected: signature matches none "
                       "of %ui app secrets (%uz byte body)",
-                      wlcf->secrets->nelts, body.len);
+                      wlcf->secrets->nelts, body->len);
 
-        ngx_http_finalize_request(r,
-            ngx_http_whatsapp_send(r, NGX_HTTP_FORBIDDEN,
-                                   "invalid signature\n", 18));
-        return;
+        return NGX_DECLINED;
     }
 
     ngx_http_whatsapp_site_add(wlcf->site,
@@ -339,6 +327,37 @@ ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "whatsapp webhook: signature matched secret %ui \"%V\"",
                    i + 1, &secrets[i].file);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_whatsapp_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    int64_t                        now;
+    ngx_str_t                      body;
+    ngx_time_t                    *tp;
+    wa_batch_t                     batch;
+    ngx_http_whatsapp_ctx_t       *ctx;
+    ngx_http_whatsapp_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_whatsapp_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
+    ctx->start_us = ngx_http_whatsapp_now_us();
+
+    if (ngx_http_whatsapp_read_body(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (ngx_http_whatsapp_verify(r, wlcf, ctx, &body) != NGX_OK) {
+        ngx_http_finalize_request(r,
+            ngx_http_whatsapp_send(r, NGX_HTTP_FORBIDDEN,
+                                   "invalid signature\n", 18));
+        return;
+    }
 
     tp = ngx_timeofday();
     now = (int64_t) tp->sec * 1000 + tp->msec;
@@ -476,7 +495,7 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
     ctx->timer.log = r->connection->log;
 
     /* not cancelable: a graceful shutdown waits for this answer */
-    ngx_add_timer(&ctx->timer, wmcf->timeout);
+    ngx_add_timer(&ctx->timer, wmcf->redis.timeout);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "whatsapp webhook: %uz events for redis",
@@ -486,47 +505,16 @@ ngx_http_whatsapp_submit(ngx_http_request_t *r, ngx_http_whatsapp_ctx_t *ctx,
 }
 
 
-/* what the request's events came to in their call: the answer */
+/* why Redis did not take the events, counted and logged: Meta retries */
 static void
-ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
+ngx_http_whatsapp_refused(ngx_http_request_t *r, ngx_uint_t site,
+    ngx_http_whatsapp_result_t *res)
 {
-    ngx_uint_t                status;
-    ngx_http_request_t       *r;
-    ngx_http_whatsapp_ctx_t  *ctx;
-
-    r = data;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
-    ctx->pending = NULL;
-    ngx_http_whatsapp_gauge_add(waiting, -1);
-
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    status = NGX_HTTP_SERVICE_UNAVAILABLE;
-
     switch (res->outcome) {
 
-    case NGX_HTTP_WHATSAPP_APPENDED:
-        /* the events appended; the others were duplicates */
-        status = NGX_HTTP_OK;
-
-        ngx_http_whatsapp_site_inc(ctx->site, accepted);
-        ngx_http_whatsapp_kinds_add(ctx->site, ctx->by_kind);
-        ngx_http_whatsapp_site_add(ctx->site,
-                                   offsetof(ngx_http_whatsapp_site_t,
-                                            duplicates),
-                                   res->events - res->appended);
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "whatsapp webhook: %ui appended, %ui duplicates",
-                       res->appended, res->events - res->appended);
-        break;
-
     case NGX_HTTP_WHATSAPP_NOT_CONNECTED:
-        ngx_http_whatsapp_count_reject(ctx->site,
-                                       NGX_HTTP_WHATSAPP_REJ_REDIS_UNAVAILABLE);
+        ngx_http_whatsapp_count_reject(site,
+                                    NGX_HTTP_WHATSAPP_REJ_REDIS_UNAVAILABLE);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "whatsapp webhook: redis is not connected, "
@@ -535,7 +523,7 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
 
     case NGX_HTTP_WHATSAPP_LOST:
     case NGX_HTTP_WHATSAPP_NOT_SENT:
-        ngx_http_whatsapp_count_reject(ctx->site,
+        ngx_http_whatsapp_count_reject(site,
                                        NGX_HTTP_WHATSAPP_REJ_REDIS_ERROR);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -546,7 +534,7 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         break;
 
     case NGX_HTTP_WHATSAPP_REDIS_ERROR:
-        ngx_http_whatsapp_count_reject(ctx->site,
+        ngx_http_whatsapp_count_reject(site,
                                        NGX_HTTP_WHATSAPP_REJ_REDIS_ERROR);
         ngx_http_whatsapp_redis_error(
             ngx_http_whatsapp_redis_denied(res->error.data, res->error.len)
@@ -562,7 +550,7 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         break;
 
     case NGX_HTTP_WHATSAPP_NOT_REPLICATED:
-        ngx_http_whatsapp_count_reject(ctx->site,
+        ngx_http_whatsapp_count_reject(site,
                                        NGX_HTTP_WHATSAPP_REJ_NOT_REPLICATED);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -573,7 +561,7 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
         break;
 
     default: /* NGX_HTTP_WHATSAPP_BAD_REPLY */
-        ngx_http_whatsapp_count_reject(ctx->site,
+        ngx_http_whatsapp_count_reject(site,
                                        NGX_HTTP_WHATSAPP_REJ_REDIS_ERROR);
         ngx_http_whatsapp_redis_error(NGX_HTTP_WHATSAPP_ERR_REPLY);
 
@@ -582,8 +570,44 @@ ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
                       "redis to %ui events, answering 503", res->type,
                       res->events);
     }
+}
 
-    ngx_http_whatsapp_finish(r, status);
+
+/* what the request's events came to in their call: the answer */
+static void
+ngx_http_whatsapp_done(void *data, ngx_http_whatsapp_result_t *res)
+{
+    ngx_http_request_t       *r;
+    ngx_http_whatsapp_ctx_t  *ctx;
+
+    r = data;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_whatsapp_module);
+    ctx->pending = NULL;
+    ngx_http_whatsapp_gauge_add(waiting, -1);
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    if (res->outcome != NGX_HTTP_WHATSAPP_APPENDED) {
+        ngx_http_whatsapp_refused(r, ctx->site, res);
+        ngx_http_whatsapp_finish(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
+
+    /* the events appended; the others were duplicates */
+    ngx_http_whatsapp_site_inc(ctx->site, accepted);
+    ngx_http_whatsapp_kinds_add(ctx->site, ctx->by_kind);
+    ngx_http_whatsapp_site_add(ctx->site,
+                               offsetof(ngx_http_whatsapp_site_t, duplicates),
+                               res->events - res->appended);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "whatsapp webhook: %ui appended, %ui duplicates",
+                   res->appended, res->events - res->appended);
+
+    ngx_http_whatsapp_finish(r, NGX_HTTP_OK);
 }
 
 

@@ -153,39 +153,12 @@ ngx_http_whatsapp_prom_histogram(u_char *p, char *name, ngx_str_t *label,
 }
 
 
-/* the webhook names' series, family by family */
+/* the webhook names' counts by secret matched and by event kind */
 static u_char *
-ngx_http_whatsapp_prom_sites(u_char *p, ngx_http_whatsapp_counters_t *c)
+ngx_http_whatsapp_prom_counted(u_char *p, ngx_http_whatsapp_counters_t *c)
 {
-    ngx_uint_t                   i, k;
-    ngx_str_t                    label;
-    u_char                       buf[64];
-    ngx_http_whatsapp_site_t    *s;
-    ngx_http_whatsapp_series_t  *se;
-    ngx_http_whatsapp_family_t  *f;
-
-    for (f = ngx_http_whatsapp_families; f->name; f++) {
-        p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help,
-                        f->name, f->type);
-
-        for (i = 0; i < NGX_HTTP_WHATSAPP_MAX_SITES; i++) {
-            s = &c->site[i];
-
-            for (se = ngx_http_whatsapp_series; s->name_len && se->json;
-                 se++)
-            {
-                if (ngx_strcmp(se->family, f->name) != 0) {
-                    continue;
-                }
-
-                p = ngx_sprintf(p, "%s{location=\"%*s\"%s%s} %uA\n",
-                                f->name, (size_t) s->name_len, s->name,
-                                se->label ? "," : "",
-                                se->label ? se->label : "",
-                                ngx_http_whatsapp_value(s, se->offset));
-            }
-        }
-    }
+    ngx_uint_t                 i, k;
+    ngx_http_whatsapp_site_t  *s;
 
     p = ngx_sprintf(p, "# HELP wa_relay_signature_matched_total Webhook "
                     "POSTs whose signature matched this app secret (the "
@@ -225,6 +198,46 @@ ngx_http_whatsapp_prom_sites(u_char *p, ngx_http_whatsapp_counters_t *c)
                             &ngx_http_whatsapp_kinds[k].name, s->events[k]);
         }
     }
+
+    return p;
+}
+
+
+/* the webhook names' series, family by family */
+static u_char *
+ngx_http_whatsapp_prom_sites(u_char *p, ngx_http_whatsapp_counters_t *c)
+{
+    ngx_uint_t                   i;
+    ngx_str_t                    label;
+    u_char                       buf[64];
+    ngx_http_whatsapp_site_t    *s;
+    ngx_http_whatsapp_series_t  *se;
+    ngx_http_whatsapp_family_t  *f;
+
+    for (f = ngx_http_whatsapp_families; f->name; f++) {
+        p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help,
+                        f->name, f->type);
+
+        for (i = 0; i < NGX_HTTP_WHATSAPP_MAX_SITES; i++) {
+            s = &c->site[i];
+
+            for (se = ngx_http_whatsapp_series; s->name_len && se->json;
+                 se++)
+            {
+                if (ngx_strcmp(se->family, f->name) != 0) {
+                    continue;
+                }
+
+                p = ngx_sprintf(p, "%s{location=\"%*s\"%s%s} %uA\n",
+                                f->name, (size_t) s->name_len, s->name,
+                                se->label ? "," : "",
+                                se->label ? se->label : "",
+                                ngx_http_whatsapp_value(s, se->offset));
+            }
+        }
+    }
+
+    p = ngx_http_whatsapp_prom_counted(p, c);
 
     p = ngx_sprintf(p, "# HELP wa_relay_webhook_request_duration_seconds "
                     "Time in the module from the body read to the answer\n"

@@ -1,9 +1,9 @@
 /*
  * wa-relay: ngx_http_whatsapp_module, directives and configuration.
  *
- * Secrets are read here, at configuration time, from files that must exist,
- * be non-empty and not world-readable; they are never logged.  The
- * directive reference is docs/directives.md.
+ * The directive reference is docs/directives.md.  The secrets' directives
+ * are in ngx_http_whatsapp_secret.c, Redis's in
+ * ngx_http_whatsapp_redis_conf.c.
  */
 
 #include "ngx_http_whatsapp_module.h"
@@ -14,17 +14,12 @@
 #define NGX_HTTP_WHATSAPP_STR(n)   NGX_HTTP_WHATSAPP_STR_(n)
 
 
-#define NGX_HTTP_WHATSAPP_SECRET_MAX  4096
-
-
 static void *ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_whatsapp_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_whatsapp_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_whatsapp_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_whatsapp_postconfiguration(ngx_conf_t *cf);
-static ngx_int_t ngx_http_whatsapp_sentinels_check(ngx_conf_t *cf,
-    ngx_http_whatsapp_main_conf_t *wmcf);
 static ngx_int_t ngx_http_whatsapp_init_process(ngx_cycle_t *cycle);
 static void ngx_http_whatsapp_exit_process(ngx_cycle_t *cycle);
 
@@ -32,18 +27,6 @@ static char *ngx_http_whatsapp_webhook(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_whatsapp_view(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_whatsapp_secret_file(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_whatsapp_verify_token_file(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_whatsapp_redis(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_whatsapp_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_whatsapp_redis_sentinel(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_whatsapp_redis_password_file(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_partitions(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_whatsapp_maxlen(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -130,28 +113,28 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_whatsapp_main_conf_t, user),
+      offsetof(ngx_http_whatsapp_main_conf_t, redis.user),
       NULL },
 
     { ngx_string("whatsapp_redis_cluster"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_whatsapp_main_conf_t, cluster),
+      offsetof(ngx_http_whatsapp_main_conf_t, redis.cluster),
       NULL },
 
     { ngx_string("whatsapp_redis_database"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_whatsapp_main_conf_t, database),
+      offsetof(ngx_http_whatsapp_main_conf_t, redis.database),
       NULL },
 
     { ngx_string("whatsapp_redis_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_whatsapp_main_conf_t, timeout),
+      offsetof(ngx_http_whatsapp_main_conf_t, redis.timeout),
       NULL },
 
     { ngx_string("whatsapp_redis_sentinel"),
@@ -165,7 +148,7 @@ static ngx_command_t  ngx_http_whatsapp_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_whatsapp_main_conf_t, master),
+      offsetof(ngx_http_whatsapp_main_conf_t, redis.master),
       NULL },
 
     { ngx_string("whatsapp_redis_wait"),
@@ -252,11 +235,11 @@ ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     wmcf->addr = { 0, NULL };
-     *     wmcf->sentinels = NULL;
-     *     wmcf->master = { 0, NULL };
-     *     wmcf->resolver = NULL;
-     *     wmcf->user = { 0, NULL };
-     *     wmcf->password = { 0, NULL };
+     *     wmcf->redis.sentinels = NULL;
+     *     wmcf->redis.master = { 0, NULL };
+     *     wmcf->redis.resolver = NULL;
+     *     wmcf->redis.user = { 0, NULL };
+     *     wmcf->redis.password = { 0, NULL };
      *     wmcf->used = 0;
      *     wmcf->shm_zone = NULL;
      */
@@ -268,9 +251,9 @@ ngx_http_whatsapp_create_main_conf(ngx_conf_t *cf)
     }
 
     wmcf->port = NGX_CONF_UNSET;
-    wmcf->database = NGX_CONF_UNSET;
-    wmcf->cluster = NGX_CONF_UNSET;
-    wmcf->timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->redis.database = NGX_CONF_UNSET;
+    wmcf->redis.cluster = NGX_CONF_UNSET;
+    wmcf->redis.timeout = NGX_CONF_UNSET_MSEC;
     wmcf->wait_replicas = NGX_CONF_UNSET;
 
     return wmcf;
@@ -283,28 +266,34 @@ ngx_http_whatsapp_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_whatsapp_main_conf_t  *wmcf = conf;
 
     ngx_conf_init_value(wmcf->port, 6379);
-    ngx_conf_init_value(wmcf->database, 0);
-    ngx_conf_init_msec_value(wmcf->timeout, 3000);
+    ngx_conf_init_value(wmcf->redis.database, 0);
+    ngx_conf_init_msec_value(wmcf->redis.timeout, 3000);
 
-    ngx_conf_init_value(wmcf->cluster, 0);
+    ngx_conf_init_value(wmcf->redis.cluster, 0);
 
-    wmcf->backoff_max = 5000;
+    wmcf->redis.backoff_max = 5000;
 
-    if (wmcf->cluster && (wmcf->database || wmcf->sentinels)) {
+    /* what the links tell: counted in the shared zone */
+    wmcf->redis.error = ngx_http_whatsapp_redis_error;
+    wmcf->redis.connected = ngx_http_whatsapp_count_connect;
+
+    if (wmcf->redis.cluster
+        && (wmcf->redis.database || wmcf->redis.sentinels))
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_cluster uses database 0 and no "
                            "sentinels: a Redis Cluster has neither");
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->cluster && wmcf->port == 0) {
+    if (wmcf->redis.cluster && wmcf->port == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_cluster needs a node's "
                            "address and port in whatsapp_redis");
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->database < 0) {
+    if (wmcf->redis.database < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_database must not be negative");
         return NGX_CONF_ERROR;
@@ -312,18 +301,18 @@ ngx_http_whatsapp_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_value(wmcf->wait_replicas, 0);
 
-    if (wmcf->wait_replicas && wmcf->wait_timeout >= wmcf->timeout) {
+    if (wmcf->wait_replicas && wmcf->wait_timeout >= wmcf->redis.timeout) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_wait's timeout must be shorter "
                            "than whatsapp_redis_timeout (%M ms)",
-                           wmcf->timeout);
+                           wmcf->redis.timeout);
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->user.len && wmcf->password.len == 0) {
+    if (wmcf->redis.user.len && wmcf->redis.password.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_user \"%V\" needs "
-                           "whatsapp_redis_password_file", &wmcf->user);
+                           "whatsapp_redis_password_file", &wmcf->redis.user);
         return NGX_CONF_ERROR;
     }
 
@@ -481,7 +470,7 @@ ngx_http_whatsapp_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module);
 
-    if (conf->webhook && wmcf->cluster == 1 && conf->partitions < 2) {
+    if (conf->webhook && wmcf->redis.cluster == 1 && conf->partitions < 2) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "whatsapp_redis_cluster needs whatsapp_partitions "
                            "of 2 or more: the keys of one partition share a "
@@ -518,14 +507,14 @@ ngx_http_whatsapp_postconfiguration(ngx_conf_t *cf)
 
     wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_whatsapp_module);
 
-    if (wmcf->used && wmcf->addr.len == 0 && wmcf->sentinels == NULL) {
+    if (wmcf->used && wmcf->addr.len == 0 && wmcf->redis.sentinels == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"whatsapp_webhook\" needs \"whatsapp_redis\" "
                       "or \"whatsapp_redis_sentinel\" in the http block");
         return NGX_ERROR;
     }
 
-    if (wmcf->sentinels && ngx_http_whatsapp_sentinels_check(cf, wmcf)
+    if (wmcf->redis.sentinels && ngx_http_whatsapp_sentinels_check(cf, wmcf)
                            != NGX_OK)
     {
         return NGX_ERROR;
@@ -576,6 +565,7 @@ static void
 ngx_http_whatsapp_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_whatsapp_call_exit();
+    ngx_http_whatsapp_fanout_exit();
     ngx_http_whatsapp_redis_exit();
     ngx_http_whatsapp_json_exit();
     ngx_http_whatsapp_slot_release();
@@ -680,468 +670,6 @@ ngx_http_whatsapp_view(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = *handler;
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * Reads a secret: the file must exist, hold at most 4 KB, be non-empty once
- * surrounding white space is trimmed, and not be readable by others.
- */
-static char *
-ngx_http_whatsapp_read_secret(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *out)
-{
-    u_char           *p, *last;
-    off_t             size;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_file_info_t   fi;
-
-    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "secret file \"%V\" cannot be opened", name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", name);
-        goto failed;
-    }
-
-    if (fi.st_mode & S_IROTH) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "secret file \"%V\" is world-readable "
-                           "(chmod o-rwx it)", name);
-        goto failed;
-    }
-
-    size = ngx_file_size(&fi);
-
-    if (size > NGX_HTTP_WHATSAPP_SECRET_MAX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "secret file \"%V\" is larger than %d bytes",
-                           name, NGX_HTTP_WHATSAPP_SECRET_MAX);
-        goto failed;
-    }
-
-    p = ngx_pnalloc(cf->pool, (size_t) size + 1);
-    if (p == NULL) {
-        goto failed;
-    }
-
-    n = size ? ngx_read_fd(fd, p, (size_t) size) : 0;
-    if (n == -1) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%V\" failed", name);
-        goto failed;
-    }
-
-    ngx_close_file(fd);
-
-    last = p + n;
-
-    while (p < last && (*p == ' ' || *p == '\t' || *p == CR || *p == LF)) {
-        p++;
-    }
-
-    while (last > p
-           && (last[-1] == ' ' || last[-1] == '\t' || last[-1] == CR
-               || last[-1] == LF))
-    {
-        last--;
-    }
-
-    if (last == p) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "secret file \"%V\" is empty", name);
-        return NGX_CONF_ERROR;
-    }
-
-    *last = '\0';
-
-    out->data = p;
-    out->len = last - p;
-
-    return NGX_CONF_OK;
-
-failed:
-
-    ngx_close_file(fd);
-
-    return NGX_CONF_ERROR;
-}
-
-
-static void
-ngx_http_whatsapp_secret_cleanup(void *data)
-{
-    ngx_http_whatsapp_secret_t  *s = data;
-
-    wa_hmac_key_free(s->sha256);
-    wa_hmac_key_free(s->sha1);
-}
-
-
-static char *
-ngx_http_whatsapp_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_whatsapp_loc_conf_t *wlcf = conf;
-
-    char                        *rv;
-    ngx_str_t                   *value, secret;
-    ngx_pool_cleanup_t          *cln;
-    ngx_http_whatsapp_secret_t  *s;
-
-    value = cf->args->elts;
-
-    if (wlcf->secrets == NGX_CONF_UNSET_PTR) {
-        wlcf->secrets = ngx_array_create(cf->pool, 2,
-                                         sizeof(ngx_http_whatsapp_secret_t));
-        if (wlcf->secrets == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (wlcf->secrets->nelts == NGX_HTTP_WHATSAPP_MAX_SECRETS) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "at most %d \"whatsapp_app_secret_file\" "
-                           "directives on one level",
-                           NGX_HTTP_WHATSAPP_MAX_SECRETS);
-        return NGX_CONF_ERROR;
-    }
-
-    s = ngx_array_push(wlcf->secrets);
-    if (s == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(s, sizeof(ngx_http_whatsapp_secret_t));
-
-    s->file = value[1];
-
-    rv = ngx_http_whatsapp_read_secret(cf, &s->file, &secret);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_http_whatsapp_secret_cleanup;
-    cln->data = s;
-
-    s->sha256 = wa_hmac_key_new(WA_SIG_SHA256, secret.data, secret.len);
-    s->sha1 = wa_hmac_key_new(WA_SIG_SHA1, secret.data, secret.len);
-
-    /* only the keyed HMAC contexts keep it from here on */
-    ngx_explicit_memzero(secret.data, secret.len);
-
-    if (s->sha256 == NULL || s->sha1 == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "HMAC key from \"%V\" could not be prepared",
-                           &s->file);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_whatsapp_verify_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_whatsapp_loc_conf_t *wlcf = conf;
-
-    ngx_str_t  *value;
-
-    if (wlcf->verify_token.len != NGX_CONF_UNSET_SIZE) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_whatsapp_read_secret(cf, &value[1], &wlcf->verify_token);
-}
-
-
-static char *
-ngx_http_whatsapp_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_whatsapp_main_conf_t *wmcf = conf;
-
-    u_char              *p;
-    ngx_str_t           *value;
-    ngx_url_t            u;
-#if (NGX_HAVE_UNIX_DOMAIN)
-    struct sockaddr_un  *saun;
-#endif
-
-    if (wmcf->addr.len) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = value[1];
-    u.default_port = 6379;
-
-    /* a host name is resolved here, once: never at request time */
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in whatsapp_redis \"%V\"", u.err, &u.url);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "whatsapp_redis \"%V\" has no address", &u.url);
-        return NGX_CONF_ERROR;
-    }
-
-#if (NGX_HAVE_UNIX_DOMAIN)
-    if (u.family == AF_UNIX) {
-        saun = (struct sockaddr_un *) u.addrs[0].sockaddr;
-
-        wmcf->addr.len = ngx_strlen(saun->sun_path);
-        wmcf->addr.data = ngx_pnalloc(cf->pool, wmcf->addr.len + 1);
-        if (wmcf->addr.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_cpystrn(wmcf->addr.data, (u_char *) saun->sun_path,
-                    wmcf->addr.len + 1);
-        wmcf->port = 0;
-
-        return NGX_CONF_OK;
-    }
-#endif
-
-    p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    wmcf->addr.data = p;
-    wmcf->addr.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
-                                   p, NGX_SOCKADDR_STRLEN, 0);
-    p[wmcf->addr.len] = '\0';
-
-    /* hiredis wants a bare IPv6 address, without brackets */
-    if (p[0] == '[') {
-        wmcf->addr.data++;
-        wmcf->addr.len -= 2;
-        wmcf->addr.data[wmcf->addr.len] = '\0';
-    }
-
-    wmcf->port = u.port;
-
-    return NGX_CONF_OK;
-}
-
-
-/* whatsapp_redis_sentinel host:port ...: numeric, or names to resolve */
-static char *
-ngx_http_whatsapp_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_whatsapp_main_conf_t *wmcf = conf;
-
-    ngx_str_t                          *value;
-    ngx_uint_t                          i;
-    ngx_addr_t                          addr;
-    ngx_url_t                           u;
-    ngx_http_whatsapp_sentinel_addr_t  *sa;
-
-    if (wmcf->sentinels == NULL) {
-        wmcf->sentinels = ngx_array_create(cf->pool, 3,
-                                 sizeof(ngx_http_whatsapp_sentinel_addr_t));
-        if (wmcf->sentinels == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        ngx_memzero(&u, sizeof(ngx_url_t));
-        u.url = value[i];
-        u.no_resolve = 1;
-
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.no_port
-            || u.host.len == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "whatsapp_redis_sentinel: \"%V\" is not "
-                               "host:port", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        sa = ngx_array_push(wmcf->sentinels);
-        if (sa == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        /* IPv6 without its brackets, for hiredis; a copy with a NUL */
-        if (u.host.data[0] == '[') {
-            u.host.data++;
-            u.host.len -= 2;
-        }
-
-        sa->host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
-        if (sa->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        sa->host.len = u.host.len;
-        ngx_cpystrn(sa->host.data, u.host.data, u.host.len + 1);
-        sa->port = u.port;
-        sa->numeric = (ngx_parse_addr(cf->pool, &addr, sa->host.data,
-                                      sa->host.len)
-                       == NGX_OK);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * Whether a "resolver" directive named servers: the http block's resolver
- * exists without one, empty.  Angie keeps its servers in a list, not an
- * array.
- */
-static ngx_uint_t
-ngx_http_whatsapp_resolver_has_servers(ngx_resolver_t *r)
-{
-#ifdef angie_version
-    return r->connections != NULL;
-#else
-    return r->connections.nelts != 0;
-#endif
-}
-
-
-/* the name to ask for, and nginx's resolver for sentinels given by name */
-static ngx_int_t
-ngx_http_whatsapp_sentinels_check(ngx_conf_t *cf,
-    ngx_http_whatsapp_main_conf_t *wmcf)
-{
-    ngx_uint_t                          i;
-    ngx_http_core_loc_conf_t           *clcf;
-    ngx_http_whatsapp_sentinel_addr_t  *sa;
-
-    if (wmcf->master.len == 0) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"whatsapp_redis_sentinel\" needs "
-                      "\"whatsapp_redis_master\": the name the sentinels "
-                      "know the primary by");
-        return NGX_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->resolver != NGX_CONF_UNSET_PTR && clcf->resolver != NULL
-        && ngx_http_whatsapp_resolver_has_servers(clcf->resolver))
-    {
-        wmcf->resolver = clcf->resolver;
-        wmcf->resolver_timeout = clcf->resolver_timeout
-                                 == NGX_CONF_UNSET_MSEC
-                                 ? 30000 : clcf->resolver_timeout;
-    }
-
-    sa = wmcf->sentinels->elts;
-
-    for (i = 0; i < wmcf->sentinels->nelts; i++) {
-        if (!sa[i].numeric && wmcf->resolver == NULL) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "whatsapp_redis_sentinel \"%V\" is a name: it "
-                          "needs a \"resolver\" in the http block (it is "
-                          "resolved again whenever the sentinels are "
-                          "asked)", &sa[i].host);
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* whatsapp_redis_wait N timeout | off */
-static char *
-ngx_http_whatsapp_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_whatsapp_main_conf_t *wmcf = conf;
-
-    ngx_int_t   n;
-    ngx_str_t  *value;
-
-    if (wmcf->wait_replicas != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
-        wmcf->wait_replicas = 0;
-        return NGX_CONF_OK;
-    }
-
-    if (cf->args->nelts != 3) {
-        return "takes \"off\" or the number of replicas and a timeout";
-    }
-
-    n = ngx_atoi(value[1].data, value[1].len);
-    if (n < 1 || n > 64) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "whatsapp_redis_wait: \"%V\" is not a number of "
-                           "replicas from 1 to 64", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    wmcf->wait_timeout = ngx_parse_time(&value[2], 0);
-    if (wmcf->wait_timeout == (ngx_msec_t) NGX_ERROR
-        || wmcf->wait_timeout == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "whatsapp_redis_wait: \"%V\" is not a timeout",
-                           &value[2]);
-        return NGX_CONF_ERROR;
-    }
-
-    wmcf->wait_replicas = n;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_whatsapp_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_whatsapp_main_conf_t *wmcf = conf;
-
-    ngx_str_t  *value;
-
-    if (wmcf->password.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_whatsapp_read_secret(cf, &value[1], &wmcf->password);
 }
 
 

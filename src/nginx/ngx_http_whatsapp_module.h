@@ -31,6 +31,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
+#include "wa_ingest.h"
 #include "wa_normalize.h"
 #include "wa_partition.h"
 #include "wa_reply.h"
@@ -54,9 +55,23 @@ typedef struct {
     ngx_uint_t                  numeric;
 } ngx_http_whatsapp_sentinel_addr_t;
 
+/* what went wrong with Redis, for its errors and their last time */
+typedef enum {
+    NGX_HTTP_WHATSAPP_ERR_CONNECT = 0,      /* a connection not made */
+    NGX_HTTP_WHATSAPP_ERR_LOST,             /* a connection lost */
+    NGX_HTTP_WHATSAPP_ERR_DENIED,           /* credentials, a permission */
+    NGX_HTTP_WHATSAPP_ERR_REPLICA,          /* a replica, not the primary */
+    NGX_HTTP_WHATSAPP_ERR_TIMEOUT,          /* no answer in time */
+    NGX_HTTP_WHATSAPP_ERR_REPLY,            /* an error reply, a bad reply */
+    NGX_HTTP_WHATSAPP_ERR_N
+} ngx_http_whatsapp_error_e;
+
+/*
+ * What a Redis link is configured with (ngx_http_whatsapp_redis.c and
+ * ngx_http_whatsapp_sentinel.c read this, and nothing else of the
+ * module's), and what it tells the layer above through the hooks.
+ */
 typedef struct {
-    ngx_str_t                   addr;       /* text IP, or a socket path */
-    ngx_int_t                   port;       /* 0 for a unix socket */
     ngx_array_t                *sentinels;  /* of sentinel_addr_t */
     ngx_str_t                   master;     /* the name they know it by */
     ngx_resolver_t             *resolver;   /* for sentinels by name */
@@ -66,9 +81,17 @@ typedef struct {
     ngx_int_t                   database;
     ngx_msec_t                  timeout;
     ngx_flag_t                  cluster;    /* whatsapp_redis_cluster */
+    ngx_msec_t                  backoff_max;
+    void                      (*error)(ngx_http_whatsapp_error_e e);
+    void                      (*connected)(void);
+} ngx_http_whatsapp_link_conf_t;
+
+typedef struct {
+    ngx_str_t                   addr;       /* text IP, or a socket path */
+    ngx_int_t                   port;       /* 0 for a unix socket */
+    ngx_http_whatsapp_link_conf_t  redis;
     ngx_int_t                   wait_replicas;  /* 0: no WAIT */
     ngx_msec_t                  wait_timeout;
-    ngx_msec_t                  backoff_max;
     ngx_uint_t                  used;       /* a webhook location exists */
     ngx_array_t                 sites;      /* of ngx_str_t: webhook names */
     ngx_shm_zone_t             *shm_zone;
@@ -126,17 +149,6 @@ typedef enum {
     NGX_HTTP_WHATSAPP_REJ_NOT_REPLICATED,
     NGX_HTTP_WHATSAPP_REJ_N
 } ngx_http_whatsapp_reject_e;
-
-/* what went wrong with Redis, for its errors and their last time */
-typedef enum {
-    NGX_HTTP_WHATSAPP_ERR_CONNECT = 0,      /* a connection not made */
-    NGX_HTTP_WHATSAPP_ERR_LOST,             /* a connection lost */
-    NGX_HTTP_WHATSAPP_ERR_DENIED,           /* credentials, a permission */
-    NGX_HTTP_WHATSAPP_ERR_REPLICA,          /* a replica, not the primary */
-    NGX_HTTP_WHATSAPP_ERR_TIMEOUT,          /* no answer in time */
-    NGX_HTTP_WHATSAPP_ERR_REPLY,            /* an error reply, a bad reply */
-    NGX_HTTP_WHATSAPP_ERR_N
-} ngx_http_whatsapp_error_e;
 
 typedef struct {
     ngx_atomic_t                bucket[NGX_HTTP_WHATSAPP_BUCKETS]; /* not
@@ -221,10 +233,8 @@ struct ngx_http_whatsapp_pending_s {
     ngx_http_whatsapp_done_pt     done;
     ngx_http_whatsapp_call_t     *call;
     void                         *group;
-    ngx_http_whatsapp_pending_t  *next;
-    wa_event_t                   *events;    /* copies */
-    ngx_str_t                    *keys;      /* their dedupe keys */
-    ngx_uint_t                    nevents;
+    wa_ingest_req_t               req;       /* copies of its events, their
+                                                dedupe keys; the next one */
     ngx_http_whatsapp_result_t    res;       /* kept for WAIT's reply */
 };
 
@@ -252,6 +262,27 @@ void ngx_http_whatsapp_call_forget(ngx_http_whatsapp_pending_t *p);
 void ngx_http_whatsapp_call_timeout(ngx_http_whatsapp_pending_t *p);
 void ngx_http_whatsapp_call_links(void);
 void ngx_http_whatsapp_call_exit(void);
+void ngx_http_whatsapp_fanout_exit(void);
+
+/* ngx_http_whatsapp_secret.c: the secrets' directives */
+char *ngx_http_whatsapp_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *out);
+char *ngx_http_whatsapp_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_whatsapp_verify_token_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
+/* ngx_http_whatsapp_redis_conf.c: where Redis is, and how to talk to it */
+char *ngx_http_whatsapp_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_whatsapp_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_whatsapp_redis_password_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_whatsapp_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_whatsapp_sentinels_check(ngx_conf_t *cf,
+    ngx_http_whatsapp_main_conf_t *wmcf);
 
 /* a connection to one Redis (ngx_http_whatsapp_redis.c) */
 typedef struct ngx_http_whatsapp_link_s  ngx_http_whatsapp_link_t;
@@ -261,7 +292,7 @@ typedef void (*ngx_http_whatsapp_link_changed_pt)(
     ngx_http_whatsapp_link_t *link, ngx_uint_t up);
 
 ngx_http_whatsapp_link_t *ngx_http_whatsapp_link_open(ngx_cycle_t *cycle,
-    ngx_http_whatsapp_main_conf_t *wmcf, ngx_str_t *addr, ngx_int_t port,
+    ngx_http_whatsapp_link_conf_t *conf, ngx_str_t *addr, ngx_int_t port,
     ngx_http_whatsapp_link_changed_pt changed);
 void ngx_http_whatsapp_link_stop(ngx_http_whatsapp_link_t *link);
 void ngx_http_whatsapp_link_start(ngx_http_whatsapp_link_t *link);
@@ -292,16 +323,17 @@ ngx_int_t ngx_http_whatsapp_redis_init(ngx_cycle_t *cycle,
 void ngx_http_whatsapp_redis_exit(void);
 ngx_http_whatsapp_link_t *ngx_http_whatsapp_redis_route(ngx_uint_t slot);
 ngx_int_t ngx_http_whatsapp_redis_state(ngx_uint_t slot);
-ngx_http_whatsapp_link_t *ngx_http_whatsapp_redis_redirect(
-    ngx_uint_t moved, u_char *error, size_t len);
+ngx_http_whatsapp_link_t *ngx_http_whatsapp_redis_answer(
+    ngx_http_whatsapp_link_t *link, ngx_uint_t generation,
+    const redisReply *rr, ngx_uint_t *ask);
 void ngx_http_whatsapp_redis_refresh(void);
 
 /* the primary named by the sentinels: addr NULL if none did */
-typedef void (*ngx_http_whatsapp_sentinel_found_pt)(ngx_str_t *addr,
-    ngx_int_t port);
+typedef void (*ngx_http_whatsapp_sentinel_found_pt)(void *data,
+    ngx_str_t *addr, ngx_int_t port);
 
-void ngx_http_whatsapp_sentinel_ask(ngx_http_whatsapp_main_conf_t *wmcf,
-    ngx_log_t *log, ngx_http_whatsapp_sentinel_found_pt found);
+void ngx_http_whatsapp_sentinel_ask(ngx_http_whatsapp_link_conf_t *conf,
+    ngx_log_t *log, ngx_http_whatsapp_sentinel_found_pt found, void *data);
 void ngx_http_whatsapp_sentinel_exit(void);
 
 /* hiredis on nginx's loop (ngx_http_whatsapp_hiredis.c) */
@@ -326,6 +358,7 @@ void ngx_http_whatsapp_observe(ngx_http_whatsapp_histogram_t *h,
     ngx_msec_int_t us);
 ngx_msec_int_t ngx_http_whatsapp_now_us(void);
 void ngx_http_whatsapp_redis_error(ngx_http_whatsapp_error_e e);
+void ngx_http_whatsapp_count_connect(void);
 ngx_int_t ngx_http_whatsapp_slot_claim(ngx_log_t *log);
 void ngx_http_whatsapp_slot_release(void);
 void ngx_http_whatsapp_gauge(size_t offset, ngx_atomic_int_t n);

@@ -44,7 +44,7 @@ struct ngx_http_whatsapp_link_s {
     ngx_int_t                         port;
     u_char                            primary[NGX_SOCKADDR_STRLEN + 1];
     ngx_log_t                        *log;
-    ngx_http_whatsapp_main_conf_t    *wmcf;
+    ngx_http_whatsapp_link_conf_t    *conf;
     u_char                            why[256];   /* the link's state */
     size_t                            why_len;
     ngx_http_whatsapp_link_changed_pt changed;
@@ -55,14 +55,13 @@ struct ngx_http_whatsapp_link_s {
 
 
 static void ngx_http_whatsapp_redis_connect(ngx_http_whatsapp_link_t *rd);
-static void ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port);
+static void ngx_http_whatsapp_redis_primary(void *data, ngx_str_t *addr,
+    ngx_int_t port);
 static void ngx_http_whatsapp_redis_open(ngx_http_whatsapp_link_t *rd);
 static void ngx_http_whatsapp_redis_schedule(ngx_http_whatsapp_link_t *rd);
 static void ngx_http_whatsapp_redis_down(ngx_http_whatsapp_link_t *rd);
 
 
-/* the link asking the sentinels: there is one, without a Cluster */
-static ngx_http_whatsapp_link_t  *ngx_http_whatsapp_sentinel_link;
 static ngx_str_t  ngx_http_whatsapp_default_user = ngx_string("default");
 
 
@@ -79,7 +78,7 @@ ngx_http_whatsapp_redis_why(ngx_http_whatsapp_link_t *rd, ngx_int_t error,
     va_end(args);
 
     if (error >= 0) {
-        ngx_http_whatsapp_redis_error(error);
+        rd->conf->error(error);
     }
 }
 
@@ -126,8 +125,8 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
                           "\"%V\": %s; docs/redis.md lists what the module "
                           "needs, requests are answered 503 until then",
                           (char *) data,
-                          rd->wmcf->user.len
-                          ? &rd->wmcf->user : &ngx_http_whatsapp_default_user,
+                          rd->conf->user.len
+                          ? &rd->conf->user : &ngx_http_whatsapp_default_user,
                           rr->str);
 
         } else {
@@ -151,7 +150,7 @@ ngx_http_whatsapp_redis_preamble_reply(redisAsyncContext *ac, void *reply,
     ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                   "whatsapp redis: connected to %V:%i, database %i, "
                   "function loaded", &rd->addr, rd->port,
-                  rd->wmcf->database);
+                  rd->conf->database);
 
     rd->changed(rd, 1);
 }
@@ -186,7 +185,7 @@ ngx_http_whatsapp_redis_role_reply(redisAsyncContext *ac, void *reply,
                       rr->type == REDIS_REPLY_ARRAY && rr->elements
                       && rr->element[0]->type == REDIS_REPLY_STRING
                       ? rr->element[0]->str : "no role",
-                      rd->wmcf->cluster ? "cluster" : "sentinels");
+                      rd->conf->cluster ? "cluster" : "sentinels");
 
         redisAsyncDisconnect(ac);
         return;
@@ -252,18 +251,18 @@ static ngx_int_t
 ngx_http_whatsapp_redis_preamble(ngx_http_whatsapp_link_t *rd,
     redisAsyncContext *ac)
 {
-    ngx_http_whatsapp_main_conf_t  *wmcf;
+    ngx_http_whatsapp_link_conf_t  *conf;
 
-    wmcf = rd->wmcf;
+    conf = rd->conf;
 
     rd->state = NGX_HTTP_WHATSAPP_REDIS_PREAMBLE;
     rd->preamble = 1;
 
-    if (wmcf->user.len) {
+    if (conf->user.len) {
         if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_preamble_reply,
-                              "AUTH", "AUTH %b %b", wmcf->user.data,
-                              wmcf->user.len, wmcf->password.data,
-                              wmcf->password.len)
+                              "AUTH", "AUTH %b %b", conf->user.data,
+                              conf->user.len, conf->password.data,
+                              conf->password.len)
             != REDIS_OK)
         {
             return NGX_ERROR;
@@ -271,10 +270,10 @@ ngx_http_whatsapp_redis_preamble(ngx_http_whatsapp_link_t *rd,
 
         rd->preamble++;
 
-    } else if (wmcf->password.len) {
+    } else if (conf->password.len) {
         if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_preamble_reply,
-                              "AUTH", "AUTH %b", wmcf->password.data,
-                              wmcf->password.len)
+                              "AUTH", "AUTH %b", conf->password.data,
+                              conf->password.len)
             != REDIS_OK)
         {
             return NGX_ERROR;
@@ -283,9 +282,9 @@ ngx_http_whatsapp_redis_preamble(ngx_http_whatsapp_link_t *rd,
         rd->preamble++;
     }
 
-    if (wmcf->database) {
+    if (conf->database) {
         if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_preamble_reply,
-                              "SELECT", "SELECT %d", (int) wmcf->database)
+                              "SELECT", "SELECT %d", (int) conf->database)
             != REDIS_OK)
         {
             return NGX_ERROR;
@@ -298,7 +297,7 @@ ngx_http_whatsapp_redis_preamble(ngx_http_whatsapp_link_t *rd,
      * behind sentinels, or in a Cluster: the address named may be a
      * replica by now
      */
-    if (wmcf->sentinels || wmcf->cluster) {
+    if (conf->sentinels || conf->cluster) {
         if (redisAsyncCommand(ac, ngx_http_whatsapp_redis_role_reply, NULL,
                               "ROLE")
             != REDIS_OK)
@@ -347,7 +346,7 @@ ngx_http_whatsapp_redis_connected(const redisAsyncContext *cac, int status)
                   "whatsapp redis: connection to %V:%i made, sending its "
                   "preamble", &rd->addr, rd->port);
 
-    ngx_http_whatsapp_inc(redis_connects);
+    rd->conf->connected();
     rd->backoff = NGX_HTTP_WHATSAPP_BACKOFF_MIN;
     ngx_http_whatsapp_redis_why(rd, -1, "connected to %V:%i, loading the "
                                 "function", &rd->addr, rd->port);
@@ -428,7 +427,7 @@ ngx_http_whatsapp_redis_schedule(ngx_http_whatsapp_link_t *rd)
 
     ngx_add_timer(&rd->reconnect, rd->backoff);
 
-    rd->backoff = ngx_min(rd->backoff * 2, rd->wmcf->backoff_max);
+    rd->backoff = ngx_min(rd->backoff * 2, rd->conf->backoff_max);
 }
 
 
@@ -436,28 +435,26 @@ ngx_http_whatsapp_redis_schedule(ngx_http_whatsapp_link_t *rd)
 static void
 ngx_http_whatsapp_redis_connect(ngx_http_whatsapp_link_t *rd)
 {
-    if (rd->wmcf->sentinels == NULL) {
+    if (rd->conf->sentinels == NULL) {
         ngx_http_whatsapp_redis_open(rd);
         return;
     }
 
-    ngx_http_whatsapp_sentinel_link = rd;
     rd->asking = 1;
     rd->state = NGX_HTTP_WHATSAPP_REDIS_CONNECTING;
     ngx_http_whatsapp_redis_why(rd, -1, "asking the sentinels for \"%V\"",
-                                &rd->wmcf->master);
+                                &rd->conf->master);
 
-    ngx_http_whatsapp_sentinel_ask(rd->wmcf, rd->log,
-                                   ngx_http_whatsapp_redis_primary);
+    ngx_http_whatsapp_sentinel_ask(rd->conf, rd->log,
+                                   ngx_http_whatsapp_redis_primary, rd);
 }
 
 
 static void
-ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port)
+ngx_http_whatsapp_redis_primary(void *data, ngx_str_t *addr, ngx_int_t port)
 {
-    ngx_http_whatsapp_link_t  *rd;
+    ngx_http_whatsapp_link_t  *rd = data;
 
-    rd = ngx_http_whatsapp_sentinel_link;
     rd->asking = 0;
 
     if (rd->exiting) {
@@ -467,7 +464,7 @@ ngx_http_whatsapp_redis_primary(ngx_str_t *addr, ngx_int_t port)
     if (addr == NULL) {
         ngx_http_whatsapp_redis_why(rd, NGX_HTTP_WHATSAPP_ERR_CONNECT,
                                     "no sentinel named a primary for \"%V\"",
-                                    &rd->wmcf->master);
+                                    &rd->conf->master);
         ngx_http_whatsapp_redis_down(rd);
         ngx_http_whatsapp_redis_schedule(rd);
         return;
@@ -540,7 +537,7 @@ ngx_http_whatsapp_redis_open(ngx_http_whatsapp_link_t *rd)
  */
 ngx_http_whatsapp_link_t *
 ngx_http_whatsapp_link_open(ngx_cycle_t *cycle,
-    ngx_http_whatsapp_main_conf_t *wmcf, ngx_str_t *addr, ngx_int_t port,
+    ngx_http_whatsapp_link_conf_t *conf, ngx_str_t *addr, ngx_int_t port,
     ngx_http_whatsapp_link_changed_pt changed)
 {
     ngx_http_whatsapp_link_t  *rd;
@@ -551,7 +548,7 @@ ngx_http_whatsapp_link_open(ngx_cycle_t *cycle,
     }
 
     rd->changed = changed;
-    rd->wmcf = wmcf;
+    rd->conf = conf;
     rd->addr.data = rd->primary;
     rd->addr.len = ngx_min(addr->len, NGX_SOCKADDR_STRLEN);
     ngx_memcpy(rd->primary, addr->data, rd->addr.len);

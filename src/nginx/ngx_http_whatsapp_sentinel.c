@@ -19,7 +19,8 @@ typedef struct {
     ngx_uint_t                            next;     /* sentinel to ask */
     ngx_uint_t                            asking;
     ngx_http_whatsapp_sentinel_found_pt   found;
-    ngx_http_whatsapp_main_conf_t        *wmcf;
+    void                                 *data;     /* found's */
+    ngx_http_whatsapp_link_conf_t        *conf;
     ngx_log_t                            *log;
     u_char                                addr[NGX_SOCKADDR_STRLEN + 1];
     u_char                                primary[NGX_SOCKADDR_STRLEN + 1];
@@ -38,8 +39,8 @@ ngx_http_whatsapp_sentinel_current(void)
 {
     ngx_http_whatsapp_sentinel_t  *st = &ngx_http_whatsapp_sentinel;
 
-    return (ngx_http_whatsapp_sentinel_addr_t *) st->wmcf->sentinels->elts
-           + (st->next - 1) % st->wmcf->sentinels->nelts;
+    return (ngx_http_whatsapp_sentinel_addr_t *) st->conf->sentinels->elts
+           + (st->next - 1) % st->conf->sentinels->nelts;
 }
 
 
@@ -52,7 +53,7 @@ ngx_http_whatsapp_sentinel_done(ngx_str_t *addr, ngx_int_t port)
     ngx_http_whatsapp_sentinel_close();
     st->asking = 0;
 
-    st->found(addr, port);
+    st->found(st->data, addr, port);
 }
 
 
@@ -79,7 +80,7 @@ ngx_http_whatsapp_sentinel_reply(redisAsyncContext *ac, void *reply,
     {
         ngx_log_error(NGX_LOG_ERR, st->log, 0,
                       "whatsapp redis: sentinel %V:%i knows no primary "
-                      "\"%V\"%s%s", &sa->host, sa->port, &st->wmcf->master,
+                      "\"%V\"%s%s", &sa->host, sa->port, &st->conf->master,
                       rr && rr->type == REDIS_REPLY_ERROR ? ": " : "",
                       rr && rr->type == REDIS_REPLY_ERROR ? rr->str : "");
 
@@ -102,7 +103,7 @@ ngx_http_whatsapp_sentinel_reply(redisAsyncContext *ac, void *reply,
     ngx_log_error(NGX_LOG_NOTICE, st->log, 0,
                   "whatsapp redis: sentinel %V:%i names %V:%i the primary "
                   "of \"%V\"", &sa->host, sa->port, &addr, port,
-                  &st->wmcf->master);
+                  &st->conf->master);
 
     ngx_http_whatsapp_sentinel_done(&addr, port);
 }
@@ -179,7 +180,7 @@ ngx_http_whatsapp_sentinel_connect(ngx_str_t *addr, ngx_int_t port)
     /* queued until the connection is made */
     if (redisAsyncCommand(ac, ngx_http_whatsapp_sentinel_reply, NULL,
                           "SENTINEL get-master-addr-by-name %b",
-                          st->wmcf->master.data, st->wmcf->master.len)
+                          st->conf->master.data, st->conf->master.len)
         != REDIS_OK)
     {
         ngx_http_whatsapp_sentinel_next();
@@ -228,10 +229,10 @@ ngx_http_whatsapp_sentinel_next(void)
 
     ngx_http_whatsapp_sentinel_close();
 
-    if (st->next == st->wmcf->sentinels->nelts) {
+    if (st->next == st->conf->sentinels->nelts) {
         ngx_log_error(NGX_LOG_ERR, st->log, 0,
                       "whatsapp redis: no sentinel named the primary of "
-                      "\"%V\"", &st->wmcf->master);
+                      "\"%V\"", &st->conf->master);
         ngx_http_whatsapp_sentinel_done(NULL, 0);
         return;
     }
@@ -239,14 +240,14 @@ ngx_http_whatsapp_sentinel_next(void)
     st->next++;
     sa = ngx_http_whatsapp_sentinel_current();
 
-    ngx_add_timer(&st->timer, st->wmcf->timeout);
+    ngx_add_timer(&st->timer, st->conf->timeout);
 
     if (sa->numeric) {
         ngx_http_whatsapp_sentinel_connect(&sa->host, sa->port);
         return;
     }
 
-    ctx = ngx_resolve_start(st->wmcf->resolver, NULL);
+    ctx = ngx_resolve_start(st->conf->resolver, NULL);
     if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
         ngx_log_error(NGX_LOG_ERR, st->log, 0,
                       "whatsapp redis: cannot resolve sentinel %V",
@@ -258,7 +259,7 @@ ngx_http_whatsapp_sentinel_next(void)
     ctx->name = sa->host;
     ctx->handler = ngx_http_whatsapp_sentinel_resolved;
     ctx->data = st;
-    ctx->timeout = st->wmcf->resolver_timeout;
+    ctx->timeout = st->conf->resolver_timeout;
 
     st->rctx = ctx;
 
@@ -315,8 +316,8 @@ ngx_http_whatsapp_sentinel_close(void)
 
 
 void
-ngx_http_whatsapp_sentinel_ask(ngx_http_whatsapp_main_conf_t *wmcf,
-    ngx_log_t *log, ngx_http_whatsapp_sentinel_found_pt found)
+ngx_http_whatsapp_sentinel_ask(ngx_http_whatsapp_link_conf_t *conf,
+    ngx_log_t *log, ngx_http_whatsapp_sentinel_found_pt found, void *data)
 {
     ngx_http_whatsapp_sentinel_t  *st = &ngx_http_whatsapp_sentinel;
 
@@ -324,9 +325,10 @@ ngx_http_whatsapp_sentinel_ask(ngx_http_whatsapp_main_conf_t *wmcf,
         return;
     }
 
-    st->wmcf = wmcf;
+    st->conf = conf;
     st->log = log;
     st->found = found;
+    st->data = data;
     st->next = 0;
     st->asking = 1;
 

@@ -344,6 +344,13 @@ ngx_http_whatsapp_redis_error(ngx_http_whatsapp_error_e e)
 }
 
 
+void
+ngx_http_whatsapp_count_connect(void)
+{
+    ngx_http_whatsapp_inc(redis_connects);
+}
+
+
 /* a slot for this process's gauges: a free one, or a dead process's */
 ngx_int_t
 ngx_http_whatsapp_slot_claim(ngx_log_t *log)

@@ -17,5 +17,6 @@ Suite *partition_suite(void);
 Suite *reply_suite(void);
 Suite *pace_suite(void);
 Suite *slots_suite(void);
+Suite *ingest_suite(void);
 
 #endif

@@ -20,6 +20,7 @@ main(void)
     srunner_add_suite(sr, reply_suite());
     srunner_add_suite(sr, pace_suite());
     srunner_add_suite(sr, slots_suite());
+    srunner_add_suite(sr, ingest_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

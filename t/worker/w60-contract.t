@@ -27,8 +27,9 @@ my $names = slurp('src/core/wa_streams.c');
 is_deeply [ $names =~ /"(\w+)"/g ], [ qw(messages statuses account) ],
     'the stream names, in the order of wa_stream_t';
 
-# the normalizer's own names: literals given to wa_add_*
-my $c = slurp('src/core/wa_normalize.c');
+# the normalizer's own names: literals given to wa_add_*, in its files
+my $c = join '', map { slurp("src/core/$_.c") }
+    qw(wa_normalize wa_build wa_flatten);
 my @written = $c =~ /wa_add_(?:path|json|text)\(bd,\s*"(\w+)"/g;
 cmp_ok scalar(@written), '>', 30, scalar(@written) . ' names written';
 my @undeclared = grep { !$header{$_} } @written;
