@@ -1,9 +1,9 @@
 /*
  * wa-relayd: what may go now.  Each ready job asks the governor
  * (wa_govern_1 in redis/wa_state.lua), which also paces its number and its
- * recipient in Redis, for every worker that sends for them.  The sender keeps its
- * own copy of each number's pace, so that a number told to wait is not
- * asked about again before its time.
+ * recipient in Redis, for every worker that sends for them.  The sender
+ * keeps its own copy of each number's pace, so that a number told to wait
+ * is not asked about again before its time.
  */
 
 #include <stdio.h>
