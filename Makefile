@@ -240,7 +240,7 @@ consumers: $(CONSUMERS_NODE)/node_modules/ioredis/package.json
 # with those permissions only (a test that cannot, says so: acl => 0)
 test-acl: module $(WORKER)
 	$(RUN_ENV) WA_REDIS_ACL=1 \
-	    prove $(PROVE_ARGS) t/module t/worker t/sender t/faults
+	    prove $(PROVE_ARGS) t/module t/worker t/sender t/faults t/cluster
 
 run: deps
 	$(MAKE) all

@@ -1189,7 +1189,32 @@ local function reach(keys, args)
 end
 
 
+--[[
+FCALL wa_hold_1 0 <prefix> <phone_number_id> <ms> <pace tolerance ms>
+
+Meta said the number is over its throughput (130429): for ms, nothing
+goes for it from any worker.  The number's pace (above) is moved on to
+then, on Redis's clock, so that wa_govern_1 answers {'wait', ms} to every
+sender until it has passed; a later time already there is kept.
+-> ms until the number may send again
+]]
+local function hold(keys, args)
+    P = args[1]
+    local pn = args[2]
+    local wait, tolerance = tonumber(args[3]) or 0, tonumber(args[4]) or 0
+    local tm = redis.call('TIME')
+    local ms = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+    local pk = key('pace', pn)
+    local tat = math.max(tonumber(redis.call('GET', pk) or '') or 0,
+                         ms + wait + tolerance)
+    redis.call('SET', pk, string.format('%.3f', tat), 'PX',
+               math.ceil(tat - ms) + 1000)
+    return math.ceil(tat - tolerance - ms)
+end
+
+
 redis.register_function('wa_apply_1', apply)
 redis.register_function('wa_govern_1', govern)
 redis.register_function('wa_reach_1', reach)
 redis.register_function('wa_sent_1', sent)
+redis.register_function('wa_hold_1', hold)

@@ -23,7 +23,10 @@ static const wa_reply_prefix_t  wa_reply_prefixes[] = {
     { "MOVED ", WA_REPLY_MOVED },
     { "ASK ", WA_REPLY_ASK },
     { "TRYAGAIN", WA_REPLY_TRYAGAIN },
-    { "CLUSTERDOWN", WA_REPLY_CLUSTERDOWN }
+    { "CLUSTERDOWN", WA_REPLY_CLUSTERDOWN },
+    { "ERR unknown subcommand", WA_REPLY_UNKNOWN },
+    { "ERR Unknown subcommand", WA_REPLY_UNKNOWN },      /* Redis 6 */
+    { "ERR unknown command", WA_REPLY_UNKNOWN }
 };
 
 /* inside another error too (a function's call of an unloaded one) */
@@ -138,4 +141,28 @@ wa_reply_redirect(const char *err, size_t len, wa_redirect_t *to)
     to->host_len = (size_t) (colon - to->host);
 
     return 0;
+}
+
+
+redisReply *
+wa_reply_field(const redisReply *pairs, const char *name)
+{
+    size_t  i, len;
+
+    if (pairs == NULL || pairs->type != REDIS_REPLY_ARRAY) {
+        return NULL;
+    }
+
+    len = strlen(name);
+
+    for (i = 0; i + 1 < pairs->elements; i += 2) {
+        if (pairs->element[i]->type == REDIS_REPLY_STRING
+            && pairs->element[i]->len == len
+            && memcmp(pairs->element[i]->str, name, len) == 0)
+        {
+            return pairs->element[i + 1];
+        }
+    }
+
+    return NULL;
 }

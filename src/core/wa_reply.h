@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include <hiredis/hiredis.h>
+
 typedef enum {
     WA_REPLY_OTHER = 0,     /* an error the call itself answers for */
     WA_REPLY_DENIED,        /* the credentials, or a permission the ACL
@@ -20,7 +22,8 @@ typedef enum {
     WA_REPLY_MOVED,         /* a Cluster's slot served by another node */
     WA_REPLY_ASK,           /* ... moving: asked there, once */
     WA_REPLY_TRYAGAIN,      /* ... half moved: again shortly */
-    WA_REPLY_CLUSTERDOWN    /* ... not served now */
+    WA_REPLY_CLUSTERDOWN,   /* ... not served now */
+    WA_REPLY_UNKNOWN        /* a command or subcommand this Redis lacks */
 } wa_reply_kind_t;
 
 wa_reply_kind_t wa_reply_kind(const char *err, size_t len);
@@ -39,5 +42,12 @@ typedef struct {
  * after the last ':')
  */
 int wa_reply_redirect(const char *err, size_t len, wa_redirect_t *to);
+
+/*
+ * The value after name in a reply of [name, value, ...] (an entry's fields,
+ * HGETALL, an XINFO GROUPS group, a shard of CLUSTER SHARDS), or NULL;
+ * names compare binary-safe
+ */
+redisReply *wa_reply_field(const redisReply *pairs, const char *name);
 
 #endif /* WA_REPLY_H */

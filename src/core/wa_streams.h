@@ -64,6 +64,8 @@ extern const char *wa_stream_names[WA_STREAM_COUNT];
 #define WA_FIELD_KEYWORD               "keyword"
 
 #define WA_KIND_MESSAGE                "message"
+#define WA_KIND_ECHO                   "smb_message_echoes"
+#define WA_KIND_HISTORY                "history"
 
 /*
  * Every other name the normalizer gives a field of its own (messages,

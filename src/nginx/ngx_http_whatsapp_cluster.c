@@ -4,8 +4,9 @@
  *
  * Without whatsapp_redis_cluster there is one link, and it serves every
  * slot.  With it, the configured address is only where the slot map is
- * first asked for: CLUSTER SLOTS, on a link that is up, names the primary
- * of each range of slots, and each primary gets a link of its own.  The
+ * first asked for: CLUSTER SHARDS (SLOTS before Redis 7), on a link that
+ * is up, names the primary of each range of slots, and each primary gets
+ * a link of its own.  The
  * map is asked for again when Redis answers MOVED, when a link goes down
  * (its primary may have failed over to a replica) or comes up without a
  * map, and when a link finds its node is a replica by now; meanwhile a
@@ -35,9 +36,10 @@ typedef struct {
     ngx_uint_t                          nlinks;
     u_char                              map[WA_SLOTS];  /* link + 1 */
     ngx_uint_t                          mapped;         /* slots in map */
-    ngx_uint_t                          asking;         /* CLUSTER SLOTS */
+    ngx_uint_t                          asking;         /* for the map */
     ngx_uint_t                          stale;          /* ask again */
     ngx_uint_t                          maps;           /* maps read */
+    ngx_uint_t                          slots;          /* no SHARDS */
     ngx_event_t                         refresh;
     ngx_msec_t                          backoff;
     ngx_uint_t                          exiting;
@@ -240,10 +242,11 @@ ngx_http_whatsapp_cluster_ask(ngx_event_t *ev)
         return;
     }
 
+    /* CLUSTER SHARDS, or SLOTS where Redis does not know it (wa_slots.h) */
     argv[0] = "CLUSTER";
-    argv[1] = "SLOTS";
+    argv[1] = cl->slots ? WA_SLOTS_FALLBACK : WA_SLOTS_ASK;
     lens[0] = 7;
-    lens[1] = 5;
+    lens[1] = ngx_strlen(argv[1]);
 
     /* from a link that is up: the first after the last one asked */
     for (n = 0; n < cl->nlinks; n++) {
@@ -311,14 +314,14 @@ ngx_http_whatsapp_cluster_link(ngx_str_t *addr, ngx_int_t port)
 }
 
 
-/* a map being built from CLUSTER SLOTS: each slot's link + 1 */
+/* a map being built from the slot map's reply: each slot's link + 1 */
 typedef struct {
     u_char                       *map;
     ngx_uint_t                    mapped;
 } ngx_http_whatsapp_map_t;
 
 
-/* a range of CLUSTER SLOTS (wa_slots.h): its slots to its primary's link */
+/* a range of the slot map (wa_slots.h): its slots to its primary's link */
 static int
 ngx_http_whatsapp_cluster_range(unsigned start, unsigned end,
     const char *host, size_t host_len, unsigned port, void *data)
@@ -346,8 +349,36 @@ ngx_http_whatsapp_cluster_range(unsigned start, unsigned end,
 
 
 /*
- * CLUSTER SLOTS: [[start, end, [ip, port, id, ...], replicas...], ...].
- * The map is built anew; a reply that makes no sense leaves the old one.
+ * No map in the reply: asked again after the backoff, or at once with
+ * CLUSTER SLOTS where Redis (before 7) does not know CLUSTER SHARDS
+ */
+static void
+ngx_http_whatsapp_cluster_unread(ngx_http_whatsapp_cluster_t *cl,
+    redisReply *rr)
+{
+    if (rr && rr->type == REDIS_REPLY_ERROR && !cl->slots
+        && wa_reply_kind(rr->str, rr->len) == WA_REPLY_UNKNOWN)
+    {
+        ngx_log_error(NGX_LOG_INFO, cl->cycle->log, 0,
+                      "whatsapp redis: no CLUSTER SHARDS (%s): CLUSTER "
+                      "SLOTS instead", rr->str);
+        cl->slots = 1;
+        ngx_add_timer(&cl->refresh, 1);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, cl->cycle->log, 0,
+                  "whatsapp redis: CLUSTER %s failed: %s",
+                  cl->slots ? WA_SLOTS_FALLBACK : WA_SLOTS_ASK,
+                  rr && rr->type == REDIS_REPLY_ERROR ? rr->str : "no reply");
+    ngx_add_timer(&cl->refresh, cl->backoff);
+    cl->backoff = ngx_min(cl->backoff * 2, cl->wmcf->redis.backoff_max);
+}
+
+
+/*
+ * CLUSTER SHARDS or SLOTS (wa_slots.h): the map is built anew; a reply
+ * that makes no sense leaves the old one.
  */
 static void
 ngx_http_whatsapp_cluster_slots(redisAsyncContext *ac, void *reply,
@@ -367,12 +398,7 @@ ngx_http_whatsapp_cluster_slots(redisAsyncContext *ac, void *reply,
     }
 
     if (rr == NULL || rr->type != REDIS_REPLY_ARRAY) {
-        ngx_log_error(NGX_LOG_ERR, cl->cycle->log, 0,
-                      "whatsapp redis: CLUSTER SLOTS failed: %s",
-                      rr && rr->type == REDIS_REPLY_ERROR
-                      ? rr->str : "no reply");
-        ngx_add_timer(&cl->refresh, cl->backoff);
-        cl->backoff = ngx_min(cl->backoff * 2, cl->wmcf->redis.backoff_max);
+        ngx_http_whatsapp_cluster_unread(cl, rr);
         return;
     }
 

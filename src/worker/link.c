@@ -236,7 +236,7 @@ wa_link_ask_sentinels(wa_link_t *l)
 }
 
 
-/* a range of CLUSTER SLOTS (wa_slots.h): its primary, if it serves ours */
+/* a range of the slot map (wa_slots.h): its primary, if it serves ours */
 static int
 wa_link_range(unsigned start, unsigned end, const char *host,
     size_t host_len, unsigned port, void *data)
@@ -258,7 +258,7 @@ wa_link_range(unsigned start, unsigned end, const char *host,
 
 
 /*
- * The primary serving the link's slot in a CLUSTER SLOTS reply (with no
+ * The primary serving the link's slot in a slot map's reply (with no
  * slot, the first primary named): 0, or -1
  */
 static int
@@ -280,8 +280,30 @@ wa_link_slot_owner(wa_link_t *l, const redisReply *r)
 
 
 /*
+ * CLUSTER SHARDS, or SLOTS where Redis does not know it (wa_slots.h): the
+ * reply, or NULL when the connection broke
+ */
+static redisReply *
+wa_link_slot_map(redisContext *c)
+{
+    redisReply  *r;
+
+    r = redisCommand(c, "CLUSTER " WA_SLOTS_ASK);
+
+    if (r && r->type == REDIS_REPLY_ERROR
+        && wa_reply_kind(r->str, r->len) == WA_REPLY_UNKNOWN)
+    {
+        freeReplyObject(r);
+        r = redisCommand(c, "CLUSTER " WA_SLOTS_FALLBACK);
+    }
+
+    return r;
+}
+
+
+/*
  * With --cluster, the primary serving the link's slot, asked of each node
- * named in turn (CLUSTER SLOTS, authenticated when there is a password):
+ * named in turn (CLUSTER SHARDS, authenticated when there is a password):
  * asked again whenever the link breaks, as MOVED breaks it.  0, or -1.
  */
 static int
@@ -312,7 +334,7 @@ wa_link_ask_cluster(wa_link_t *l)
             if (r) {
                 freeReplyObject(r);
             }
-            r = redisCommand(c, "CLUSTER SLOTS");
+            r = wa_link_slot_map(c);
         }
 
         found = (r && wa_link_slot_owner(l, r) == 0);
@@ -717,30 +739,6 @@ wa_link_counters(wa_link_t *l, const char *key, const char **names,
     if (r) {
         freeReplyObject(r);
     }
-}
-
-
-redisReply *
-wa_reply_field(const redisReply *pairs, const char *name)
-{
-    size_t  i, len;
-
-    if (pairs == NULL || pairs->type != REDIS_REPLY_ARRAY) {
-        return NULL;
-    }
-
-    len = strlen(name);
-
-    for (i = 0; i + 1 < pairs->elements; i += 2) {
-        if (pairs->element[i]->type == REDIS_REPLY_STRING
-            && pairs->element[i]->len == len
-            && memcmp(pairs->element[i]->str, name, len) == 0)
-        {
-            return pairs->element[i + 1];
-        }
-    }
-
-    return NULL;
 }
 
 

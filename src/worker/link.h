@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 #include "options.h"
+#include "wa_reply.h"
 
 #define WA_ARGS_MAX  32
 
@@ -91,11 +92,6 @@ int wa_link_read_to_pong(wa_link_t *l);
 void wa_link_counters(wa_link_t *l, const char *key, const char **names,
     const long long *v, int n);
 
-/*
- * The value after name in a reply of [name, value, ...] (an entry's fields,
- * HGETALL, an XINFO GROUPS group), or NULL; names compare binary-safe
- */
-redisReply *wa_reply_field(const redisReply *pairs, const char *name);
 
 /* a reply that is an error, or none: logs what and returns 1 */
 int wa_link_failed(wa_link_t *l, redisReply *r, const char *what);

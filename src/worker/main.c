@@ -4,8 +4,8 @@
  * in Redis (docs/state.md).
  *
  * The work is done by services (service.h), a thread and a Redis link
- * each: per partition a consumer (consumer.c) and a sender (--token-file,
- * sender.c); the media fetcher (--media-dir, media.c).  Without
+ * each: per partition a consumer (consumer.c), a sender (--token-file,
+ * sender.c) and a media fetcher (--media-dir, media.c).  Without
  * --partitions the process has one partition, the single-instance layout;
  * with --cluster each service talks to the node that serves its
  * partition.  The metrics server (--metrics, metrics.c) has threads of its
@@ -151,7 +151,7 @@ publish(const wa_options_t *o, const wa_part_t *parts)
 
 /*
  * The services, in the order they stop the other way round: the senders
- * and the media fetcher, then the consumers (the first to stop, so that
+ * and the media fetchers, then the consumers (the first to stop, so that
  * what they apply last is still sent).
  */
 static int
@@ -168,10 +168,12 @@ start(const wa_options_t *o, const wa_part_t *parts, long n,
         }
     }
 
-    /* options refuse it with partitions: it reads the one there is */
-    if (wa_media_start(o, &parts[0]) != 0) {
-        wa_log(WA_LOG_ERROR, "cannot start the media fetcher");
-        return -1;
+    for (p = 0; p < n; p++) {
+        if (wa_media_start(o, &parts[p]) != 0) {
+            wa_log(WA_LOG_ERROR, "cannot start the media fetcher of %s",
+                   parts[p].prefix);
+            return -1;
+        }
     }
 
     for (p = 0; p < n; p++) {

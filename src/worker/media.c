@@ -46,7 +46,17 @@ in_hand(wa_media_t *m, const char *id)
 }
 
 
-/* an inbound message with a media id becomes a job; 1 if it did */
+/* a message of any origin: inbound, an echo of the app, the history */
+static int
+media_kind(const redisReply *kind)
+{
+    return strcmp(kind->str, WA_KIND_MESSAGE) == 0
+           || strcmp(kind->str, WA_KIND_ECHO) == 0
+           || strcmp(kind->str, WA_KIND_HISTORY) == 0;
+}
+
+
+/* a message with a media id becomes a job; 1 if it did */
 static int
 media_take_one(wa_media_t *m, redisReply *e)
 {
@@ -57,7 +67,7 @@ media_take_one(wa_media_t *m, redisReply *e)
     kind = wa_reply_field(f, WA_FIELD_KIND);
     media_id = wa_reply_field(f, "media_id");
 
-    if (kind == NULL || strcmp(kind->str, WA_KIND_MESSAGE) != 0
+    if (kind == NULL || !media_kind(kind)
         || media_id == NULL || media_id->len == 0
         || e->element[0]->len >= sizeof(j->id))
     {
@@ -352,6 +362,10 @@ wa_media_start(const wa_options_t *o, const wa_part_t *part)
         return -1;
     }
 
+    if (part->index == 0) {
+        wa_media_tmp_clean(o->media_dir);
+    }
+
     m = calloc(1, sizeof(wa_media_t));
     if (m == NULL) {
         return -1;
@@ -378,16 +392,18 @@ wa_media_start(const wa_options_t *o, const wa_part_t *part)
     }
 
     /* transfers in flight are cut short when stopped: entries stay pending */
-    wa_service_init(&m->service, "media", NULL, &wa_media_hooks, m, &m->link,
-                    o->stats_interval_ms);
+    wa_service_init(&m->service, "media",
+                    part->count > 1 ? part->prefix : NULL, &wa_media_hooks,
+                    m, &m->link, o->stats_interval_ms);
 
     if (wa_service_start(&m->service) != 0) {
         media_free(m);
         return -1;
     }
 
-    wa_log(WA_LOG_INFO, "media: on, into %s, %ld at once, up to %ld bytes",
-           o->media_dir, o->media_concurrency, o->media_max_bytes);
+    wa_log(WA_LOG_INFO, "%s: on, into %s, %ld at once, up to %ld bytes",
+           m->service.name, o->media_dir, o->media_concurrency,
+           o->media_max_bytes);
 
     return 0;
 }

@@ -1,11 +1,14 @@
 /*
  * wa-relayd: the media fetcher (--media-dir), a service of its own.  It
- * reads <prefix>:messages in a group of its own, and for every inbound
- * image, video, audio, document or sticker resolves the media id through
+ * reads <prefix>:messages in a group of its own, and for every image,
+ * video, audio, document or sticker of a message (inbound, an echo of the
+ * business app, the history) resolves the media id through
  * the Graph API, downloads the file with the token, checks Meta's SHA-256,
  * stores it under its own digest and appends an entry to <prefix>:media
  * (docs/media.md).  media.c: the service and the stream; media_job.c: one
- * file's requests; media_store.c: the file on disk and in Redis.
+ * file's requests; media_store.c: the file on disk and in Redis;
+ * media_tmp.c: the temporary files.  With partitions, a fetcher per
+ * partition reads its messages and keeps its media keys there.
  */
 
 #ifndef WA_MEDIA_H
@@ -101,6 +104,13 @@ void wa_media_job_free(wa_media_job_t *j);
 
 /* media_job.c: a job done with (or given up for now): out of the list */
 void wa_media_forget(wa_media_t *m, wa_media_job_t *j);
+
+/*
+ * media_tmp.c: a download's temporary name; those of this host's workers
+ * that are gone, removed (at start)
+ */
+void wa_media_tmp_name(wa_media_t *m, char *buf, size_t size);
+void wa_media_tmp_clean(const char *media_dir);
 
 /* media_store.c: what becomes of a job in Redis and on disk */
 int wa_media_known(wa_media_t *m, wa_media_job_t *j);

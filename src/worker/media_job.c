@@ -73,8 +73,7 @@ job_reset(wa_media_job_t *j)
 static int
 job_open(wa_media_t *m, wa_media_job_t *j)
 {
-    snprintf(j->tmp, sizeof(j->tmp), "%s/tmp/%ld-%lu", m->o->media_dir,
-             (long) getpid(), ++m->tmp_seq);
+    wa_media_tmp_name(m, j->tmp, sizeof(j->tmp));
 
     j->fp = fopen(j->tmp, "wb");
     if (j->fp == NULL) {

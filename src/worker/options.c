@@ -172,13 +172,14 @@ static const wa_option_t  wa_options[] = {
       "serve /metrics, /healthz and the dashboard at / on ADDR:PORT "
       "(docs/metrics.md)" },
     { "media-dir", "WA_MEDIA_DIR", NULL, STR(media_dir),
-      "fetch inbound media into this directory (needs --token-file; "
-      "docs/media.md)" },
+      "fetch the media of messages into this directory (needs "
+      "--token-file; docs/media.md)" },
     { "media-max-bytes", "WA_MEDIA_MAX_BYTES", "104857600",
       NUM(media_max_bytes, 1, LONG_MAX),
       "a larger media file is not fetched: in <prefix>:dead" },
     { "media-concurrency", "WA_MEDIA_CONCURRENCY", "4",
-      NUM(media_concurrency, 1, 1000), "media files fetched at once" },
+      NUM(media_concurrency, 1, 1000),
+      "media files fetched at once, per partition" },
     { "media-attempts", "WA_MEDIA_ATTEMPTS", "5",
       NUM(media_attempts, 1, 1000),
       "attempts at a media file before it is given up" },
@@ -544,13 +545,6 @@ options_check(const wa_options_t *o)
     if (o->cluster && (o->sentinel || o->db)) {
         fprintf(stderr, "wa-relayd: --cluster uses database 0 and no "
                 "sentinels: a Redis Cluster has neither\n");
-        return -1;
-    }
-
-    if (o->partitions > 1 && o->media_dir) {
-        fprintf(stderr, "wa-relayd: the media fetcher reads one partition; "
-                "run it in a wa-relayd of --partitions 1 beside one Redis "
-                "(docs/scaling.md)\n");
         return -1;
     }
 

@@ -110,6 +110,7 @@ int wa_sender_exec(wa_sender_t *s, int n);
 void wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf,
     size_t size);
 void wa_sender_count(const char *outcome, const char *why);
+int wa_sender_hold(wa_sender_t *s, const char *number, long long wait);
 
 /* sender_deferred.c: the deferred set */
 typedef struct {

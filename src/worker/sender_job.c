@@ -278,6 +278,10 @@ job_done(wa_sender_t *s, wa_job_t *j, long status, CURLcode cc)
         if (res.verdict == WA_RETRY_NUMBER) {
             wa_pace_hold(&s->numbers, j->out.phone_number_id,
                          wa_clock_ms() + wait);
+
+            if (wa_sender_hold(s, j->out.phone_number_id, wait) != 0) {
+                return -1;
+            }
         }
 
         return wa_job_defer(s, j, wa_clock_wall_ms() + wait, res.reason);

@@ -79,3 +79,45 @@ wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf, size_t size)
 {
     snprintf(buf, size, "%s:idem:%s", s->part->prefix, key);
 }
+
+
+/*
+ * Meta's 130429: the number is over its throughput.  Held in Redis for
+ * wait ms (wa_hold_1), so that every wa-relayd sending for it waits too,
+ * not only this one; a failure is logged, the local hold still stands.
+ */
+int
+wa_sender_hold(wa_sender_t *s, const char *number, long long wait)
+{
+    char         tolerance[32];
+    wa_args_t    a;
+    redisReply  *r;
+
+    snprintf(tolerance, sizeof(tolerance), "%.3f", s->tolerance);
+    wa_args(&a, "FCALL", "wa_hold_1", "0", s->part->prefix, number, NULL);
+    wa_args_ll(&a, wait);
+    wa_args_add(&a, tolerance);
+
+    r = wa_link_call(&s->link, &a);
+
+    if (r && wa_link_not_loaded(r)) {
+        /* a Redis restarted without its functions: loaded, asked again */
+        freeReplyObject(r);
+        r = wa_link_load_functions(&s->link) == 0
+            ? wa_link_call(&s->link, &a) : NULL;
+    }
+
+    if (r == NULL) {
+        return -1;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        wa_log(WA_LOG_ERROR, "sender: the hold of %s not kept in Redis: %s",
+               number, r->str);
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+

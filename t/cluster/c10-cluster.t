@@ -23,7 +23,7 @@ use WaPartition;
 my $PARTS = 12;
 my $NUMBERS = 200;
 
-my $t = WaTest->new(acl => 0);
+my $t = WaTest->new;
 my $d = $t->dir;
 my $c = WaCluster->new($t, primaries => 3, replicas => 1);
 my @nodes = $c->ports;

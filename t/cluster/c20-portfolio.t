@@ -17,7 +17,7 @@ my $PARTS = 12;
 my @prefix = prefixes($PARTS);
 sub part_of { WaPartition::part_of($_[0], $PARTS) }
 
-my $t = WaTest->new(acl => 0);
+my $t = WaTest->new;
 my $c = WaCluster->new($t, primaries => 3, replicas => 0);
 my @nodes = $c->ports;
 my $seeds = join ',', map { "127.0.0.1:$_" } @nodes;

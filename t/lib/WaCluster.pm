@@ -22,7 +22,7 @@ sub new {
         push @{ $self->{ports} }, WaTest::free_port();
     }
     $t->{cluster_ports} = $self->{ports};
-    $self->start_node($_) for @{ $self->{ports} };
+    $self->start_node($_) for $self->ports;
     $self->create;
     return $self;
 }
@@ -41,7 +41,10 @@ sub start_node {
               '--cluster-config-file', "$dir/nodes.conf",
               '--cluster-node-timeout', 2000,
               # a primary that lost its replica keeps serving its slots
-              '--cluster-require-full-coverage', 'no');
+              '--cluster-require-full-coverage', 'no',
+              # the ACL users of docs/redis.md, on every node (make
+              # test-acl), from its start: a node restarted has them too
+              ($t->{acl} ? $t->acl_args : ()));
     WaTest::wait_port($port) or croak "redis node $port did not start";
 }
 

@@ -247,25 +247,44 @@ sub acl_rules {
     my $doc = File::Spec->rel2abs(dirname(__FILE__) . '/../../docs/redis.md');
     open my $fh, '<', $doc or croak "$doc: $!";
     my %rules;
+    local $_;
     while (<$fh>) {
         $rules{$1} = [ split ' ', $2 ] if /^ACL SETUSER (\S+) (.*)$/;
     }
     return \%rules;
 }
 
-# acl_users(user => '+cmd'): the users again, that one without the rule
-sub acl_users {
+# each user's rules with its password (written to redis-<user>-password);
+# drop => { user => '+cmd' }: that user without the rule
+sub acl_of {
     my ($self, %drop) = @_;
     my $rules = $self->acl_rules;
+    my %of;
     for my $user (sort keys %$rules) {
         my $pw = "$user-password";
         $self->write_file("redis-$user-password", $pw, 0600);
-        my @r = map { $_ eq '>PASSWORD' ? ">$pw" : $_ }
-                grep { !$drop{$user} || $_ ne $drop{$user} }
-                @{ $rules->{$user} };
-        my $ok = $self->redis('ACL', 'SETUSER', $user, @r);
+        $of{$user} = [ map { $_ eq '>PASSWORD' ? ">$pw" : $_ }
+                       grep { !$drop{$user} || $_ ne $drop{$user} }
+                       @{ $rules->{$user} } ];
+    }
+    return \%of;
+}
+
+# acl_users(user => '+cmd'): the users again, that one without the rule
+sub acl_users {
+    my ($self, %drop) = @_;
+    my $of = $self->acl_of(%drop);
+    for my $user (sort keys %$of) {
+        my $ok = $self->redis('ACL', 'SETUSER', $user, @{ $of->{$user} });
         croak "ACL SETUSER $user: $ok" unless ($ok // '') eq 'OK';
     }
+}
+
+# the users as redis-server's arguments: a node has them from its start
+sub acl_args {
+    my ($self) = @_;
+    my $of = $self->acl_of;
+    return map { ('--user', $_, @{ $of->{$_} }) } sort keys %$of;
 }
 
 sub stop_redis {

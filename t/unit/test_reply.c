@@ -35,6 +35,13 @@ START_TEST(kinds_as_redis_words_them)
                           "of slot"), WA_REPLY_TRYAGAIN);
     ck_assert_int_eq(kind("CLUSTERDOWN The cluster is down"),
                      WA_REPLY_CLUSTERDOWN);
+    ck_assert_int_eq(kind("ERR unknown subcommand 'SHARDS'. Try CLUSTER "
+                          "HELP."), WA_REPLY_UNKNOWN);
+    ck_assert_int_eq(kind("ERR Unknown subcommand or wrong number of "
+                          "arguments for 'SHARDS'. Try CLUSTER HELP."),
+                     WA_REPLY_UNKNOWN);
+    ck_assert_int_eq(kind("ERR unknown command 'FCALL', with args "
+                          "beginning with: "), WA_REPLY_UNKNOWN);
 
     /* the errors a call answers for itself */
     ck_assert_int_eq(kind("OOM command not allowed when used memory > "

@@ -1,4 +1,7 @@
-/* wa-relay: unit tests of CLUSTER SLOTS, read (src/core/wa_slots.c). */
+/*
+ * wa-relay: unit tests of the slot map, read from CLUSTER SHARDS and
+ * CLUSTER SLOTS (src/core/wa_slots.c).
+ */
 
 #include <stdio.h>
 #include <string.h>
@@ -121,6 +124,115 @@ START_TEST(nonsense_skipped)
 END_TEST
 
 
+/* a RESP reply written piece by piece: arrays, bulk strings, integers */
+static char    resp[4096];
+
+static void
+put_array(int n)
+{
+    size_t  len = strlen(resp);
+
+    snprintf(resp + len, sizeof(resp) - len, "*%d\r\n", n);
+}
+
+static void
+put_bulk(const char *s)
+{
+    size_t  len = strlen(resp);
+
+    snprintf(resp + len, sizeof(resp) - len, "$%zu\r\n%s\r\n", strlen(s), s);
+}
+
+static void
+put_int(long n)
+{
+    size_t  len = strlen(resp);
+
+    snprintf(resp + len, sizeof(resp) - len, ":%ld\r\n", n);
+}
+
+
+/* a node of CLUSTER SHARDS, as Redis 7.0 describes it */
+static void
+put_node(const char *ip, long port, const char *role, const char *health)
+{
+    put_array(14);
+    put_bulk("id");
+    put_bulk(ID);
+    put_bulk("port");
+    put_int(port);
+    put_bulk("ip");
+    put_bulk(ip);
+    put_bulk("endpoint");
+    put_bulk(ip);
+    put_bulk("role");
+    put_bulk(role);
+    put_bulk("replication-offset");
+    put_int(1234);
+    put_bulk("health");
+    put_bulk(health);
+}
+
+
+/* the shards' primaries that are online, each range of theirs */
+START_TEST(shards_read)
+{
+    ranges_t     r;
+    redisReply  *rr;
+
+    resp[0] = '\0';
+    put_array(3);
+
+    /* two ranges, a replica named before the primary */
+    put_array(4);
+    put_bulk("slots");
+    put_array(4);
+    put_int(0);
+    put_int(5460);
+    put_int(10923);
+    put_int(16383);
+    put_bulk("nodes");
+    put_array(2);
+    put_node("127.0.0.1", 7003, "replica", "online");
+    put_node("127.0.0.1", 7000, "master", "online");
+
+    /* its primary failed, its replica not promoted yet: no primary */
+    put_array(4);
+    put_bulk("slots");
+    put_array(2);
+    put_int(5461);
+    put_int(10922);
+    put_bulk("nodes");
+    put_array(2);
+    put_node("127.0.0.1", 7001, "master", "failed");
+    put_node("127.0.0.1", 7004, "replica", "online");
+
+    /* a shard with no slots */
+    put_array(4);
+    put_bulk("slots");
+    put_array(0);
+    put_bulk("nodes");
+    put_array(1);
+    put_node("::1", 7002, "master", "online");
+
+    rr = parse(resp);
+
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(wa_slots_each(rr, each, &r), 2);
+    ck_assert_str_eq(r.seen, "0-5460 127.0.0.1:7000;"
+                             "10923-16383 127.0.0.1:7000;");
+
+    /* the callback stops the walk inside a shard too */
+    memset(&r, 0, sizeof(r));
+    r.stop_after = 1;
+    ck_assert_int_eq(wa_slots_each(rr, each, &r), 1);
+    ck_assert_str_eq(r.seen, "0-5460 127.0.0.1:7000;");
+
+    freeReplyObject(rr);
+}
+END_TEST
+
+
 Suite *
 slots_suite(void)
 {
@@ -131,6 +243,7 @@ slots_suite(void)
     tc = tcase_create("cluster slots");
     tcase_add_test(tc, ranges_and_primaries);
     tcase_add_test(tc, nonsense_skipped);
+    tcase_add_test(tc, shards_read);
     suite_add_tcase(s, tc);
 
     return s;
