@@ -1,5 +1,6 @@
-# SIGTERM in every layout: one Redis (sender, media fetcher and metrics
-# on), partitions on one Redis, partitions on a Redis Cluster.  Each time
+# SIGTERM in every layout, the sender, the media fetcher and the metrics
+# on: one Redis, partitions on one Redis, partitions on a Redis Cluster.
+# Each time
 # the worker is stopped with requests to the Graph API in flight (and in
 # the first, a media download): the senders finish theirs, the download is
 # cut short and its entry stays pending, every service says it stopped,
@@ -40,7 +41,7 @@ sub start {
                                 'pair-interval-ms' => 0,
                                 'stats-interval-ms' => 100,
                                 metrics => '127.0.0.1:' . WaTest::free_port(),
-                                @flags);
+                                'media-dir' => $t->dir . '/store', @flags);
     return ($name, $reports);
 }
 
@@ -72,6 +73,8 @@ sub stopped_well {
     is $n, $parts, "$layout: $parts consumer(s) said they stopped";
     $n = () = $log =~ /sender(?: of \S+)?: stopped$/mg;
     is $n, $parts, "$layout: $parts sender(s) said they stopped";
+    $n = () = $log =~ /media(?: of \S+)?: stopped$/mg;
+    is $n, $parts, "$layout: $parts media fetcher(s) said they stopped";
     like $log, qr/wa-relayd stopped\s*\z/, "$layout: the process last";
     my @reports = glob "$reports/*";
     is scalar @reports, 0, "$layout: no sanitizer report"
@@ -100,7 +103,7 @@ subtest 'one Redis: sender, media fetcher and metrics' => sub {
     $g->media('M1', 'x' x 4096);
     $g->rules([ { path => '/messages$', delay_ms => 5000 },
                 { path => '^/media-file/M1', delay_ms => 60000 } ]);
-    my ($name, $reports) = start($t, $g, 'media-dir' => $t->dir . '/store');
+    my ($name, $reports) = start($t, $g);
 
     # the fetcher's group starts at the end of the stream: made first
     ok $t->wait_for(sub {
@@ -127,7 +130,6 @@ subtest 'one Redis: sender, media fetcher and metrics' => sub {
     my $end = term($t, $name);
     stopped_well($t, 'one Redis', $end, $reports, 1);
     is sent_of($t, 'wa', \@ids), $K, "the $K requests in flight finished";
-    like $t->worker_log, qr/^.*media: stopped$/m, 'the media fetcher stopped';
     my $pending = $t->redis('XPENDING', 'wa:messages', 'wa-relayd:media');
     is ref $pending ? $pending->[0] : $pending, 1,
        'the download cut short: its entry still pending'
