@@ -23,12 +23,8 @@ sub part_of { WaPartition::part_of($_[0], $PARTS) }
 my $t = WaTest->new;
 my $c = WaCluster->new($t, primaries => 3, replicas => 0);
 my @nodes = $c->ports;
-my $seeds = join ',', map { "127.0.0.1:$_" } @nodes;
-$t->start_nginx(redis => "127.0.0.1:$nodes[0]",
-                http => "whatsapp_redis_cluster on;\n"
-                        . "    whatsapp_partitions $PARTS;");
-ok $t->wait_log(qr/cluster map read: 16384 of 16384 slots served/),
-   'nginx read the slot map';
+my $seeds = $c->seeds;
+$c->start_nginx($PARTS);
 
 my $g = FakeGraph->new(dir => $t->dir);
 my $graph = $g->start;
@@ -41,12 +37,7 @@ my @worker = (cluster => $seeds, partitions => $PARTS,
 $t->start_worker(@worker, consumer => 'w1');
 
 # a command on the node serving a partition's slot
-sub on {
-    my ($prefix, @cmd) = @_;
-    local $t->{redis_port} = $c->slot_owner(
-        $c->cli($nodes[0], 'CLUSTER', 'KEYSLOT', $prefix));
-    return $t->redis(@cmd);
-}
+sub on { $c->on(@_) }
 sub groups_of {
     my ($prefix) = @_;
     my $g = on($prefix, 'XINFO', 'GROUPS', "$prefix:messages");

@@ -29,6 +29,31 @@ sub new {
 
 sub ports { @{ $_[0]{ports} } }
 
+# the nodes as --cluster wants them: host:port,...
+sub seeds { join ',', map { "127.0.0.1:$_" } $_[0]->ports }
+
+# nginx with the module on the cluster, in $parts partitions, once it has
+# read the slot map (a test's first check)
+sub start_nginx {
+    my ($self, $parts) = @_;
+    my $t = $self->{t};
+    $t->start_nginx(redis => '127.0.0.1:' . ($self->ports)[0],
+                    http => "whatsapp_redis_cluster on;\n"
+                            . "    whatsapp_partitions $parts;");
+    Test::More::ok($t->wait_log(
+        qr/cluster map read: 16384 of 16384 slots served/),
+        'nginx read the slot map');
+}
+
+# a command on the node serving the slot of a key (or a partition's
+# prefix), its reply decoded as $t->redis does
+sub on {
+    my ($self, $key, @cmd) = @_;
+    local $self->{t}{redis_port} = $self->slot_owner(
+        $self->cli(($self->ports)[0], 'CLUSTER', 'KEYSLOT', $key));
+    return $self->{t}->redis(@cmd);
+}
+
 sub start_node {
     my ($self, $port) = @_;
     my $t = $self->{t};
