@@ -373,6 +373,7 @@ wa_media_start(const wa_options_t *o, const wa_part_t *part)
 
     m->o = o;
     m->part = part;
+    wa_media_host(m->host, sizeof(m->host));
     snprintf(m->group, sizeof(m->group), "%s:media", o->group);
     snprintf(m->messages, sizeof(m->messages), "%s:%s", part->prefix,
              wa_stream_names[WA_STREAM_MESSAGES]);

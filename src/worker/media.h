@@ -86,6 +86,7 @@ typedef struct {
     long                 njobs;
     long long            next_claim;
     unsigned long        tmp_seq;
+    char                 host[256];     /* temp names start with it */
     char                 group[256];
     char                 messages[256];
     char                 media[256];
@@ -109,6 +110,7 @@ void wa_media_forget(wa_media_t *m, wa_media_job_t *j);
  * media_tmp.c: a download's temporary name; those of this host's workers
  * that are gone, removed (at start)
  */
+void wa_media_host(char *buf, size_t size);
 void wa_media_tmp_name(wa_media_t *m, char *buf, size_t size);
 void wa_media_tmp_clean(const char *media_dir);
 

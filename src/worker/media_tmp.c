@@ -21,8 +21,8 @@
 
 
 /* this host's name, as temp names start with it (no dot: it separates) */
-static void
-media_host(char *buf, size_t size)
+void
+wa_media_host(char *buf, size_t size)
 {
     char  *dot;
 
@@ -42,10 +42,7 @@ media_host(char *buf, size_t size)
 void
 wa_media_tmp_name(wa_media_t *m, char *buf, size_t size)
 {
-    char  host[256];
-
-    media_host(host, sizeof(host));
-    snprintf(buf, size, "%s/tmp/%s.%ld.%u.%lu", m->o->media_dir, host,
+    snprintf(buf, size, "%s/tmp/%s.%ld.%u.%lu", m->o->media_dir, m->host,
              (long) getpid(), m->part->index, ++m->tmp_seq);
 }
 
@@ -85,7 +82,7 @@ wa_media_tmp_clean(const char *media_dir)
     struct dirent  *e;
 
     snprintf(tmp, sizeof(tmp), "%s/tmp", media_dir);
-    media_host(host, sizeof(host));
+    wa_media_host(host, sizeof(host));
 
     d = opendir(tmp);
     if (d == NULL) {

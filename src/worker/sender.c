@@ -219,20 +219,16 @@ drop_ready(void *data)
 static int
 take_due(wa_sender_t *s)
 {
-    long       i, n, room;
-    wa_due_t  *due;
+    long      i, n, room;
+    wa_due_t  due[WA_DUE_MAX];
 
     room = 2 * s->o->max_inflight - s->nready;
     if (room <= 0) {
         return 0;
     }
 
-    due = malloc(room * sizeof(wa_due_t));
-    if (due == NULL) {
-        return -1;
-    }
-
-    n = wa_deferred_take(s, due, room);
+    /* the rest come next turn */
+    n = wa_deferred_take(s, due, room < WA_DUE_MAX ? room : WA_DUE_MAX);
 
     for (i = 0; i < n; i++) {
         if (wa_job_add(s, due[i].id, due[i].fields, 0) != 0) {
@@ -240,11 +236,9 @@ take_due(wa_sender_t *s)
                 json_decref(due[i].fields);
             }
 
-            n = -1;
+            return -1;
         }
     }
-
-    free(due);
 
     return n < 0 ? -1 : 0;
 }

@@ -112,7 +112,9 @@ void wa_sender_idem_key(wa_sender_t *s, const char *key, char *buf,
 void wa_sender_count(const char *outcome, const char *why);
 int wa_sender_hold(wa_sender_t *s, const char *number, long long wait);
 
-/* sender_deferred.c: the deferred set */
+/* sender_deferred.c: the deferred set, taken back WA_DUE_MAX at a time */
+#define WA_DUE_MAX  64
+
 typedef struct {
     char                 id[64];
     json_t              *fields;
